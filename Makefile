@@ -1,0 +1,50 @@
+# Everyday targets. `make demo` and `make test` are the two commands the README promises.
+.PHONY: all build test lint fmt crd demo demo-down cluster cluster-down control-plane emulator clean
+
+CLUSTER_DIR ?= $(CURDIR)/target/cluster
+
+all: build
+
+build:
+	cargo build --locked --bins
+
+## test: every tier (unit, client, reconciler, end-to-end against a real control plane)
+test:
+	tools/run-tests.sh
+
+## lint: formatting and clippy, as CI runs them
+lint:
+	cargo fmt --all --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## crd: regenerate the committed CRD from the Rust types
+crd:
+	cargo run --quiet --locked -- crd > crds/streamingconnection.yaml
+
+## demo: control plane + emulator + operator + examples, left running (stop with `make demo-down`)
+demo:
+	tools/demo.sh up
+
+demo-down:
+	tools/demo.sh down
+
+## cluster: start a local control plane in the background; cluster-down stops it
+cluster:
+	tools/cluster.sh up $(CLUSTER_DIR)
+
+cluster-down:
+	tools/cluster.sh down $(CLUSTER_DIR)
+
+## control-plane: build (or find) kube-apiserver, kube-controller-manager, etcd and kubectl
+control-plane:
+	tools/build-control-plane.sh
+
+## emulator: run aep-emulator in the foreground on 127.0.0.1:8080
+emulator:
+	cargo run --locked --bin aep-emulator
+
+clean:
+	cargo clean

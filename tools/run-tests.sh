@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test tier: unit, client (emulator in-process), reconciler (mocked API server), then end to end
+# against a real kube-apiserver + etcd + kube-controller-manager. Used by `make test` and `.ci/run`.
+#
+# With AEP_E2E_KUBECONFIG set, the end-to-end tests use that cluster; otherwise a fresh one is started
+# in target/cluster-test and always stopped afterwards, whether the tests pass or fail.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== tiers 1-3: unit, client and reconciler tests"
+cargo test --locked --all-targets
+
+echo "== tier 4: end-to-end tests against a real control plane"
+cargo build --locked --bins
+if [[ -z ${AEP_E2E_KUBECONFIG:-} ]]; then
+  cluster_dir=$PWD/target/cluster-test
+  trap 'tools/cluster.sh down "$cluster_dir" || true' EXIT
+  tools/cluster.sh up "$cluster_dir"
+  export AEP_E2E_KUBECONFIG=$cluster_dir/kubeconfig
+  # shellcheck disable=SC1091
+  source "$cluster_dir/env"
+fi
+# The end-to-end tests share one cluster and watch all namespaces, so they run one at a time.
+cargo test --locked --test e2e -- --ignored --test-threads=1
