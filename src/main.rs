@@ -1,9 +1,10 @@
-//! The `aep-streaming-operator` binary: parse the command line and hand over to the library.
+//! The `aep-streaming-operator` binary: parse the command line, set up logging, run.
 
 use std::process::ExitCode;
 
 use aep_streaming_operator::api::StreamingConnection;
 use aep_streaming_operator::cli::{Cli, Command};
+use aep_streaming_operator::{operator, telemetry};
 use clap::Parser;
 
 #[tokio::main]
@@ -13,9 +14,15 @@ async fn main() -> ExitCode {
             print!("{}", StreamingConnection::definition_yaml());
             ExitCode::SUCCESS
         }
-        Command::Run(_args) => {
-            eprintln!("aep-streaming-operator: `run` is not available in this build yet");
-            ExitCode::FAILURE
+        Command::Run(args) => {
+            telemetry::init(args.log_format);
+            match operator::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "the operator stopped");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -1,0 +1,291 @@
+//! The pure core: from a StreamingConnection (and what Flow Service reported) to the requests and
+//! objects the operator wants. Nothing in here performs I/O, so it is tested with plain unit tests.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use crate::api::{DataType, FIELD_MANAGER, StreamingConnection};
+use crate::flow::{Connection, ConnectionUpdate, NewConnection, STREAMING_CONNECTION_SPEC_ID};
+
+/// Keys of the published ConfigMap. They work both as environment variable names (`envFrom`) and
+/// as file names when the ConfigMap is mounted.
+pub mod configmap_keys {
+    pub const INLET_URL: &str = "INLET_URL";
+    pub const INLET_ID: &str = "INLET_ID";
+    pub const CONNECTION_ID: &str = "CONNECTION_ID";
+    pub const AUTHENTICATION_REQUIRED: &str = "AUTHENTICATION_REQUIRED";
+    pub const DATA_TYPE: &str = "DATA_TYPE";
+    pub const SANDBOX: &str = "SANDBOX";
+}
+
+/// Labels the operator puts on every ConfigMap it publishes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Names the StreamingConnection a published ConfigMap belongs to.
+pub const STREAMING_CONNECTION_LABEL: &str = "streaming.aep-operator.dev/streaming-connection";
+
+/// The Flow Service connection name: `spec.connectionName`, or `<namespace>/<name>`.
+pub fn connection_name(object: &StreamingConnection) -> String {
+    object
+        .spec
+        .connection_name
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()))
+}
+
+/// The name of the published ConfigMap: `spec.configMap.name`, or `<name>-inlet`.
+pub fn config_map_name(object: &StreamingConnection) -> String {
+    object
+        .spec
+        .config_map
+        .as_ref()
+        .and_then(|c| c.name.clone())
+        .unwrap_or_else(|| format!("{}-inlet", object.name_any()))
+}
+
+/// The create request for this object's connection.
+pub fn new_connection(object: &StreamingConnection) -> NewConnection {
+    NewConnection {
+        name: connection_name(object),
+        description: object.spec.description.clone(),
+        source_id: object.spec.source_id.clone(),
+        data_type: match object.spec.data_type {
+            DataType::Xdm => crate::flow::DataType::Xdm,
+            DataType::Raw => crate::flow::DataType::Raw,
+        },
+        authentication_required: object.spec.authentication_required,
+    }
+}
+
+/// The in-place update that brings `observed` in line with the spec, or `None` when it already is.
+/// Only the name and description can change in place; the immutable fields are guarded by admission.
+pub fn connection_update(object: &StreamingConnection, observed: &Connection) -> Option<ConnectionUpdate> {
+    let name = connection_name(object);
+    let name_change = (observed.name != name).then_some(name);
+    // An absent and an empty description mean the same to a user.
+    let wanted = object.spec.description.clone().filter(|d| !d.is_empty());
+    let current = observed.description.clone().filter(|d| !d.is_empty());
+    let description_change = (wanted != current).then_some(wanted);
+    if name_change.is_none() && description_change.is_none() {
+        return None;
+    }
+    Some(ConnectionUpdate { name: name_change, description: description_change })
+}
+
+/// Why an existing connection cannot be managed by this object, if it cannot.
+pub fn adoption_mismatch(object: &StreamingConnection, observed: &Connection) -> Option<String> {
+    if observed.connection_spec_id != STREAMING_CONNECTION_SPEC_ID {
+        return Some(format!(
+            "it is not a streaming connection (connection spec {}, expected {STREAMING_CONNECTION_SPEC_ID})",
+            observed.connection_spec_id
+        ));
+    }
+    if let Some(data_type) = &observed.data_type
+        && data_type != object.spec.data_type.as_str()
+    {
+        return Some(format!("its dataType is {data_type}, but spec.dataType is {}", object.spec.data_type.as_str()));
+    }
+    if observed.authentication_required != object.spec.authentication_required {
+        return Some(format!(
+            "its authenticationRequired is {}, but spec.authenticationRequired is {}",
+            observed.authentication_required, object.spec.authentication_required
+        ));
+    }
+    None
+}
+
+/// The ConfigMap that publishes the inlet, owned by the StreamingConnection so that it is
+/// garbage-collected with it. Applied with server-side apply, so only these fields are claimed.
+pub fn config_map(object: &StreamingConnection, connection: &Connection) -> ConfigMap {
+    use configmap_keys::*;
+    let template = object.spec.config_map.clone().unwrap_or_default();
+    let mut labels = template.labels;
+    labels.insert(MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string());
+    labels.insert(STREAMING_CONNECTION_LABEL.to_string(), label_value(&object.name_any()));
+    let data = BTreeMap::from([
+        (INLET_URL.to_string(), connection.inlet_url.clone().unwrap_or_default()),
+        (INLET_ID.to_string(), connection.inlet_id.clone().unwrap_or_default()),
+        (CONNECTION_ID.to_string(), connection.id.clone()),
+        (AUTHENTICATION_REQUIRED.to_string(), object.spec.authentication_required.to_string()),
+        (DATA_TYPE.to_string(), object.spec.data_type.as_str().to_string()),
+        (SANDBOX.to_string(), object.spec.sandbox.clone()),
+    ]);
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(config_map_name(object)),
+            namespace: object.namespace(),
+            labels: Some(labels),
+            annotations: (!template.annotations.is_empty()).then_some(template.annotations),
+            owner_references: object.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+/// True when `existing` already carries everything `desired` asks for, so no apply is needed.
+/// Extra labels or annotations added by others are not our business.
+pub fn config_map_is_current(existing: &ConfigMap, desired: &ConfigMap) -> bool {
+    let contains = |have: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
+        want.iter().flatten().all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    existing.data == desired.data
+        && contains(&existing.metadata.labels, &desired.metadata.labels)
+        && contains(&existing.metadata.annotations, &desired.metadata.annotations)
+        && owned_by(existing, desired.metadata.owner_references.iter().flatten().map(|o| o.uid.as_str()).next())
+}
+
+/// True when `config_map` is controlled by the object with `owner_uid`.
+pub fn owned_by(config_map: &ConfigMap, owner_uid: Option<&str>) -> bool {
+    let Some(owner_uid) = owner_uid else { return false };
+    config_map
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == owner_uid && o.controller == Some(true))
+}
+
+/// Label values are limited to 63 characters; long object names are cut (the label is informative,
+/// ownership is tracked by the ownerReference).
+fn label_value(name: &str) -> String {
+    let mut value: String = name.chars().take(63).collect();
+    while value.ends_with(['-', '.', '_']) {
+        value.pop();
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{StreamingConnectionExt, connection_for, streaming_connection};
+
+    #[test]
+    fn connection_name_defaults_to_namespace_slash_name() {
+        let object = streaming_connection("web-events");
+        assert_eq!(connection_name(&object), "marketing/web-events");
+        let named = streaming_connection("web-events").with_connection_name("Web events");
+        assert_eq!(connection_name(&named), "Web events");
+    }
+
+    #[test]
+    fn the_create_request_follows_the_spec() {
+        let mut object = streaming_connection("web-events").with_description("Clickstream");
+        object.spec.source_id = Some("storefront".into());
+        object.spec.data_type = DataType::Raw;
+        object.spec.authentication_required = true;
+        let request = new_connection(&object);
+        assert_eq!(request.name, "marketing/web-events");
+        assert_eq!(request.description.as_deref(), Some("Clickstream"));
+        assert_eq!(request.source_id.as_deref(), Some("storefront"));
+        assert_eq!(request.data_type, crate::flow::DataType::Raw);
+        assert!(request.authentication_required);
+    }
+
+    #[test]
+    fn an_unchanged_connection_needs_no_update() {
+        let object = streaming_connection("web-events").with_description("Clickstream");
+        let observed = connection_for(&object);
+        assert_eq!(connection_update(&object, &observed), None);
+    }
+
+    #[test]
+    fn an_absent_and_an_empty_description_are_the_same() {
+        let object = streaming_connection("web-events");
+        let mut observed = connection_for(&object);
+        observed.description = Some(String::new());
+        assert_eq!(connection_update(&object, &observed), None);
+    }
+
+    #[test]
+    fn a_changed_description_or_name_is_an_update() {
+        let object = streaming_connection("web-events").with_description("new text");
+        let mut observed = connection_for(&object);
+        observed.description = Some("old text".into());
+        assert_eq!(
+            connection_update(&object, &observed),
+            Some(ConnectionUpdate { name: None, description: Some(Some("new text".into())) })
+        );
+        let renamed = streaming_connection("web-events").with_connection_name("Renamed");
+        let observed = connection_for(&streaming_connection("web-events"));
+        assert_eq!(
+            connection_update(&renamed, &observed),
+            Some(ConnectionUpdate { name: Some("Renamed".into()), description: None })
+        );
+    }
+
+    #[test]
+    fn a_removed_description_is_removed_from_the_connection() {
+        let object = streaming_connection("web-events");
+        let mut observed = connection_for(&object);
+        observed.description = Some("old text".into());
+        assert_eq!(
+            connection_update(&object, &observed),
+            Some(ConnectionUpdate { name: None, description: Some(None) })
+        );
+    }
+
+    #[test]
+    fn only_matching_streaming_connections_can_be_adopted() {
+        let object = streaming_connection("web-events");
+        let mut observed = connection_for(&object);
+        assert_eq!(adoption_mismatch(&object, &observed), None);
+        observed.authentication_required = true;
+        assert!(adoption_mismatch(&object, &observed).unwrap().contains("authenticationRequired"));
+        observed.connection_spec_id = "c604ff05-7f1a-43c0-8e18-33bf874cb11c".into();
+        assert!(adoption_mismatch(&object, &observed).unwrap().contains("not a streaming connection"));
+    }
+
+    #[test]
+    fn the_config_map_publishes_the_inlet_and_is_owned_by_the_object() {
+        let object = streaming_connection("web-events").with_config_map_label("team", "web");
+        let connection = connection_for(&object);
+        let config_map = config_map(&object, &connection);
+        assert_eq!(config_map.metadata.name.as_deref(), Some("web-events-inlet"));
+        assert_eq!(config_map.metadata.namespace.as_deref(), Some("marketing"));
+        let data = config_map.data.as_ref().unwrap();
+        assert_eq!(data["INLET_URL"], connection.inlet_url.clone().unwrap());
+        assert_eq!(data["INLET_ID"], connection.inlet_id.clone().unwrap());
+        assert_eq!(data["CONNECTION_ID"], connection.id);
+        assert_eq!(data["AUTHENTICATION_REQUIRED"], "false");
+        assert_eq!(data["DATA_TYPE"], "xdm");
+        assert_eq!(data["SANDBOX"], "prod");
+        for key in data.keys() {
+            assert!(key.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{key} works as an env var");
+        }
+        let labels = config_map.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["team"], "web");
+        assert_eq!(labels[MANAGED_BY_LABEL], "aep-streaming-operator");
+        let owner = &config_map.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "StreamingConnection");
+        assert_eq!(owner.controller, Some(true));
+        assert!(config_map_is_current(&config_map, &config_map));
+    }
+
+    #[test]
+    fn a_config_map_with_other_data_or_owner_is_not_current() {
+        let object = streaming_connection("web-events");
+        let desired = config_map(&object, &connection_for(&object));
+        let mut stale = desired.clone();
+        stale.data.as_mut().unwrap().insert("INLET_URL".into(), "https://old".into());
+        assert!(!config_map_is_current(&stale, &desired));
+        let mut foreign = desired.clone();
+        foreign.metadata.owner_references = None;
+        assert!(!config_map_is_current(&foreign, &desired));
+        assert!(!owned_by(&foreign, Some("uid-web-events")));
+        let mut extra = desired.clone();
+        extra.metadata.labels.as_mut().unwrap().insert("added-by".into(), "someone".into());
+        assert!(config_map_is_current(&extra, &desired));
+    }
+
+    #[test]
+    fn long_names_make_valid_label_values() {
+        let value = label_value(&format!("{}-x", "a".repeat(62)));
+        assert_eq!(value.len(), 62);
+        assert!(!value.ends_with('-'));
+    }
+}

@@ -1,0 +1,154 @@
+//! Everything a reconcile can fail with, each variant named for what failed and carrying a fixed
+//! reason used for the condition, the event and the metric label.
+
+use std::time::Duration;
+
+use crate::flow::{CredentialsError, FlowError};
+
+/// A failed reconcile. The error policy branches on [`Error::is_permanent`] and [`Error::retry_after`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The referenced Secret does not exist in the object's namespace.
+    #[error("the credentials Secret `{name}` was not found in namespace `{namespace}`")]
+    CredentialsNotFound { namespace: String, name: String },
+
+    /// The Secret exists but cannot be used (a key is missing or malformed).
+    #[error("the credentials Secret `{name}` cannot be used: {source}")]
+    CredentialsUnusable {
+        name: String,
+        #[source]
+        source: CredentialsError,
+    },
+
+    /// A Flow Service or IMS call failed; the inner error says whether to retry.
+    #[error("{context}: {source}")]
+    FlowService {
+        context: &'static str,
+        #[source]
+        source: FlowError,
+    },
+
+    /// `spec.connectionId` names a connection that does not exist in the sandbox.
+    #[error("connection {id} (spec.connectionId) does not exist in sandbox `{sandbox}`")]
+    AdoptedConnectionNotFound { id: String, sandbox: String },
+
+    /// `spec.connectionId` names a connection this operator must not manage.
+    #[error("connection {id} cannot be adopted: {why}")]
+    ConnectionConflict { id: String, why: String },
+
+    /// A ConfigMap of the same name exists and belongs to someone else.
+    #[error(
+        "ConfigMap `{name}` already exists and is not owned by this StreamingConnection; \
+         delete it or set spec.configMap.name to another name"
+    )]
+    ConfigMapConflict { name: String },
+
+    /// A create may have been committed and the lookup by name cannot tell which connection is ours.
+    #[error(
+        "a create request for `{connection_name}` may have succeeded and {candidates} connections with that name \
+         were created since; set spec.connectionId to the right one (connection ids: {ids}) and delete the others"
+    )]
+    AmbiguousCreate { connection_name: String, candidates: usize, ids: String },
+
+    /// Flow Service has not provisioned the inlet yet; not a failure, but it needs a quick retry.
+    #[error("the inlet of connection {id} is still being provisioned")]
+    InletNotReady { id: String },
+
+    /// A Kubernetes API call failed.
+    #[error("{context}: {source}")]
+    Kubernetes {
+        context: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// The object cannot be reconciled as it is (for example it has no namespace).
+    #[error("{0}")]
+    InvalidObject(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The condition reason, event reason and metric label for this error: fixed and bounded.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::CredentialsNotFound { .. } => "CredentialsNotFound",
+            Error::CredentialsUnusable { .. } => "CredentialsInvalid",
+            Error::FlowService { source, .. } => match source {
+                FlowError::NotFound { .. } => "ConnectionNotFound",
+                FlowError::PreconditionFailed { .. } => "ConcurrentUpdate",
+                FlowError::Unauthorized { .. } | FlowError::Credentials(_) => "CredentialsInvalid",
+                FlowError::Forbidden { .. } => "PermissionDenied",
+                FlowError::Invalid { .. } => "InvalidSpec",
+                FlowError::RateLimited { .. } => "RateLimited",
+                FlowError::Configuration { .. } => "OperatorMisconfigured",
+                _ => "FlowServiceUnavailable",
+            },
+            Error::AdoptedConnectionNotFound { .. } => "ConnectionNotFound",
+            Error::ConnectionConflict { .. } => "ConnectionConflict",
+            Error::ConfigMapConflict { .. } => "ConfigMapConflict",
+            Error::AmbiguousCreate { .. } => "AmbiguousCreate",
+            Error::InletNotReady { .. } => "InletProvisioning",
+            Error::Kubernetes { .. } => "KubernetesApiError",
+            Error::InvalidObject(_) => "InvalidSpec",
+        }
+    }
+
+    /// True when retrying cannot help until the object or its Secret changes: the object is
+    /// `Stalled` and waits for that change instead of retrying on a timer.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::CredentialsNotFound { .. }
+            | Error::CredentialsUnusable { .. }
+            | Error::AdoptedConnectionNotFound { .. }
+            | Error::ConnectionConflict { .. }
+            | Error::ConfigMapConflict { .. }
+            | Error::AmbiguousCreate { .. }
+            | Error::InvalidObject(_) => true,
+            Error::FlowService { source, .. } => source.is_permanent(),
+            Error::InletNotReady { .. } | Error::Kubernetes { .. } => false,
+        }
+    }
+
+    /// How long the server asked us to wait, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::FlowService { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// Wraps a Flow Service error with what the operator was doing.
+    pub fn flow(context: &'static str) -> impl FnOnce(FlowError) -> Error {
+        move |source| Error::FlowService { context, source }
+    }
+
+    /// Wraps a Kubernetes API error with what the operator was doing.
+    pub fn kube(context: &'static str) -> impl FnOnce(kube::Error) -> Error {
+        move |source| Error::Kubernetes { context, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_problems_of_the_object_are_permanent() {
+        let missing = Error::CredentialsNotFound { namespace: "ns".into(), name: "creds".into() };
+        assert!(missing.is_permanent());
+        assert_eq!(missing.reason(), "CredentialsNotFound");
+        let conflict = Error::ConfigMapConflict { name: "cm".into() };
+        assert!(conflict.is_permanent());
+        assert_eq!(conflict.reason(), "ConfigMapConflict");
+        assert!(conflict.to_string().contains("spec.configMap.name"));
+    }
+
+    #[test]
+    fn provisioning_is_retried_quickly_not_stalled() {
+        let waiting = Error::InletNotReady { id: "x".into() };
+        assert!(!waiting.is_permanent());
+        assert_eq!(waiting.reason(), "InletProvisioning");
+    }
+}

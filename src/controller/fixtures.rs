@@ -1,0 +1,71 @@
+//! Test fixtures that read like sentences: `streaming_connection("web").with_description("…")`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::{ConfigMapTemplate, SecretReference, StreamingConnection, StreamingConnectionSpec};
+use crate::controller::desired;
+use crate::flow::{Connection, STREAMING_CONNECTION_SPEC_ID};
+
+/// A StreamingConnection `name` in namespace `marketing`, sandbox `prod`, with Secret `aep-credentials`.
+pub fn streaming_connection(name: &str) -> StreamingConnection {
+    StreamingConnection {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some("marketing".to_string()),
+            uid: Some(format!("uid-{name}")),
+            generation: Some(1),
+            ..ObjectMeta::default()
+        },
+        spec: StreamingConnectionSpec {
+            sandbox: "prod".to_string(),
+            credentials_ref: SecretReference { name: "aep-credentials".to_string() },
+            ..StreamingConnectionSpec::default()
+        },
+        status: None,
+    }
+}
+
+pub trait StreamingConnectionExt: Sized {
+    fn with_connection_name(self, name: &str) -> Self;
+    fn with_description(self, description: &str) -> Self;
+    fn with_config_map_label(self, key: &str, value: &str) -> Self;
+}
+
+impl StreamingConnectionExt for StreamingConnection {
+    fn with_connection_name(mut self, name: &str) -> Self {
+        self.spec.connection_name = Some(name.to_string());
+        self
+    }
+
+    fn with_description(mut self, description: &str) -> Self {
+        self.spec.description = Some(description.to_string());
+        self
+    }
+
+    fn with_config_map_label(mut self, key: &str, value: &str) -> Self {
+        let template = self.spec.config_map.get_or_insert_with(ConfigMapTemplate::default);
+        template.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+}
+
+/// The Flow Service connection that matches `object` exactly, with its inlet provisioned.
+pub fn connection_for(object: &StreamingConnection) -> Connection {
+    let inlet_id = "a868e1ce".repeat(8);
+    Connection {
+        id: "77a05521-91d6-451c-a055-2191d6851c34".to_string(),
+        name: desired::connection_name(object),
+        description: object.spec.description.clone(),
+        etag: "\"a500e689-0000-0200-0000-5e31df730000\"".to_string(),
+        state: "enabled".to_string(),
+        connection_spec_id: STREAMING_CONNECTION_SPEC_ID.to_string(),
+        sandbox_name: Some(object.spec.sandbox.clone()),
+        inlet_url: Some(format!("https://dcs.adobedc.net/collection/{inlet_id}")),
+        inlet_id: Some(inlet_id),
+        source_id: object.spec.source_id.clone(),
+        data_type: Some(object.spec.data_type.as_str().to_string()),
+        authentication_required: object.spec.authentication_required,
+        created_at: Some(1_669_238_699_119),
+        updated_at: Some(1_669_238_699_119),
+    }
+}

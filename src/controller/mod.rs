@@ -1,0 +1,231 @@
+//! The controller: watches StreamingConnections (and the Secrets and ConfigMaps they use) and
+//! converges each one through [`reconcile`]. The steps of one reconcile live in `reconciler`; the
+//! pure computations in `desired` and `status`.
+
+mod backoff;
+pub mod desired;
+pub mod error;
+mod reconciler;
+pub mod status;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
+use kube::{Client, ResourceExt};
+use rand::Rng;
+use tracing::{Instrument, debug, info_span, warn};
+
+pub use self::backoff::Backoff;
+pub use self::error::{Error, Result};
+use self::reconciler::Reconciliation;
+use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection};
+use crate::flow::{Credentials, FlowClient};
+use crate::metrics::Metrics;
+
+/// Tunables of the controller, from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often a Ready object is checked against Flow Service (±10% jitter).
+    pub resync_interval: Duration,
+    /// How many objects are reconciled at once.
+    pub max_concurrent_reconciles: u16,
+    /// Watch this namespace only.
+    pub namespace: Option<String>,
+}
+
+impl Settings {
+    /// The resync interval with ±10% jitter, so that objects created together do not resync together.
+    pub fn jittered_resync(&self) -> Duration {
+        self.resync_interval.mul_f64(rand::rng().random_range(0.9..1.1))
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The Kubernetes client (the operator's own service account).
+    pub client: Client,
+    /// The Flow Service and IMS client, with its token cache and rate limit.
+    pub flow: FlowClient,
+    /// Publishes Kubernetes events.
+    pub recorder: Recorder,
+    /// Every watched StreamingConnection: who owns which connection id.
+    pub connections: Store<StreamingConnection>,
+    pub settings: Settings,
+    /// Per-object retry delays for transient failures.
+    pub backoff: Backoff,
+    /// Reconcile counters and timings.
+    pub metrics: Arc<Metrics>,
+    /// The credentials last used per Secret uid, to drop a token when its Secret changes.
+    credentials_by_secret: Mutex<HashMap<String, Credentials>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        flow: FlowClient,
+        connections: Store<StreamingConnection>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            flow,
+            connections,
+            settings,
+            backoff: Backoff::default(),
+            metrics,
+            credentials_by_secret: Mutex::default(),
+        }
+    }
+
+    /// The StreamingConnection (other than `object`) that manages connection `id`, as `namespace/name`.
+    pub fn owner_of(&self, id: &str, object: &StreamingConnection) -> Option<String> {
+        let own_uid = object.uid();
+        self.connections
+            .find(|other| {
+                other.uid() != own_uid
+                    && (other.spec.connection_id.as_deref() == Some(id)
+                        || other.status.as_ref().and_then(|s| s.connection_id.as_deref()) == Some(id))
+            })
+            .map(|other| format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()))
+    }
+
+    /// Notes the credentials in use for their Secret; when the Secret changed, the token minted
+    /// for its previous version is dropped.
+    fn remember_credentials(&self, credentials: &Credentials) {
+        let secret_uid = credentials.cache_key().split('/').next().unwrap_or_default().to_string();
+        let previous = self
+            .credentials_by_secret
+            .lock()
+            .expect("credentials lock")
+            .insert(secret_uid, credentials.clone());
+        if let Some(previous) = previous
+            && previous.cache_key() != credentials.cache_key()
+        {
+            self.flow.forget_token(&previous);
+        }
+    }
+}
+
+/// Reconciles one StreamingConnection: the finalizer first, then apply or cleanup.
+pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let span = info_span!(
+        "reconcile",
+        namespace = object.namespace().unwrap_or_default(),
+        name = object.name_any(),
+        generation = object.metadata.generation
+    );
+    let started = std::time::Instant::now();
+    let result = async {
+        let namespace = object
+            .namespace()
+            .ok_or_else(|| Error::InvalidObject("a StreamingConnection must be namespaced".into()))?;
+        let api: Api<StreamingConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+        let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
+            match event {
+                Finalizer::Apply(object) => Reconciliation::new(&object, &ctx)?.apply().await,
+                Finalizer::Cleanup(object) => Reconciliation::new(&object, &ctx)?.cleanup().await,
+            }
+        })
+        .await;
+        let action = match outcome {
+            Ok(action) => action,
+            Err(finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error)) => return Err(error),
+            Err(finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source)) => {
+                return Err(Error::Kubernetes { context: "updating the finalizer", source });
+            }
+            Err(other) => return Err(Error::InvalidObject(other.to_string())),
+        };
+        ctx.backoff.reset(&ObjectRef::from_obj(object.as_ref()));
+        Ok(action)
+    }
+    .instrument(span)
+    .await;
+    let label = result.as_ref().map_or_else(Error::reason, |_| "success");
+    ctx.metrics.reconciled(label, started.elapsed());
+    result
+}
+
+/// After a failed reconcile: permanent errors wait for a change of the object or its Secret;
+/// transient ones retry with per-object exponential backoff, never sooner than `Retry-After`.
+pub fn error_policy(object: Arc<StreamingConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_permanent() {
+        return Action::await_change();
+    }
+    let delay = ctx.backoff.next_delay(&ObjectRef::from_obj(object.as_ref()));
+    Action::requeue(error.retry_after().map_or(delay, |asked| asked.max(delay)))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    flow: FlowClient,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (connections, secrets, config_maps): (Api<StreamingConnection>, Api<Secret>, Api<ConfigMap>) =
+        match &settings.namespace {
+            Some(namespace) => (
+                Api::namespaced(client.clone(), namespace),
+                Api::namespaced(client.clone(), namespace),
+                Api::namespaced(client.clone(), namespace),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        };
+    let controller = Controller::new(connections, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let ctx = Arc::new(Context::new(client, flow, store.clone(), settings.clone(), metrics));
+
+    // Only the metadata of Secrets is watched: enough to know which one changed, and no secret
+    // value is ever held in a cache. The data is read when a reconcile needs it.
+    let secret_changes = metadata_watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
+    let users_of_secret = move |secret: kube::core::PartialObjectMeta<Secret>| {
+        let namespace = secret.namespace();
+        let name = secret.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|object| object.namespace() == namespace && object.spec.credentials_ref.name == name)
+            .map(|object| ObjectRef::from_obj(object.as_ref()))
+            .collect::<Vec<_>>()
+    };
+
+    controller
+        .watches_stream(secret_changes, users_of_secret)
+        // A published ConfigMap that is edited or deleted is put back.
+        .owns(
+            config_maps,
+            watcher::Config::default().labels(&format!("{}={}", desired::MANAGED_BY_LABEL, FIELD_MANAGER)),
+        )
+        .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(namespace = object.namespace, name = object.name, "reconciled"),
+                Err(controller::Error::ReconcilerFailed(error, object)) => {
+                    debug!(namespace = object.namespace, name = object.name, reason = error.reason(), "reconcile failed")
+                }
+                Err(error) => warn!(%error, "controller error"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,488 @@
+//! One reconcile of one StreamingConnection: read the Secret, find or create the connection, bring
+//! it in line with the spec, publish the ConfigMap, write the status. And the cleanup on delete.
+//!
+//! The order of writes is what makes a create crash-safe: the create-pending marker is stored in the
+//! status before the POST, and the connection id right after it. Whatever stops the operator in
+//! between, the next reconcile finds the marker and looks the connection up by name instead of
+//! creating a second one.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::Context;
+use super::desired;
+use super::error::{Error, Result};
+use super::status::{self, Progress};
+use crate::api::{
+    API_GROUP, API_VERSION, DeletionPolicy, FIELD_MANAGER, PendingCreate, StreamingConnection,
+    StreamingConnectionStatus,
+};
+use crate::flow::{Connection, Credentials, FlowError, Scope};
+
+/// Connections created up to this long before the marker's timestamp still count as candidates
+/// when a pending create is resolved: the operator's and Adobe's clocks are not synchronised.
+const CLOCK_SKEW_ALLOWANCE_MS: i64 = 5 * 60 * 1000;
+/// How soon to look again while Flow Service provisions a new connection's inlet.
+const INLET_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The work on one object, with what every step needs.
+pub(crate) struct Reconciliation<'a> {
+    object: &'a StreamingConnection,
+    ctx: &'a Context,
+    namespace: String,
+    connections: Api<StreamingConnection>,
+    /// The status as last stored by this reconcile (starting with what the API server sent).
+    /// Every write compares against it, and a failure report builds on it, so that a marker
+    /// written earlier in the same reconcile is never dropped.
+    stored: Mutex<StreamingConnectionStatus>,
+}
+
+/// What a lookup found for the object, before anything is published.
+struct Found {
+    connection: Connection,
+    /// Set when the connection was just created (the create-pending marker was resolved).
+    created: bool,
+}
+
+impl<'a> Reconciliation<'a> {
+    pub(crate) fn new(object: &'a StreamingConnection, ctx: &'a Context) -> Result<Self> {
+        let namespace = object
+            .namespace()
+            .ok_or_else(|| Error::InvalidObject("a StreamingConnection must be namespaced".into()))?;
+        let connections = Api::namespaced(ctx.client.clone(), &namespace);
+        let stored = Mutex::new(object.status.clone().unwrap_or_default());
+        Ok(Self { object, ctx, namespace, connections, stored })
+    }
+
+    /// Converges the object; on failure records the reason in the status and an event.
+    pub(crate) async fn apply(&self) -> Result<Action> {
+        match self.converge().await {
+            Ok(action) => Ok(action),
+            Err(error) => {
+                self.report_failure(&error).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn converge(&self) -> Result<Action> {
+        let credentials = self.credentials().await?;
+        let scope = Scope { credentials: &credentials, sandbox: &self.object.spec.sandbox };
+
+        let found = self.find_or_create(&scope).await?;
+        let mut connection = found.connection;
+        if found.created {
+            self.publish(EventType::Normal, "Created", format!("Created connection {}", connection.id)).await;
+        }
+
+        if connection.inlet_url.is_none() {
+            // A new connection's inlet takes a moment to provision; record the id now, look again soon.
+            self.write_status(
+                self.observed_status(&connection, None),
+                &Progress::Reconciling {
+                    reason: "InletProvisioning",
+                    message: format!("Waiting for Flow Service to provision the inlet of connection {}", connection.id),
+                },
+            )
+            .await?;
+            return Ok(Action::requeue(INLET_POLL_INTERVAL));
+        }
+
+        if let Some(update) = desired::connection_update(self.object, &connection) {
+            connection = self.update_connection(&scope, connection, update).await?;
+        }
+
+        let config_map_name = self.publish_config_map(&connection).await?;
+        self.write_status(self.observed_status(&connection, Some(config_map_name)), &Progress::Ready).await?;
+        Ok(Action::requeue(self.ctx.settings.jittered_resync()))
+    }
+
+    /// Reads the credentials Secret from the object's own namespace (never another one).
+    async fn credentials(&self) -> Result<Credentials> {
+        let name = &self.object.spec.credentials_ref.name;
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(Error::kube("reading the credentials Secret"))?
+            .ok_or_else(|| Error::CredentialsNotFound { namespace: self.namespace.clone(), name: name.clone() })?;
+        let data: BTreeMap<String, Vec<u8>> =
+            secret.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)).collect();
+        // A new resourceVersion means new credentials: tokens are cached per version.
+        let cache_key = format!("{}/{}", secret.metadata.uid.unwrap_or_default(), secret.metadata.resource_version.unwrap_or_default());
+        let credentials = Credentials::from_secret_data(&data, cache_key)
+            .map_err(|source| Error::CredentialsUnusable { name: name.clone(), source })?;
+        self.ctx.remember_credentials(&credentials);
+        Ok(credentials)
+    }
+
+    /// Finds the connection this object manages, adopting or creating it when needed.
+    async fn find_or_create(&self, scope: &Scope<'_>) -> Result<Found> {
+        let existing = |connection| Ok(Found { connection, created: false });
+        let status = self.status();
+        if let Some(id) = &self.object.spec.connection_id {
+            let adopting = status.connection_id.as_deref() != Some(id.as_str());
+            let connection = match self.ctx.flow.get_connection(scope, id).await {
+                Ok(connection) => connection,
+                Err(FlowError::NotFound { .. }) => {
+                    return Err(Error::AdoptedConnectionNotFound {
+                        id: id.clone(),
+                        sandbox: self.object.spec.sandbox.clone(),
+                    });
+                }
+                Err(error) => return Err(Error::flow("reading the connection to adopt")(error)),
+            };
+            if adopting {
+                self.check_adoptable(&connection)?;
+                self.publish(EventType::Normal, "Adopted", format!("Adopted existing connection {id}")).await;
+            }
+            return existing(connection);
+        }
+
+        if let Some(id) = status.connection_id.clone() {
+            match self.ctx.flow.get_connection(scope, &id).await {
+                Ok(connection) => return existing(connection),
+                Err(FlowError::NotFound { .. }) => {
+                    self.publish(
+                        EventType::Warning,
+                        "Recreated",
+                        format!("Connection {id} was deleted outside the operator; creating a new one"),
+                    )
+                    .await;
+                    self.forget_connection();
+                }
+                Err(error) => return Err(Error::flow("reading the connection")(error)),
+            }
+        }
+
+        if let Some(marker) = status.pending_create.clone() {
+            match self.resolve_pending_create(scope, &marker).await? {
+                Some(connection) => {
+                    info!(connection_id = %connection.id, "resumed an interrupted create");
+                    self.publish(
+                        EventType::Normal,
+                        "CreateResumed",
+                        format!("Found connection {} from an interrupted create; using it", connection.id),
+                    )
+                    .await;
+                    self.record_created(&connection.id, &connection.etag).await?;
+                    return Ok(Found { connection, created: false });
+                }
+                None => info!("an interrupted create never reached Flow Service; creating again"),
+            }
+        }
+
+        self.create(scope).await
+    }
+
+    /// Creates the connection: marker first, then the POST, then the id, each durably stored.
+    async fn create(&self, scope: &Scope<'_>) -> Result<Found> {
+        let request = desired::new_connection(self.object);
+        let mut marked = self.status();
+        // A marker left by an earlier attempt keeps its (earlier) start: the lookup window only grows.
+        let started_at = marked.pending_create.as_ref().map(|m| m.started_at.clone()).unwrap_or_else(now);
+        marked.pending_create = Some(PendingCreate { connection_name: request.name.clone(), started_at });
+        self.write_status(
+            marked,
+            &Progress::Reconciling {
+                reason: "Creating",
+                message: format!("Creating connection `{}` in sandbox `{}`", request.name, scope.sandbox),
+            },
+        )
+        .await?;
+
+        let created = self
+            .ctx
+            .flow
+            .create_connection(scope, &request)
+            .await
+            .map_err(Error::flow("creating the connection"))?;
+        info!(connection_id = %created.id, "created connection");
+        self.record_created(&created.id, &created.etag).await?;
+
+        let connection = self
+            .ctx
+            .flow
+            .get_connection(scope, &created.id)
+            .await
+            .map_err(Error::flow("reading the new connection"))?;
+        Ok(Found { connection, created: true })
+    }
+
+    /// Stores the id of a connection that now exists and clears the marker.
+    async fn record_created(&self, id: &str, etag: &str) -> Result<()> {
+        let mut next = self.status();
+        next.connection_id = Some(id.to_string());
+        next.etag = Some(etag.to_string());
+        next.pending_create = None;
+        self.write_status(
+            next,
+            &Progress::Reconciling {
+                reason: "InletProvisioning",
+                message: format!("Connection {id} exists; publishing its inlet"),
+            },
+        )
+        .await
+    }
+
+    /// After an interrupted create: the connection this object created, if the POST was committed.
+    async fn resolve_pending_create(&self, scope: &Scope<'_>, marker: &PendingCreate) -> Result<Option<Connection>> {
+        let candidates = self.created_since(scope, marker).await?;
+        match candidates.len() {
+            0 => Ok(None),
+            1 => Ok(candidates.into_iter().next()),
+            count => Err(Error::AmbiguousCreate {
+                connection_name: marker.connection_name.clone(),
+                candidates: count,
+                ids: candidates.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Connections named like the marker, created since it, matching the spec, owned by no one else.
+    async fn created_since(&self, scope: &Scope<'_>, marker: &PendingCreate) -> Result<Vec<Connection>> {
+        let since = marker.started_at.0.as_millisecond() - CLOCK_SKEW_ALLOWANCE_MS;
+        let found = self
+            .ctx
+            .flow
+            .find_connections_by_name(scope, &marker.connection_name)
+            .await
+            .map_err(Error::flow("looking up an interrupted create by name"))?;
+        Ok(found
+            .into_iter()
+            .filter(|c| c.created_at.is_none_or(|created| created >= since))
+            .filter(|c| desired::adoption_mismatch(self.object, c).is_none())
+            .filter(|c| self.ctx.owner_of(&c.id, self.object).is_none())
+            .collect())
+    }
+
+    fn check_adoptable(&self, connection: &Connection) -> Result<()> {
+        if let Some(why) = desired::adoption_mismatch(self.object, connection) {
+            return Err(Error::ConnectionConflict { id: connection.id.clone(), why });
+        }
+        if let Some(owner) = self.ctx.owner_of(&connection.id, self.object) {
+            return Err(Error::ConnectionConflict {
+                id: connection.id.clone(),
+                why: format!("StreamingConnection {owner} already manages it"),
+            });
+        }
+        Ok(())
+    }
+
+    /// PATCHes name/description with `If-Match`; on a stale etag reads again and retries once.
+    async fn update_connection(
+        &self,
+        scope: &Scope<'_>,
+        mut connection: Connection,
+        update: crate::flow::ConnectionUpdate,
+    ) -> Result<Connection> {
+        let flow = &self.ctx.flow;
+        let updated = match flow.update_connection(scope, &connection.id, &connection.etag, &update).await {
+            Ok(updated) => updated,
+            Err(FlowError::PreconditionFailed { .. }) => {
+                connection = flow
+                    .get_connection(scope, &connection.id)
+                    .await
+                    .map_err(Error::flow("re-reading the connection after a stale etag"))?;
+                let Some(update) = desired::connection_update(self.object, &connection) else {
+                    return Ok(connection);
+                };
+                flow.update_connection(scope, &connection.id, &connection.etag, &update)
+                    .await
+                    .map_err(Error::flow("updating the connection"))?
+            }
+            Err(error) => return Err(Error::flow("updating the connection")(error)),
+        };
+        if let Some(name) = update.name {
+            connection.name = name;
+        }
+        if let Some(description) = update.description {
+            connection.description = description;
+        }
+        connection.etag = updated.etag;
+        self.publish(EventType::Normal, "Updated", format!("Updated connection {} to match the spec", connection.id))
+            .await;
+        Ok(connection)
+    }
+
+    /// Applies the ConfigMap unless it is already current; refuses to take over one it does not own.
+    async fn publish_config_map(&self, connection: &Connection) -> Result<String> {
+        let desired = desired::config_map(self.object, connection);
+        let name = desired.metadata.name.clone().unwrap_or_default();
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let uid = self.object.uid();
+        match config_maps.get_opt(&name).await.map_err(Error::kube("reading the ConfigMap"))? {
+            Some(existing) if !desired::owned_by(&existing, uid.as_deref()) => {
+                return Err(Error::ConfigMapConflict { name });
+            }
+            Some(existing) if desired::config_map_is_current(&existing, &desired) => {}
+            _ => {
+                config_maps
+                    .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired))
+                    .await
+                    .map_err(Error::kube("applying the ConfigMap"))?;
+            }
+        }
+        // spec.configMap.name changed: the old ConfigMap is ours and now stale.
+        let previous = self.status().config_map_name;
+        if let Some(previous) = previous.as_deref().filter(|previous| *previous != name) {
+            if let Some(old) = config_maps.get_opt(previous).await.map_err(Error::kube("reading the old ConfigMap"))?
+                && desired::owned_by(&old, uid.as_deref())
+            {
+                config_maps
+                    .delete(previous, &DeleteParams::default())
+                    .await
+                    .map_err(Error::kube("deleting the old ConfigMap"))?;
+            }
+        }
+        Ok(name)
+    }
+
+    /// The status that describes `connection`, keeping what else the current status holds.
+    fn observed_status(&self, connection: &Connection, config_map_name: Option<String>) -> StreamingConnectionStatus {
+        let current = self.status();
+        StreamingConnectionStatus {
+            connection_id: Some(connection.id.clone()),
+            etag: Some(connection.etag.clone()),
+            inlet_id: connection.inlet_id.clone(),
+            inlet_url: connection.inlet_url.clone(),
+            state: Some(connection.state.clone()),
+            config_map_name: config_map_name.or_else(|| current.config_map_name.clone()),
+            pending_create: None,
+            ..current
+        }
+    }
+
+    /// The status as last stored.
+    fn status(&self) -> StreamingConnectionStatus {
+        self.stored.lock().expect("status lock").clone()
+    }
+
+    /// The connection was deleted out of band: what the status says about it is no longer true.
+    fn forget_connection(&self) {
+        let mut stored = self.stored.lock().expect("status lock");
+        stored.connection_id = None;
+        stored.etag = None;
+        stored.inlet_id = None;
+        stored.inlet_url = None;
+        stored.state = None;
+    }
+
+    /// Writes `next` with the conditions for `progress`, unless that changes nothing.
+    async fn write_status(&self, mut next: StreamingConnectionStatus, progress: &Progress) -> Result<()> {
+        let current = self.status();
+        let generation = self.object.metadata.generation;
+        let timestamp = now();
+        next.observed_generation = generation;
+        next.conditions = status::conditions(&current.conditions, progress, generation, &timestamp);
+        if !status::needs_write(Some(&current), &next) {
+            return Ok(());
+        }
+        next.last_synced_at = Some(timestamp);
+        let patch = json!({
+            "apiVersion": format!("{API_GROUP}/{API_VERSION}"),
+            "kind": "StreamingConnection",
+            "status": next,
+        });
+        self.connections
+            .patch_status(&self.object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::kube("writing the status"))?;
+        *self.stored.lock().expect("status lock") = next;
+        Ok(())
+    }
+
+    /// Records a failed reconcile in the conditions and as a Warning event.
+    async fn report_failure(&self, error: &Error) {
+        let message = error.to_string();
+        let progress = if error.is_permanent() {
+            Progress::Stalled { reason: error.reason(), message: message.clone() }
+        } else {
+            Progress::Reconciling { reason: error.reason(), message: message.clone() }
+        };
+        warn!(reason = error.reason(), error = %message, "reconcile failed");
+        if let Err(status_error) = self.write_status(self.status(), &progress).await {
+            warn!(error = %status_error, "could not record the failure in the status");
+        }
+        self.publish(EventType::Warning, error.reason(), message).await;
+    }
+
+    /// Deletes (or orphans) the connection before the finalizer is removed. Idempotent.
+    pub(crate) async fn cleanup(&self) -> Result<Action> {
+        let status = self.status();
+        let known_id = status.connection_id.clone().or_else(|| self.object.spec.connection_id.clone());
+        if self.object.spec.deletion_policy == DeletionPolicy::Orphan {
+            if let Some(id) = &known_id {
+                self.publish(EventType::Normal, "Orphaned", format!("Left connection {id} in place (deletionPolicy Orphan)"))
+                    .await;
+            }
+            return Ok(Action::await_change());
+        }
+        if known_id.is_none() && status.pending_create.is_none() {
+            return Ok(Action::await_change());
+        }
+        let credentials = match self.credentials().await {
+            Ok(credentials) => credentials,
+            Err(error @ (Error::CredentialsNotFound { .. } | Error::CredentialsUnusable { .. })) => {
+                // Without credentials nothing can be deleted; hanging forever would block the
+                // namespace, so the connection is orphaned and the user told so.
+                let what = known_id.as_deref().unwrap_or("the connection being created");
+                self.publish(
+                    EventType::Warning,
+                    "Orphaned",
+                    format!("Left {what} in Adobe Experience Platform: {error}"),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+            Err(error) => return Err(error),
+        };
+        let scope = Scope { credentials: &credentials, sandbox: &self.object.spec.sandbox };
+        let id = match known_id {
+            Some(id) => id,
+            None => match status.pending_create.as_ref() {
+                Some(marker) => match self.resolve_pending_create(&scope, marker).await? {
+                    Some(connection) => connection.id,
+                    None => return Ok(Action::await_change()),
+                },
+                None => return Ok(Action::await_change()),
+            },
+        };
+        self.ctx
+            .flow
+            .delete_connection(&scope, &id)
+            .await
+            .map_err(Error::flow("deleting the connection"))?;
+        info!(connection_id = %id, "deleted connection");
+        self.publish(EventType::Normal, "Deleted", format!("Deleted connection {id}")).await;
+        Ok(Action::await_change())
+    }
+
+    async fn publish(&self, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.ctx.recorder.publish(&event, &self.object.object_ref(&())).await {
+            warn!(%error, reason, "could not publish an event");
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}

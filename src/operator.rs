@@ -1,0 +1,104 @@
+//! `aep-streaming-operator run`: wires the command line to the Kubernetes client, the Flow Service
+//! client, the HTTP endpoints and the controller, and shuts all of them down on SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kube::api::{Api, ListParams};
+use kube::Client;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::api::StreamingConnection;
+use crate::cli::RunArgs;
+use crate::controller::{self, Settings};
+use crate::flow::{FlowClient, FlowClientConfig};
+use crate::http::{self, Health};
+use crate::metrics::{FlowMetrics, Metrics};
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes configuration found (in-cluster service account or KUBECONFIG)")?;
+    check_crd_installed(&client, args.namespace.as_deref()).await?;
+
+    let metrics = Arc::new(Metrics::default());
+    let flow = FlowClient::new(flow_config(&args, metrics.clone())?).context("configuring the Flow Service client")?;
+    let settings = Settings {
+        resync_interval: args.resync_interval,
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
+        namespace: args.namespace.clone(),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested; finishing reconciles in flight");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let health = Health::new(metrics.clone());
+    let server = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped(stop_rx.clone())));
+
+    metrics.leader.set(1);
+    health.set_ready(true);
+    info!(
+        platform_url = %args.platform_url,
+        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        "starting the StreamingConnection controller"
+    );
+    controller::run(client, flow, settings, metrics, stopped(stop_rx)).await;
+    health.set_ready(false);
+    server.await.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+    info!("stopped");
+    Ok(())
+}
+
+fn flow_config(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<FlowClientConfig> {
+    let extra_ca_pem = match &args.ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading --ca-file {}", path.display()))?)
+        }
+        None => None,
+    };
+    Ok(FlowClientConfig {
+        platform_url: args.platform_url.clone(),
+        ims_url: args.ims_url.clone(),
+        qps: args.flow_service_qps,
+        extra_ca_pem,
+        observer: Some(Arc::new(FlowMetrics(metrics))),
+        ..FlowClientConfig::default()
+    })
+}
+
+/// Fails early, with the fix in the message, when the CRD is missing or the operator may not list it.
+async fn check_crd_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    let api: Api<StreamingConnection> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    api.list(&ListParams::default().limit(1)).await.context(
+        "cannot list StreamingConnections: install the CRD (kubectl apply -f crds/streamingconnection.yaml) \
+         and the RBAC of deploy/ first",
+    )?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
