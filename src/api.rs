@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,8 @@ pub const FINALIZER: &str = "streaming.aep-operator.dev/cleanup";
 /// The server-side-apply field manager for everything the operator writes.
 pub const FIELD_MANAGER: &str = "aep-streaming-operator";
 /// Setting (or changing) this annotation asks for an immediate drift check.
-pub const RECONCILE_REQUESTED_AT_ANNOTATION: &str = "streaming.aep-operator.dev/reconcile-requested-at";
+pub const RECONCILE_REQUESTED_AT_ANNOTATION: &str =
+    "streaming.aep-operator.dev/reconcile-requested-at";
 
 // Messages shown by the API server when an admission rule fails. They say what to do instead.
 const SANDBOX_IMMUTABLE: &str = "sandbox is immutable: create a new StreamingConnection for the other sandbox \
@@ -29,17 +30,18 @@ const DATA_TYPE_IMMUTABLE: &str = "dataType is immutable: Flow Service cannot ch
      create a new StreamingConnection instead";
 const AUTHENTICATION_IMMUTABLE: &str = "authenticationRequired is immutable: Flow Service cannot change it on an \
      existing connection; create a new StreamingConnection instead";
-const CONNECTION_ID_FORMAT: &str =
-    "connectionId must be a Flow Service connection id, a lowercase UUID such as 77a05521-91d6-451c-a055-2191d6851c34";
+const CONNECTION_ID_FORMAT: &str = "connectionId must be a Flow Service connection id, a lowercase UUID such as 77a05521-91d6-451c-a055-2191d6851c34";
 const CONNECTION_ID_IMMUTABLE: &str = "connectionId cannot be changed or removed once set: the object is bound to \
      that connection; create a new StreamingConnection to manage another one";
 const NAME_TOO_LONG_FOR_DEFAULT_CONFIGMAP: &str = "metadata.name is too long for the default ConfigMap name \
      \"<name>-inlet\" (253 characters at most): set spec.configMap.name";
 
 /// A DNS-1123 subdomain, the shape of Secret and ConfigMap names.
-const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// Flow Service connection ids are UUIDs.
-pub const CONNECTION_ID_PATTERN: &str = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+pub const CONNECTION_ID_PATTERN: &str =
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 /// Inlet ids are 64 lowercase hex characters.
 pub const INLET_ID_PATTERN: &str = r"^[0-9a-f]{64}$";
 /// AEP sandbox names: lowercase letters, digits and hyphens.
@@ -253,11 +255,17 @@ impl StreamingConnection {
             && let Some(properties) = schema.properties.as_mut()
         {
             for (field, text) in [
-                ("apiVersion", "The versioned schema of this object: streaming.aep-operator.dev/v1alpha1."),
+                (
+                    "apiVersion",
+                    "The versioned schema of this object: streaming.aep-operator.dev/v1alpha1.",
+                ),
                 ("kind", "StreamingConnection."),
                 ("metadata", "Standard object metadata."),
                 ("spec", "The desired streaming connection."),
-                ("status", "What the operator observed. Written only by the operator."),
+                (
+                    "status",
+                    "What the operator observed. Written only by the operator.",
+                ),
             ] {
                 if let Some(property) = properties.get_mut(field)
                     && property.description.is_none()
@@ -282,8 +290,16 @@ mod tests {
 
     fn schema() -> Value {
         let crd = StreamingConnection::definition();
-        serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap())
-            .unwrap()
+        serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     fn rules_of(property: &Value) -> Vec<(String, String)> {
@@ -292,7 +308,12 @@ mod tests {
             .map(|rules| {
                 rules
                     .iter()
-                    .map(|r| (r["rule"].as_str().unwrap().to_string(), r["message"].as_str().unwrap().to_string()))
+                    .map(|r| {
+                        (
+                            r["rule"].as_str().unwrap().to_string(),
+                            r["message"].as_str().unwrap().to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -332,7 +353,10 @@ mod tests {
         let object: StreamingConnection = serde_json::from_value(manifest.clone()).unwrap();
         assert_eq!(object.spec.data_type, DataType::Raw);
         assert_eq!(object.spec.deletion_policy, DeletionPolicy::Orphan);
-        assert_eq!(object.spec.config_map.as_ref().unwrap().labels["team"], "web");
+        assert_eq!(
+            object.spec.config_map.as_ref().unwrap().labels["team"],
+            "web"
+        );
         assert_eq!(serde_json::to_value(&object).unwrap(), manifest);
     }
 
@@ -369,7 +393,10 @@ mod tests {
     #[test]
     fn the_crd_has_the_fixed_names() {
         let crd = StreamingConnection::definition();
-        assert_eq!(crd.metadata.name.as_deref(), Some("streamingconnections.streaming.aep-operator.dev"));
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("streamingconnections.streaming.aep-operator.dev")
+        );
         assert_eq!(crd.spec.group, API_GROUP);
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.names.short_names, Some(vec!["sconn".to_string()]));
@@ -382,13 +409,28 @@ mod tests {
     #[test]
     fn printer_columns_show_ready_sandbox_connection_inlet_and_age() {
         let crd = StreamingConnection::definition();
-        let columns = crd.spec.versions[0].additional_printer_columns.clone().unwrap();
-        let summary: Vec<(&str, &str, i32)> =
-            columns.iter().map(|c| (c.name.as_str(), c.json_path.as_str(), c.priority.unwrap_or(0))).collect();
+        let columns = crd.spec.versions[0]
+            .additional_printer_columns
+            .clone()
+            .unwrap();
+        let summary: Vec<(&str, &str, i32)> = columns
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.json_path.as_str(),
+                    c.priority.unwrap_or(0),
+                )
+            })
+            .collect();
         assert_eq!(
             summary,
             vec![
-                ("Ready", r#".status.conditions[?(@.type=="Ready")].status"#, 0),
+                (
+                    "Ready",
+                    r#".status.conditions[?(@.type=="Ready")].status"#,
+                    0
+                ),
                 ("Sandbox", ".spec.sandbox", 0),
                 ("Connection ID", ".status.connectionId", 0),
                 ("Inlet URL", ".status.inletUrl", 1),
@@ -404,8 +446,15 @@ mod tests {
             let rules = rules_of(&spec[field]);
             assert_eq!(rules.len(), 1, "{field}");
             assert_eq!(rules[0].0, "self == oldSelf", "{field}");
-            assert!(rules[0].1.starts_with(&format!("{field} is immutable")), "{field}: {}", rules[0].1);
-            assert!(rules[0].1.contains("create a new StreamingConnection"), "{field}");
+            assert!(
+                rules[0].1.starts_with(&format!("{field} is immutable")),
+                "{field}: {}",
+                rules[0].1
+            );
+            assert!(
+                rules[0].1.contains("create a new StreamingConnection"),
+                "{field}"
+            );
         }
     }
 
@@ -414,15 +463,36 @@ mod tests {
         let root = schema();
         let spec = &root["properties"]["spec"]["properties"];
         let connection_id = rules_of(&spec["connectionId"]);
-        assert!(connection_id[0].0.contains(&CONNECTION_ID_PATTERN[1..CONNECTION_ID_PATTERN.len() - 1]));
+        assert!(
+            connection_id[0]
+                .0
+                .contains(&CONNECTION_ID_PATTERN[1..CONNECTION_ID_PATTERN.len() - 1])
+        );
         assert!(connection_id[0].1.contains("UUID"));
         assert_eq!(spec["connectionName"]["minLength"], 1);
         assert_eq!(spec["connectionName"]["maxLength"], 256);
-        assert_eq!(spec["credentialsRef"]["properties"]["name"]["pattern"], DNS_SUBDOMAIN_PATTERN);
-        assert_eq!(spec["configMap"]["properties"]["name"]["pattern"], DNS_SUBDOMAIN_PATTERN);
-        assert_eq!(root["properties"]["status"]["properties"]["inletId"]["pattern"], INLET_ID_PATTERN);
-        assert!(rules_of(&root)[0].0.contains("size(self.metadata.name) <= 247"));
-        assert!(rules_of(&root["properties"]["spec"])[0].0.contains("oldSelf.connectionId"));
+        assert_eq!(
+            spec["credentialsRef"]["properties"]["name"]["pattern"],
+            DNS_SUBDOMAIN_PATTERN
+        );
+        assert_eq!(
+            spec["configMap"]["properties"]["name"]["pattern"],
+            DNS_SUBDOMAIN_PATTERN
+        );
+        assert_eq!(
+            root["properties"]["status"]["properties"]["inletId"]["pattern"],
+            INLET_ID_PATTERN
+        );
+        assert!(
+            rules_of(&root)[0]
+                .0
+                .contains("size(self.metadata.name) <= 247")
+        );
+        assert!(
+            rules_of(&root["properties"]["spec"])[0]
+                .0
+                .contains("oldSelf.connectionId")
+        );
     }
 
     #[test]
@@ -438,7 +508,11 @@ mod tests {
             if let Some(properties) = node.get("properties").and_then(Value::as_object) {
                 for (name, child) in properties {
                     let child_path = format!("{path}.{name}");
-                    if child.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    if child
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
                         missing.push(child_path.clone());
                     }
                     walk(&child_path, child, missing);

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator (the default command).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the StreamingConnection CustomResourceDefinition as YAML.
     Crd,
 }
@@ -29,7 +29,7 @@ pub enum Command {
 impl Cli {
     /// The command to execute: `run` unless another one was named.
     pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Run(self.run))
+        self.command.unwrap_or(Command::Run(Box::new(self.run)))
     }
 }
 
@@ -37,11 +37,19 @@ impl Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// Base URL of the Adobe Experience Platform APIs (Flow Service).
-    #[arg(long, env = "AEP_PLATFORM_URL", default_value = "https://platform.adobe.io")]
+    #[arg(
+        long,
+        env = "AEP_PLATFORM_URL",
+        default_value = "https://platform.adobe.io"
+    )]
     pub platform_url: url::Url,
 
     /// Base URL of Adobe IMS, where access tokens are requested.
-    #[arg(long, env = "AEP_IMS_URL", default_value = "https://ims-na1.adobelogin.com")]
+    #[arg(
+        long,
+        env = "AEP_IMS_URL",
+        default_value = "https://ims-na1.adobelogin.com"
+    )]
     pub ims_url: url::Url,
 
     /// Watch StreamingConnections in this namespace only (default: all namespaces).
@@ -93,17 +101,23 @@ pub enum LogFormat {
 /// Parses `500ms`, `90s`, `10m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: use a number with ms, s, m or h, e.g. 10m"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: use a number with ms, s, m or h, e.g. 10m")
+    })?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}`: use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}`: use ms, s, m or h"
+            ));
+        }
     };
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(format!("`{text}` must be a positive duration"));
@@ -123,7 +137,8 @@ mod tests {
 
     #[test]
     fn run_is_the_default_command() {
-        let cli = Cli::try_parse_from(["aep-streaming-operator", "--namespace", "marketing"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["aep-streaming-operator", "--namespace", "marketing"]).unwrap();
         match cli.into_command() {
             Command::Run(args) => assert_eq!(args.namespace.as_deref(), Some("marketing")),
             other => panic!("expected run, got {other:?}"),
@@ -138,7 +153,9 @@ mod tests {
             if long == "help" || long == "version" {
                 continue;
             }
-            let env = arg.get_env().unwrap_or_else(|| panic!("--{long} has no env var"));
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("--{long} has no env var"));
             let expected = format!("AEP_{}", long.to_uppercase().replace('-', "_"));
             assert_eq!(env.to_str(), Some(expected.as_str()), "--{long}");
             assert!(arg.get_help().is_some(), "--{long} has no help line");

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         }
         Command::Run(args) => {
             telemetry::init(args.log_format);
-            match operator::run(args).await {
+            match operator::run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "the operator stopped");

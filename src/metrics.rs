@@ -40,7 +40,11 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("aep_operator");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles of StreamingConnections by result", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of StreamingConnections by result",
+            reconciles.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         registry.register_with_unit(
             "reconcile_duration",
@@ -54,8 +58,9 @@ impl Default for Metrics {
             "HTTP requests to Flow Service and IMS by operation and status class",
             flow_requests.clone(),
         );
-        let flow_request_duration =
-            Family::<FlowLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)));
+        let flow_request_duration = Family::<FlowLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
         registry.register_with_unit(
             "flow_request_duration",
             "Latency of HTTP requests to Flow Service and IMS",
@@ -63,15 +68,28 @@ impl Default for Metrics {
             flow_request_duration.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica is the active reconciler", leader.clone());
-        Self { registry, reconciles, reconcile_duration, flow_requests, flow_request_duration, leader }
+        registry.register(
+            "leader",
+            "1 while this replica is the active reconciler",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            flow_requests,
+            flow_request_duration,
+            leader,
+        }
     }
 }
 
 impl Metrics {
     /// Counts a finished reconcile.
     pub fn reconciled(&self, result: &'static str, elapsed: Duration) {
-        self.reconciles.get_or_create(&ReconcileLabels { result }).inc();
+        self.reconciles
+            .get_or_create(&ReconcileLabels { result })
+            .inc();
         self.reconcile_duration.observe(elapsed.as_secs_f64());
     }
 
@@ -83,7 +101,8 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
         text
     }
 }
@@ -94,9 +113,15 @@ pub struct FlowMetrics(pub Arc<Metrics>);
 
 impl FlowObserver for FlowMetrics {
     fn on_request(&self, operation: Operation, outcome: &'static str, elapsed: Duration) {
-        let labels = FlowLabels { operation: operation.as_str(), outcome };
+        let labels = FlowLabels {
+            operation: operation.as_str(),
+            outcome,
+        };
         self.0.flow_requests.get_or_create(&labels).inc();
-        self.0.flow_request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.0
+            .flow_request_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -109,11 +134,22 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         metrics.reconciled("success", Duration::from_millis(20));
         metrics.reconciled("RateLimited", Duration::from_millis(5));
-        FlowMetrics(metrics.clone()).on_request(Operation::Create, "2xx", Duration::from_millis(30));
+        FlowMetrics(metrics.clone()).on_request(
+            Operation::Create,
+            "2xx",
+            Duration::from_millis(30),
+        );
         let text = metrics.encode();
-        assert!(text.contains(r#"aep_operator_reconciles_total{result="success"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"aep_operator_reconciles_total{result="success"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"aep_operator_reconciles_total{result="RateLimited"} 1"#));
-        assert!(text.contains(r#"aep_operator_flow_requests_total{operation="create",outcome="2xx"} 1"#));
+        assert!(
+            text.contains(
+                r#"aep_operator_flow_requests_total{operation="create",outcome="2xx"} 1"#
+            )
+        );
         assert!(text.contains("aep_operator_reconcile_duration_seconds_bucket"));
         assert!(text.contains("aep_operator_flow_request_duration_seconds_count"));
     }

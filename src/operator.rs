@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kube::api::{Api, ListParams};
 use kube::Client;
+use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -24,7 +24,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     check_crd_installed(&client, args.namespace.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::default());
-    let flow = FlowClient::new(flow_config(&args, metrics.clone())?).context("configuring the Flow Service client")?;
+    let flow = FlowClient::new(flow_config(&args, metrics.clone())?)
+        .context("configuring the Flow Service client")?;
     let settings = Settings {
         resync_interval: args.resync_interval,
         max_concurrent_reconciles: args.max_concurrent_reconciles,
@@ -42,7 +43,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let health = Health::new(metrics.clone());
-    let server = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped(stop_rx.clone())));
+    let server = tokio::spawn(http::serve(
+        args.metrics_addr,
+        health.clone(),
+        stopped(stop_rx.clone()),
+    ));
 
     metrics.leader.set(1);
     health.set_ready(true);
@@ -53,16 +58,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     controller::run(client, flow, settings, metrics, stopped(stop_rx)).await;
     health.set_ready(false);
-    server.await.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+    server
+        .await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")?;
     info!("stopped");
     Ok(())
 }
 
 fn flow_config(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<FlowClientConfig> {
     let extra_ca_pem = match &args.ca_file {
-        Some(path) => {
-            Some(std::fs::read(path).with_context(|| format!("reading --ca-file {}", path.display()))?)
-        }
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("reading --ca-file {}", path.display()))?,
+        ),
         None => None,
     };
     Ok(FlowClientConfig {

@@ -28,7 +28,9 @@ impl Backoff {
         let mut failures = self.failures.lock().expect("backoff lock");
         let count = failures.entry(object.clone()).or_insert(0);
         *count = count.saturating_add(1);
-        let ceiling = INITIAL_DELAY.saturating_mul(2u32.saturating_pow(*count - 1)).min(MAX_DELAY);
+        let ceiling = INITIAL_DELAY
+            .saturating_mul(2u32.saturating_pow(*count - 1))
+            .min(MAX_DELAY);
         ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 

@@ -28,11 +28,13 @@ pub const STREAMING_CONNECTION_LABEL: &str = "streaming.aep-operator.dev/streami
 
 /// The Flow Service connection name: `spec.connectionName`, or `<namespace>/<name>`.
 pub fn connection_name(object: &StreamingConnection) -> String {
-    object
-        .spec
-        .connection_name
-        .clone()
-        .unwrap_or_else(|| format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()))
+    object.spec.connection_name.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        )
+    })
 }
 
 /// The name of the published ConfigMap: `spec.configMap.name`, or `<name>-inlet`.
@@ -61,7 +63,10 @@ pub fn new_connection(object: &StreamingConnection) -> NewConnection {
 
 /// The in-place update that brings `observed` in line with the spec, or `None` when it already is.
 /// Only the name and description can change in place; the immutable fields are guarded by admission.
-pub fn connection_update(object: &StreamingConnection, observed: &Connection) -> Option<ConnectionUpdate> {
+pub fn connection_update(
+    object: &StreamingConnection,
+    observed: &Connection,
+) -> Option<ConnectionUpdate> {
     let name = connection_name(object);
     let name_change = (observed.name != name).then_some(name);
     // An absent and an empty description mean the same to a user.
@@ -71,7 +76,10 @@ pub fn connection_update(object: &StreamingConnection, observed: &Connection) ->
     if name_change.is_none() && description_change.is_none() {
         return None;
     }
-    Some(ConnectionUpdate { name: name_change, description: description_change })
+    Some(ConnectionUpdate {
+        name: name_change,
+        description: description_change,
+    })
 }
 
 /// Why an existing connection cannot be managed by this object, if it cannot.
@@ -85,7 +93,10 @@ pub fn adoption_mismatch(object: &StreamingConnection, observed: &Connection) ->
     if let Some(data_type) = &observed.data_type
         && data_type != object.spec.data_type.as_str()
     {
-        return Some(format!("its dataType is {data_type}, but spec.dataType is {}", object.spec.data_type.as_str()));
+        return Some(format!(
+            "its dataType is {data_type}, but spec.dataType is {}",
+            object.spec.data_type.as_str()
+        ));
     }
     if observed.authentication_required != object.spec.authentication_required {
         return Some(format!(
@@ -103,13 +114,28 @@ pub fn config_map(object: &StreamingConnection, connection: &Connection) -> Conf
     let template = object.spec.config_map.clone().unwrap_or_default();
     let mut labels = template.labels;
     labels.insert(MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string());
-    labels.insert(STREAMING_CONNECTION_LABEL.to_string(), label_value(&object.name_any()));
+    labels.insert(
+        STREAMING_CONNECTION_LABEL.to_string(),
+        label_value(&object.name_any()),
+    );
     let data = BTreeMap::from([
-        (INLET_URL.to_string(), connection.inlet_url.clone().unwrap_or_default()),
-        (INLET_ID.to_string(), connection.inlet_id.clone().unwrap_or_default()),
+        (
+            INLET_URL.to_string(),
+            connection.inlet_url.clone().unwrap_or_default(),
+        ),
+        (
+            INLET_ID.to_string(),
+            connection.inlet_id.clone().unwrap_or_default(),
+        ),
         (CONNECTION_ID.to_string(), connection.id.clone()),
-        (AUTHENTICATION_REQUIRED.to_string(), object.spec.authentication_required.to_string()),
-        (DATA_TYPE.to_string(), object.spec.data_type.as_str().to_string()),
+        (
+            AUTHENTICATION_REQUIRED.to_string(),
+            object.spec.authentication_required.to_string(),
+        ),
+        (
+            DATA_TYPE.to_string(),
+            object.spec.data_type.as_str().to_string(),
+        ),
         (SANDBOX.to_string(), object.spec.sandbox.clone()),
     ]);
     ConfigMap {
@@ -129,18 +155,35 @@ pub fn config_map(object: &StreamingConnection, connection: &Connection) -> Conf
 /// True when `existing` already carries everything `desired` asks for, so no apply is needed.
 /// Extra labels or annotations added by others are not our business.
 pub fn config_map_is_current(existing: &ConfigMap, desired: &ConfigMap) -> bool {
-    let contains = |have: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
-        want.iter().flatten().all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    let contains = |have: &Option<BTreeMap<String, String>>,
+                    want: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
     existing.data == desired.data
         && contains(&existing.metadata.labels, &desired.metadata.labels)
-        && contains(&existing.metadata.annotations, &desired.metadata.annotations)
-        && owned_by(existing, desired.metadata.owner_references.iter().flatten().map(|o| o.uid.as_str()).next())
+        && contains(
+            &existing.metadata.annotations,
+            &desired.metadata.annotations,
+        )
+        && owned_by(
+            existing,
+            desired
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| o.uid.as_str())
+                .next(),
+        )
 }
 
 /// True when `config_map` is controlled by the object with `owner_uid`.
 pub fn owned_by(config_map: &ConfigMap, owner_uid: Option<&str>) -> bool {
-    let Some(owner_uid) = owner_uid else { return false };
+    let Some(owner_uid) = owner_uid else {
+        return false;
+    };
     config_map
         .metadata
         .owner_references
@@ -162,7 +205,9 @@ fn label_value(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::fixtures::{StreamingConnectionExt, connection_for, streaming_connection};
+    use crate::controller::fixtures::{
+        StreamingConnectionExt, connection_for, streaming_connection,
+    };
 
     #[test]
     fn connection_name_defaults_to_namespace_slash_name() {
@@ -208,13 +253,19 @@ mod tests {
         observed.description = Some("old text".into());
         assert_eq!(
             connection_update(&object, &observed),
-            Some(ConnectionUpdate { name: None, description: Some(Some("new text".into())) })
+            Some(ConnectionUpdate {
+                name: None,
+                description: Some(Some("new text".into()))
+            })
         );
         let renamed = streaming_connection("web-events").with_connection_name("Renamed");
         let observed = connection_for(&streaming_connection("web-events"));
         assert_eq!(
             connection_update(&renamed, &observed),
-            Some(ConnectionUpdate { name: Some("Renamed".into()), description: None })
+            Some(ConnectionUpdate {
+                name: Some("Renamed".into()),
+                description: None
+            })
         );
     }
 
@@ -225,7 +276,10 @@ mod tests {
         observed.description = Some("old text".into());
         assert_eq!(
             connection_update(&object, &observed),
-            Some(ConnectionUpdate { name: None, description: Some(None) })
+            Some(ConnectionUpdate {
+                name: None,
+                description: Some(None)
+            })
         );
     }
 
@@ -235,9 +289,17 @@ mod tests {
         let mut observed = connection_for(&object);
         assert_eq!(adoption_mismatch(&object, &observed), None);
         observed.authentication_required = true;
-        assert!(adoption_mismatch(&object, &observed).unwrap().contains("authenticationRequired"));
+        assert!(
+            adoption_mismatch(&object, &observed)
+                .unwrap()
+                .contains("authenticationRequired")
+        );
         observed.connection_spec_id = "c604ff05-7f1a-43c0-8e18-33bf874cb11c".into();
-        assert!(adoption_mismatch(&object, &observed).unwrap().contains("not a streaming connection"));
+        assert!(
+            adoption_mismatch(&object, &observed)
+                .unwrap()
+                .contains("not a streaming connection")
+        );
     }
 
     #[test]
@@ -245,7 +307,10 @@ mod tests {
         let object = streaming_connection("web-events").with_config_map_label("team", "web");
         let connection = connection_for(&object);
         let config_map = config_map(&object, &connection);
-        assert_eq!(config_map.metadata.name.as_deref(), Some("web-events-inlet"));
+        assert_eq!(
+            config_map.metadata.name.as_deref(),
+            Some("web-events-inlet")
+        );
         assert_eq!(config_map.metadata.namespace.as_deref(), Some("marketing"));
         let data = config_map.data.as_ref().unwrap();
         assert_eq!(data["INLET_URL"], connection.inlet_url.clone().unwrap());
@@ -255,7 +320,10 @@ mod tests {
         assert_eq!(data["DATA_TYPE"], "xdm");
         assert_eq!(data["SANDBOX"], "prod");
         for key in data.keys() {
-            assert!(key.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{key} works as an env var");
+            assert!(
+                key.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{key} works as an env var"
+            );
         }
         let labels = config_map.metadata.labels.as_ref().unwrap();
         assert_eq!(labels["team"], "web");
@@ -271,14 +339,23 @@ mod tests {
         let object = streaming_connection("web-events");
         let desired = config_map(&object, &connection_for(&object));
         let mut stale = desired.clone();
-        stale.data.as_mut().unwrap().insert("INLET_URL".into(), "https://old".into());
+        stale
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("INLET_URL".into(), "https://old".into());
         assert!(!config_map_is_current(&stale, &desired));
         let mut foreign = desired.clone();
         foreign.metadata.owner_references = None;
         assert!(!config_map_is_current(&foreign, &desired));
         assert!(!owned_by(&foreign, Some("uid-web-events")));
         let mut extra = desired.clone();
-        extra.metadata.labels.as_mut().unwrap().insert("added-by".into(), "someone".into());
+        extra
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("added-by".into(), "someone".into());
         assert!(config_map_is_current(&extra, &desired));
     }
 

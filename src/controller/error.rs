@@ -48,7 +48,11 @@ pub enum Error {
         "a create request for `{connection_name}` may have succeeded and {candidates} connections with that name \
          were created since; set spec.connectionId to the right one (connection ids: {ids}) and delete the others"
     )]
-    AmbiguousCreate { connection_name: String, candidates: usize, ids: String },
+    AmbiguousCreate {
+        connection_name: String,
+        candidates: usize,
+        ids: String,
+    },
 
     /// Flow Service has not provisioned the inlet yet; not a failure, but it needs a quick retry.
     #[error("the inlet of connection {id} is still being provisioned")]
@@ -136,7 +140,10 @@ mod tests {
 
     #[test]
     fn configuration_problems_of_the_object_are_permanent() {
-        let missing = Error::CredentialsNotFound { namespace: "ns".into(), name: "creds".into() };
+        let missing = Error::CredentialsNotFound {
+            namespace: "ns".into(),
+            name: "creds".into(),
+        };
         assert!(missing.is_permanent());
         assert_eq!(missing.reason(), "CredentialsNotFound");
         let conflict = Error::ConfigMapConflict { name: "cm".into() };

@@ -2,7 +2,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::{ConfigMapTemplate, SecretReference, StreamingConnection, StreamingConnectionSpec};
+use crate::api::{
+    ConfigMapTemplate, SecretReference, StreamingConnection, StreamingConnectionSpec,
+};
 use crate::controller::desired;
 use crate::flow::{Connection, STREAMING_CONNECTION_SPEC_ID};
 
@@ -18,7 +20,9 @@ pub fn streaming_connection(name: &str) -> StreamingConnection {
         },
         spec: StreamingConnectionSpec {
             sandbox: "prod".to_string(),
-            credentials_ref: SecretReference { name: "aep-credentials".to_string() },
+            credentials_ref: SecretReference {
+                name: "aep-credentials".to_string(),
+            },
             ..StreamingConnectionSpec::default()
         },
         status: None,
@@ -43,7 +47,10 @@ impl StreamingConnectionExt for StreamingConnection {
     }
 
     fn with_config_map_label(mut self, key: &str, value: &str) -> Self {
-        let template = self.spec.config_map.get_or_insert_with(ConfigMapTemplate::default);
+        let template = self
+            .spec
+            .config_map
+            .get_or_insert_with(ConfigMapTemplate::default);
         template.labels.insert(key.to_string(), value.to_string());
         self
     }

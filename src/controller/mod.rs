@@ -18,11 +18,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use rand::Rng;
 use tracing::{Instrument, debug, info_span, warn};
@@ -48,7 +49,8 @@ pub struct Settings {
 impl Settings {
     /// The resync interval with ±10% jitter, so that objects created together do not resync together.
     pub fn jittered_resync(&self) -> Duration {
-        self.resync_interval.mul_f64(rand::rng().random_range(0.9..1.1))
+        self.resync_interval
+            .mul_f64(rand::rng().random_range(0.9..1.1))
     }
 }
 
@@ -102,15 +104,30 @@ impl Context {
             .find(|other| {
                 other.uid() != own_uid
                     && (other.spec.connection_id.as_deref() == Some(id)
-                        || other.status.as_ref().and_then(|s| s.connection_id.as_deref()) == Some(id))
+                        || other
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.connection_id.as_deref())
+                            == Some(id))
             })
-            .map(|other| format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()))
+            .map(|other| {
+                format!(
+                    "{}/{}",
+                    other.namespace().unwrap_or_default(),
+                    other.name_any()
+                )
+            })
     }
 
     /// Notes the credentials in use for their Secret; when the Secret changed, the token minted
     /// for its previous version is dropped.
     fn remember_credentials(&self, credentials: &Credentials) {
-        let secret_uid = credentials.cache_key().split('/').next().unwrap_or_default().to_string();
+        let secret_uid = credentials
+            .cache_key()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let previous = self
             .credentials_by_secret
             .lock()
@@ -134,9 +151,9 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
     );
     let started = std::time::Instant::now();
     let result = async {
-        let namespace = object
-            .namespace()
-            .ok_or_else(|| Error::InvalidObject("a StreamingConnection must be namespaced".into()))?;
+        let namespace = object.namespace().ok_or_else(|| {
+            Error::InvalidObject("a StreamingConnection must be namespaced".into())
+        })?;
         let api: Api<StreamingConnection> = Api::namespaced(ctx.client.clone(), &namespace);
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
@@ -147,9 +164,16 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
         .await;
         let action = match outcome {
             Ok(action) => action,
-            Err(finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error)) => return Err(error),
-            Err(finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source)) => {
-                return Err(Error::Kubernetes { context: "updating the finalizer", source });
+            Err(finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error)) => {
+                return Err(error);
+            }
+            Err(
+                finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source),
+            ) => {
+                return Err(Error::Kubernetes {
+                    context: "updating the finalizer",
+                    source,
+                });
             }
             Err(other) => return Err(Error::InvalidObject(other.to_string())),
         };
@@ -169,7 +193,9 @@ pub fn error_policy(object: Arc<StreamingConnection>, error: &Error, ctx: Arc<Co
     if error.is_permanent() {
         return Action::await_change();
     }
-    let delay = ctx.backoff.next_delay(&ObjectRef::from_obj(object.as_ref()));
+    let delay = ctx
+        .backoff
+        .next_delay(&ObjectRef::from_obj(object.as_ref()));
     Action::requeue(error.retry_after().map_or(delay, |asked| asked.max(delay)))
 }
 
@@ -181,48 +207,79 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (connections, secrets, config_maps): (Api<StreamingConnection>, Api<Secret>, Api<ConfigMap>) =
-        match &settings.namespace {
-            Some(namespace) => (
-                Api::namespaced(client.clone(), namespace),
-                Api::namespaced(client.clone(), namespace),
-                Api::namespaced(client.clone(), namespace),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let (connections, secrets, config_maps): (
+        Api<StreamingConnection>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<ConfigMap>,
+    ) = match &settings.namespace {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
     let controller = Controller::new(connections, watcher::Config::default().any_semantic());
     let store = controller.store();
-    let ctx = Arc::new(Context::new(client, flow, store.clone(), settings.clone(), metrics));
+    let ctx = Arc::new(Context::new(
+        client,
+        flow,
+        store.clone(),
+        settings.clone(),
+        metrics,
+    ));
 
     // Only the metadata of Secrets is watched: enough to know which one changed, and no secret
     // value is ever held in a cache. The data is read when a reconcile needs it.
-    let secret_changes = metadata_watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
-    let users_of_secret = move |secret: kube::core::PartialObjectMeta<Secret>| {
+    let users_of_secret = move |secret: PartialObjectMeta<Secret>| {
         let namespace = secret.namespace();
         let name = secret.name_any();
         store
             .state()
             .into_iter()
-            .filter(|object| object.namespace() == namespace && object.spec.credentials_ref.name == name)
+            .filter(|object| {
+                object.namespace() == namespace && object.spec.credentials_ref.name == name
+            })
             .map(|object| ObjectRef::from_obj(object.as_ref()))
             .collect::<Vec<_>>()
     };
 
     controller
-        .watches_stream(secret_changes, users_of_secret)
+        .watches(
+            secrets,
+            watcher::Config::default().any_semantic(),
+            users_of_secret,
+        )
         // A published ConfigMap that is edited or deleted is put back.
         .owns(
             config_maps,
-            watcher::Config::default().labels(&format!("{}={}", desired::MANAGED_BY_LABEL, FIELD_MANAGER)),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                desired::MANAGED_BY_LABEL,
+                FIELD_MANAGER
+            )),
         )
         .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
-                Ok((object, _)) => debug!(namespace = object.namespace, name = object.name, "reconciled"),
+                Ok((object, _)) => debug!(
+                    namespace = object.namespace,
+                    name = object.name,
+                    "reconciled"
+                ),
                 Err(controller::Error::ReconcilerFailed(error, object)) => {
-                    debug!(namespace = object.namespace, name = object.name, reason = error.reason(), "reconcile failed")
+                    debug!(
+                        namespace = object.namespace,
+                        name = object.name,
+                        reason = error.reason(),
+                        "reconcile failed"
+                    )
                 }
                 Err(error) => warn!(%error, "controller error"),
             }

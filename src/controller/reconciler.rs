@@ -57,12 +57,18 @@ struct Found {
 
 impl<'a> Reconciliation<'a> {
     pub(crate) fn new(object: &'a StreamingConnection, ctx: &'a Context) -> Result<Self> {
-        let namespace = object
-            .namespace()
-            .ok_or_else(|| Error::InvalidObject("a StreamingConnection must be namespaced".into()))?;
+        let namespace = object.namespace().ok_or_else(|| {
+            Error::InvalidObject("a StreamingConnection must be namespaced".into())
+        })?;
         let connections = Api::namespaced(ctx.client.clone(), &namespace);
         let stored = Mutex::new(object.status.clone().unwrap_or_default());
-        Ok(Self { object, ctx, namespace, connections, stored })
+        Ok(Self {
+            object,
+            ctx,
+            namespace,
+            connections,
+            stored,
+        })
     }
 
     /// Converges the object; on failure records the reason in the status and an event.
@@ -78,12 +84,20 @@ impl<'a> Reconciliation<'a> {
 
     async fn converge(&self) -> Result<Action> {
         let credentials = self.credentials().await?;
-        let scope = Scope { credentials: &credentials, sandbox: &self.object.spec.sandbox };
+        let scope = Scope {
+            credentials: &credentials,
+            sandbox: &self.object.spec.sandbox,
+        };
 
         let found = self.find_or_create(&scope).await?;
         let mut connection = found.connection;
         if found.created {
-            self.publish(EventType::Normal, "Created", format!("Created connection {}", connection.id)).await;
+            self.publish(
+                EventType::Normal,
+                "Created",
+                format!("Created connection {}", connection.id),
+            )
+            .await;
         }
 
         if connection.inlet_url.is_none() {
@@ -92,7 +106,10 @@ impl<'a> Reconciliation<'a> {
                 self.observed_status(&connection, None),
                 &Progress::Reconciling {
                     reason: "InletProvisioning",
-                    message: format!("Waiting for Flow Service to provision the inlet of connection {}", connection.id),
+                    message: format!(
+                        "Waiting for Flow Service to provision the inlet of connection {}",
+                        connection.id
+                    ),
                 },
             )
             .await?;
@@ -104,7 +121,11 @@ impl<'a> Reconciliation<'a> {
         }
 
         let config_map_name = self.publish_config_map(&connection).await?;
-        self.write_status(self.observed_status(&connection, Some(config_map_name)), &Progress::Ready).await?;
+        self.write_status(
+            self.observed_status(&connection, Some(config_map_name)),
+            &Progress::Ready,
+        )
+        .await?;
         Ok(Action::requeue(self.ctx.settings.jittered_resync()))
     }
 
@@ -116,20 +137,40 @@ impl<'a> Reconciliation<'a> {
             .get_opt(name)
             .await
             .map_err(Error::kube("reading the credentials Secret"))?
-            .ok_or_else(|| Error::CredentialsNotFound { namespace: self.namespace.clone(), name: name.clone() })?;
-        let data: BTreeMap<String, Vec<u8>> =
-            secret.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)).collect();
+            .ok_or_else(|| Error::CredentialsNotFound {
+                namespace: self.namespace.clone(),
+                name: name.clone(),
+            })?;
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, value.0))
+            .collect();
         // A new resourceVersion means new credentials: tokens are cached per version.
-        let cache_key = format!("{}/{}", secret.metadata.uid.unwrap_or_default(), secret.metadata.resource_version.unwrap_or_default());
-        let credentials = Credentials::from_secret_data(&data, cache_key)
-            .map_err(|source| Error::CredentialsUnusable { name: name.clone(), source })?;
+        let cache_key = format!(
+            "{}/{}",
+            secret.metadata.uid.unwrap_or_default(),
+            secret.metadata.resource_version.unwrap_or_default()
+        );
+        let credentials = Credentials::from_secret_data(&data, cache_key).map_err(|source| {
+            Error::CredentialsUnusable {
+                name: name.clone(),
+                source,
+            }
+        })?;
         self.ctx.remember_credentials(&credentials);
         Ok(credentials)
     }
 
     /// Finds the connection this object manages, adopting or creating it when needed.
     async fn find_or_create(&self, scope: &Scope<'_>) -> Result<Found> {
-        let existing = |connection| Ok(Found { connection, created: false });
+        let existing = |connection| {
+            Ok(Found {
+                connection,
+                created: false,
+            })
+        };
         let status = self.status();
         if let Some(id) = &self.object.spec.connection_id {
             let adopting = status.connection_id.as_deref() != Some(id.as_str());
@@ -145,7 +186,12 @@ impl<'a> Reconciliation<'a> {
             };
             if adopting {
                 self.check_adoptable(&connection)?;
-                self.publish(EventType::Normal, "Adopted", format!("Adopted existing connection {id}")).await;
+                self.publish(
+                    EventType::Normal,
+                    "Adopted",
+                    format!("Adopted existing connection {id}"),
+                )
+                .await;
             }
             return existing(connection);
         }
@@ -157,7 +203,9 @@ impl<'a> Reconciliation<'a> {
                     self.publish(
                         EventType::Warning,
                         "Recreated",
-                        format!("Connection {id} was deleted outside the operator; creating a new one"),
+                        format!(
+                            "Connection {id} was deleted outside the operator; creating a new one"
+                        ),
                     )
                     .await;
                     self.forget_connection();
@@ -173,11 +221,18 @@ impl<'a> Reconciliation<'a> {
                     self.publish(
                         EventType::Normal,
                         "CreateResumed",
-                        format!("Found connection {} from an interrupted create; using it", connection.id),
+                        format!(
+                            "Found connection {} from an interrupted create; using it",
+                            connection.id
+                        ),
                     )
                     .await;
-                    self.record_created(&connection.id, &connection.etag).await?;
-                    return Ok(Found { connection, created: false });
+                    self.record_created(&connection.id, &connection.etag)
+                        .await?;
+                    return Ok(Found {
+                        connection,
+                        created: false,
+                    });
                 }
                 None => info!("an interrupted create never reached Flow Service; creating again"),
             }
@@ -191,13 +246,23 @@ impl<'a> Reconciliation<'a> {
         let request = desired::new_connection(self.object);
         let mut marked = self.status();
         // A marker left by an earlier attempt keeps its (earlier) start: the lookup window only grows.
-        let started_at = marked.pending_create.as_ref().map(|m| m.started_at.clone()).unwrap_or_else(now);
-        marked.pending_create = Some(PendingCreate { connection_name: request.name.clone(), started_at });
+        let started_at = marked
+            .pending_create
+            .as_ref()
+            .map(|m| m.started_at.clone())
+            .unwrap_or_else(now);
+        marked.pending_create = Some(PendingCreate {
+            connection_name: request.name.clone(),
+            started_at,
+        });
         self.write_status(
             marked,
             &Progress::Reconciling {
                 reason: "Creating",
-                message: format!("Creating connection `{}` in sandbox `{}`", request.name, scope.sandbox),
+                message: format!(
+                    "Creating connection `{}` in sandbox `{}`",
+                    request.name, scope.sandbox
+                ),
             },
         )
         .await?;
@@ -217,7 +282,10 @@ impl<'a> Reconciliation<'a> {
             .get_connection(scope, &created.id)
             .await
             .map_err(Error::flow("reading the new connection"))?;
-        Ok(Found { connection, created: true })
+        Ok(Found {
+            connection,
+            created: true,
+        })
     }
 
     /// Stores the id of a connection that now exists and clears the marker.
@@ -237,7 +305,11 @@ impl<'a> Reconciliation<'a> {
     }
 
     /// After an interrupted create: the connection this object created, if the POST was committed.
-    async fn resolve_pending_create(&self, scope: &Scope<'_>, marker: &PendingCreate) -> Result<Option<Connection>> {
+    async fn resolve_pending_create(
+        &self,
+        scope: &Scope<'_>,
+        marker: &PendingCreate,
+    ) -> Result<Option<Connection>> {
         let candidates = self.created_since(scope, marker).await?;
         match candidates.len() {
             0 => Ok(None),
@@ -245,13 +317,21 @@ impl<'a> Reconciliation<'a> {
             count => Err(Error::AmbiguousCreate {
                 connection_name: marker.connection_name.clone(),
                 candidates: count,
-                ids: candidates.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", "),
+                ids: candidates
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
 
     /// Connections named like the marker, created since it, matching the spec, owned by no one else.
-    async fn created_since(&self, scope: &Scope<'_>, marker: &PendingCreate) -> Result<Vec<Connection>> {
+    async fn created_since(
+        &self,
+        scope: &Scope<'_>,
+        marker: &PendingCreate,
+    ) -> Result<Vec<Connection>> {
         let since = marker.started_at.0.as_millisecond() - CLOCK_SKEW_ALLOWANCE_MS;
         let found = self
             .ctx
@@ -269,7 +349,10 @@ impl<'a> Reconciliation<'a> {
 
     fn check_adoptable(&self, connection: &Connection) -> Result<()> {
         if let Some(why) = desired::adoption_mismatch(self.object, connection) {
-            return Err(Error::ConnectionConflict { id: connection.id.clone(), why });
+            return Err(Error::ConnectionConflict {
+                id: connection.id.clone(),
+                why,
+            });
         }
         if let Some(owner) = self.ctx.owner_of(&connection.id, self.object) {
             return Err(Error::ConnectionConflict {
@@ -288,7 +371,10 @@ impl<'a> Reconciliation<'a> {
         update: crate::flow::ConnectionUpdate,
     ) -> Result<Connection> {
         let flow = &self.ctx.flow;
-        let updated = match flow.update_connection(scope, &connection.id, &connection.etag, &update).await {
+        let updated = match flow
+            .update_connection(scope, &connection.id, &connection.etag, &update)
+            .await
+        {
             Ok(updated) => updated,
             Err(FlowError::PreconditionFailed { .. }) => {
                 connection = flow
@@ -311,8 +397,12 @@ impl<'a> Reconciliation<'a> {
             connection.description = description;
         }
         connection.etag = updated.etag;
-        self.publish(EventType::Normal, "Updated", format!("Updated connection {} to match the spec", connection.id))
-            .await;
+        self.publish(
+            EventType::Normal,
+            "Updated",
+            format!("Updated connection {} to match the spec", connection.id),
+        )
+        .await;
         Ok(connection)
     }
 
@@ -322,35 +412,49 @@ impl<'a> Reconciliation<'a> {
         let name = desired.metadata.name.clone().unwrap_or_default();
         let config_maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         let uid = self.object.uid();
-        match config_maps.get_opt(&name).await.map_err(Error::kube("reading the ConfigMap"))? {
+        match config_maps
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube("reading the ConfigMap"))?
+        {
             Some(existing) if !desired::owned_by(&existing, uid.as_deref()) => {
                 return Err(Error::ConfigMapConflict { name });
             }
             Some(existing) if desired::config_map_is_current(&existing, &desired) => {}
             _ => {
                 config_maps
-                    .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired))
+                    .patch(
+                        &name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&desired),
+                    )
                     .await
                     .map_err(Error::kube("applying the ConfigMap"))?;
             }
         }
         // spec.configMap.name changed: the old ConfigMap is ours and now stale.
         let previous = self.status().config_map_name;
-        if let Some(previous) = previous.as_deref().filter(|previous| *previous != name) {
-            if let Some(old) = config_maps.get_opt(previous).await.map_err(Error::kube("reading the old ConfigMap"))?
-                && desired::owned_by(&old, uid.as_deref())
-            {
-                config_maps
-                    .delete(previous, &DeleteParams::default())
-                    .await
-                    .map_err(Error::kube("deleting the old ConfigMap"))?;
-            }
+        if let Some(previous) = previous.as_deref().filter(|previous| *previous != name)
+            && let Some(old) = config_maps
+                .get_opt(previous)
+                .await
+                .map_err(Error::kube("reading the old ConfigMap"))?
+            && desired::owned_by(&old, uid.as_deref())
+        {
+            config_maps
+                .delete(previous, &DeleteParams::default())
+                .await
+                .map_err(Error::kube("deleting the old ConfigMap"))?;
         }
         Ok(name)
     }
 
     /// The status that describes `connection`, keeping what else the current status holds.
-    fn observed_status(&self, connection: &Connection, config_map_name: Option<String>) -> StreamingConnectionStatus {
+    fn observed_status(
+        &self,
+        connection: &Connection,
+        config_map_name: Option<String>,
+    ) -> StreamingConnectionStatus {
         let current = self.status();
         StreamingConnectionStatus {
             connection_id: Some(connection.id.clone()),
@@ -380,7 +484,11 @@ impl<'a> Reconciliation<'a> {
     }
 
     /// Writes `next` with the conditions for `progress`, unless that changes nothing.
-    async fn write_status(&self, mut next: StreamingConnectionStatus, progress: &Progress) -> Result<()> {
+    async fn write_status(
+        &self,
+        mut next: StreamingConnectionStatus,
+        progress: &Progress,
+    ) -> Result<()> {
         let current = self.status();
         let generation = self.object.metadata.generation;
         let timestamp = now();
@@ -396,7 +504,11 @@ impl<'a> Reconciliation<'a> {
             "status": next,
         });
         self.connections
-            .patch_status(&self.object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .patch_status(
+                &self.object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await
             .map_err(Error::kube("writing the status"))?;
         *self.stored.lock().expect("status lock") = next;
@@ -407,25 +519,39 @@ impl<'a> Reconciliation<'a> {
     async fn report_failure(&self, error: &Error) {
         let message = error.to_string();
         let progress = if error.is_permanent() {
-            Progress::Stalled { reason: error.reason(), message: message.clone() }
+            Progress::Stalled {
+                reason: error.reason(),
+                message: message.clone(),
+            }
         } else {
-            Progress::Reconciling { reason: error.reason(), message: message.clone() }
+            Progress::Reconciling {
+                reason: error.reason(),
+                message: message.clone(),
+            }
         };
         warn!(reason = error.reason(), error = %message, "reconcile failed");
         if let Err(status_error) = self.write_status(self.status(), &progress).await {
             warn!(error = %status_error, "could not record the failure in the status");
         }
-        self.publish(EventType::Warning, error.reason(), message).await;
+        self.publish(EventType::Warning, error.reason(), message)
+            .await;
     }
 
     /// Deletes (or orphans) the connection before the finalizer is removed. Idempotent.
     pub(crate) async fn cleanup(&self) -> Result<Action> {
         let status = self.status();
-        let known_id = status.connection_id.clone().or_else(|| self.object.spec.connection_id.clone());
+        let known_id = status
+            .connection_id
+            .clone()
+            .or_else(|| self.object.spec.connection_id.clone());
         if self.object.spec.deletion_policy == DeletionPolicy::Orphan {
             if let Some(id) = &known_id {
-                self.publish(EventType::Normal, "Orphaned", format!("Left connection {id} in place (deletionPolicy Orphan)"))
-                    .await;
+                self.publish(
+                    EventType::Normal,
+                    "Orphaned",
+                    format!("Left connection {id} in place (deletionPolicy Orphan)"),
+                )
+                .await;
             }
             return Ok(Action::await_change());
         }
@@ -434,10 +560,14 @@ impl<'a> Reconciliation<'a> {
         }
         let credentials = match self.credentials().await {
             Ok(credentials) => credentials,
-            Err(error @ (Error::CredentialsNotFound { .. } | Error::CredentialsUnusable { .. })) => {
+            Err(
+                error @ (Error::CredentialsNotFound { .. } | Error::CredentialsUnusable { .. }),
+            ) => {
                 // Without credentials nothing can be deleted; hanging forever would block the
                 // namespace, so the connection is orphaned and the user told so.
-                let what = known_id.as_deref().unwrap_or("the connection being created");
+                let what = known_id
+                    .as_deref()
+                    .unwrap_or("the connection being created");
                 self.publish(
                     EventType::Warning,
                     "Orphaned",
@@ -448,7 +578,10 @@ impl<'a> Reconciliation<'a> {
             }
             Err(error) => return Err(error),
         };
-        let scope = Scope { credentials: &credentials, sandbox: &self.object.spec.sandbox };
+        let scope = Scope {
+            credentials: &credentials,
+            sandbox: &self.object.spec.sandbox,
+        };
         let id = match known_id {
             Some(id) => id,
             None => match status.pending_create.as_ref() {
@@ -465,7 +598,12 @@ impl<'a> Reconciliation<'a> {
             .await
             .map_err(Error::flow("deleting the connection"))?;
         info!(connection_id = %id, "deleted connection");
-        self.publish(EventType::Normal, "Deleted", format!("Deleted connection {id}")).await;
+        self.publish(
+            EventType::Normal,
+            "Deleted",
+            format!("Deleted connection {id}"),
+        )
+        .await;
         Ok(Action::await_change())
     }
 
@@ -477,7 +615,12 @@ impl<'a> Reconciliation<'a> {
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(error) = self.ctx.recorder.publish(&event, &self.object.object_ref(&())).await {
+        if let Err(error) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.object.object_ref(&()))
+            .await
+        {
             warn!(%error, reason, "could not publish an event");
         }
     }

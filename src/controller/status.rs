@@ -15,50 +15,76 @@ pub enum Progress {
     /// The connection exists, its inlet is published: nothing left to do.
     Ready,
     /// Work is under way (creating, waiting for the inlet, retrying a transient failure).
-    Reconciling { reason: &'static str, message: String },
+    Reconciling {
+        reason: &'static str,
+        message: String,
+    },
     /// Nothing will change until the object or its Secret changes.
-    Stalled { reason: &'static str, message: String },
+    Stalled {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// The three conditions for `progress`, keeping `lastTransitionTime` of any condition whose status
 /// did not change (so that a steady state produces an identical status and therefore no write).
-pub fn conditions(previous: &[Condition], progress: &Progress, generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub fn conditions(
+    previous: &[Condition],
+    progress: &Progress,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     let (ready, reconciling, stalled) = match progress {
         Progress::Ready => (
-            ("True", "Ready", "The connection exists and its inlet URL is published".to_string()),
+            (
+                "True",
+                "Ready",
+                "The connection exists and its inlet URL is published".to_string(),
+            ),
             ("False", "Ready", String::new()),
             ("False", "Ready", String::new()),
         ),
-        Progress::Reconciling { reason, message } => {
-            (("False", *reason, message.clone()), ("True", *reason, message.clone()), ("False", *reason, String::new()))
-        }
-        Progress::Stalled { reason, message } => {
-            (("False", *reason, message.clone()), ("False", *reason, String::new()), ("True", *reason, message.clone()))
-        }
+        Progress::Reconciling { reason, message } => (
+            ("False", *reason, message.clone()),
+            ("True", *reason, message.clone()),
+            ("False", *reason, String::new()),
+        ),
+        Progress::Stalled { reason, message } => (
+            ("False", *reason, message.clone()),
+            ("False", *reason, String::new()),
+            ("True", *reason, message.clone()),
+        ),
     };
-    [(READY, ready), (RECONCILING, reconciling), (STALLED, stalled)]
-        .into_iter()
-        .map(|(type_, (status, reason, message))| {
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| now.clone());
-            Condition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                reason: reason.to_string(),
-                message,
-                observed_generation: generation,
-                last_transition_time,
-            }
-        })
-        .collect()
+    [
+        (READY, ready),
+        (RECONCILING, reconciling),
+        (STALLED, stalled),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| {
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            observed_generation: generation,
+            last_transition_time,
+        }
+    })
+    .collect()
 }
 
 /// True when writing `next` would change what is stored, ignoring `lastSyncedAt` (which alone
 /// never justifies a write: an unchanged resync writes nothing).
-pub fn needs_write(current: Option<&StreamingConnectionStatus>, next: &StreamingConnectionStatus) -> bool {
+pub fn needs_write(
+    current: Option<&StreamingConnectionStatus>,
+    next: &StreamingConnectionStatus,
+) -> bool {
     let Some(current) = current else { return true };
     let mut comparable = next.clone();
     comparable.last_synced_at = current.last_synced_at.clone();
@@ -99,7 +125,10 @@ mod tests {
 
     #[test]
     fn a_permanent_failure_stalls_with_its_reason() {
-        let progress = Progress::Stalled { reason: "CredentialsNotFound", message: "no Secret".into() };
+        let progress = Progress::Stalled {
+            reason: "CredentialsNotFound",
+            message: "no Secret".into(),
+        };
         let conditions = conditions(&[], &progress, Some(1), &at(100));
         assert_eq!(find(&conditions, READY).status, "False");
         assert_eq!(find(&conditions, READY).reason, "CredentialsNotFound");
@@ -110,7 +139,10 @@ mod tests {
 
     #[test]
     fn a_transient_failure_keeps_reconciling() {
-        let progress = Progress::Reconciling { reason: "RateLimited", message: "429".into() };
+        let progress = Progress::Reconciling {
+            reason: "RateLimited",
+            message: "429".into(),
+        };
         let conditions = conditions(&[], &progress, Some(1), &at(100));
         assert_eq!(find(&conditions, RECONCILING).status, "True");
         assert_eq!(find(&conditions, RECONCILING).reason, "RateLimited");
@@ -122,7 +154,10 @@ mod tests {
         let first = conditions(&[], &Progress::Ready, Some(1), &at(100));
         let again = conditions(&first, &Progress::Ready, Some(1), &at(200));
         assert_eq!(first, again);
-        let failing = Progress::Reconciling { reason: "FlowServiceUnavailable", message: "503".into() };
+        let failing = Progress::Reconciling {
+            reason: "FlowServiceUnavailable",
+            message: "503".into(),
+        };
         let changed = conditions(&first, &failing, Some(1), &at(300));
         assert_eq!(find(&changed, READY).last_transition_time, at(300));
         // Stalled stays False, so its transition time is kept.

@@ -1,0 +1,590 @@
+//! Reconciler tests: the real reconcile function against a fake Kubernetes API server (which
+//! records every call) and the emulator (whose request log records every Flow Service call). Each
+//! test asserts the exact sequence of calls on both sides.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aep_streaming_operator::api::{
+    DeletionPolicy, PendingCreate, SecretReference, StreamingConnection, StreamingConnectionSpec,
+};
+use aep_streaming_operator::controller::{self, Context, Settings};
+use aep_streaming_operator::emulator::{self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
+use aep_streaming_operator::flow::{FlowClient, FlowClientConfig};
+use aep_streaming_operator::metrics::Metrics;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use support::fake_apiserver::FakeApiServer;
+
+const NAMESPACE: &str = "marketing";
+const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
+const CONNECTION: &str = "/data/foundation/flowservice/connections/{id}";
+const SC_PATH: &str = "/apis/streaming.aep-operator.dev/v1alpha1/namespaces/marketing/streamingconnections";
+
+struct Harness {
+    kube: FakeApiServer,
+    emulator: emulator::RunningEmulator,
+    ctx: Arc<Context>,
+    store: Writer<StreamingConnection>,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
+        let url: url::Url = emulator.url().parse().unwrap();
+        let flow = FlowClient::new(FlowClientConfig {
+            platform_url: url.clone(),
+            ims_url: url,
+            qps: 0.0,
+            ..FlowClientConfig::default()
+        })
+        .unwrap();
+        let kube = FakeApiServer::default();
+        kube.insert(&secret("aep-credentials", DEMO_CLIENT_SECRET));
+        let (reader, store) = reflector::store();
+        let settings = Settings {
+            resync_interval: Duration::from_secs(600),
+            max_concurrent_reconciles: 1,
+            namespace: None,
+        };
+        let ctx = Arc::new(Context::new(kube.client(), flow, reader, settings, Arc::new(Metrics::default())));
+        Self { kube, emulator, ctx, store, http: reqwest::Client::new() }
+    }
+
+    /// Stores the object in the fake API server and in the controller's cache.
+    fn apply(&mut self, object: StreamingConnection) {
+        self.kube.insert(&object);
+        self.store.apply_watcher_event(&watcher::Event::Apply(self.object(object.metadata.name.as_deref().unwrap())));
+    }
+
+    fn object(&self, name: &str) -> StreamingConnection {
+        serde_json::from_value(self.kube.get(NAMESPACE, &format!("streamingconnections/{name}")).unwrap()).unwrap()
+    }
+
+    async fn reconcile(&mut self, name: &str) -> Result<Action, controller::Error> {
+        let object = self.object(name);
+        self.store.apply_watcher_event(&watcher::Event::Apply(object.clone()));
+        controller::reconcile(Arc::new(object), self.ctx.clone()).await
+    }
+
+    /// Reconciles until the finalizer is in place and one full pass has run.
+    async fn converge(&mut self, name: &str) -> Result<Action, controller::Error> {
+        self.reconcile(name).await.unwrap();
+        self.reconcile(name).await
+    }
+
+    async fn flow_calls(&self) -> Vec<String> {
+        let log: Value =
+            self.http.get(format!("{}/_emulator/requests", self.emulator.url())).send().await.unwrap().json().await.unwrap();
+        log["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["route"] != "/ims/token/v3")
+            .map(|entry| format!("{} {} {}", entry["method"].as_str().unwrap(), entry["route"].as_str().unwrap(), entry["status"]))
+            .collect()
+    }
+
+    async fn clear_calls(&self) {
+        self.http.delete(format!("{}/_emulator/requests", self.emulator.url())).send().await.unwrap();
+        self.kube.clear_calls();
+    }
+
+    async fn fault(&self, rule: Value) {
+        let response =
+            self.http.post(format!("{}/_emulator/faults", self.emulator.url())).json(&rule).send().await.unwrap();
+        assert!(response.status().is_success(), "fault rule rejected: {}", response.text().await.unwrap());
+    }
+
+    async fn emulator_connections(&self) -> Vec<Value> {
+        let state: Value =
+            self.http.get(format!("{}/_emulator/state", self.emulator.url())).send().await.unwrap().json().await.unwrap();
+        state["connections"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Creates a connection directly in the emulator, as another tool would.
+    async fn create_in_emulator(&self, name: &str) -> String {
+        let token: Value = self
+            .http
+            .post(format!("{}/ims/token/v3", self.emulator.url()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEMO_CLIENT_ID),
+                ("client_secret", DEMO_CLIENT_SECRET),
+                ("scope", "openid"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let created: Value = self
+            .http
+            .post(format!("{}{CONNECTIONS}", self.emulator.url()))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .header("x-api-key", DEMO_CLIENT_ID)
+            .header("x-gw-ims-org-id", DEMO_ORG_ID)
+            .header("x-sandbox-name", "prod")
+            .json(&json!({
+                "name": name,
+                "connectionSpec": {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb", "version": "1.0"},
+                "auth": {"specName": "Streaming Connection", "params": {"dataType": "xdm", "name": name}}
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["id"].as_str().unwrap().to_string()
+    }
+
+    fn condition(&self, name: &str, type_: &str) -> (String, String) {
+        let object = self.object(name);
+        let condition = object
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"));
+        (condition.status, condition.reason)
+    }
+}
+
+fn secret(name: &str, client_secret: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NAMESPACE.into()),
+            uid: Some(format!("uid-secret-{name}")),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [("clientId", DEMO_CLIENT_ID), ("clientSecret", client_secret), ("orgId", DEMO_ORG_ID)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+fn streaming_connection(name: &str) -> StreamingConnection {
+    let mut object = StreamingConnection::new(
+        name,
+        StreamingConnectionSpec {
+            sandbox: "prod".into(),
+            credentials_ref: SecretReference { name: "aep-credentials".into() },
+            ..StreamingConnectionSpec::default()
+        },
+    );
+    object.metadata.namespace = Some(NAMESPACE.into());
+    object.metadata.uid = Some(format!("uid-{name}"));
+    object.metadata.generation = Some(1);
+    object
+}
+
+fn finalized(mut object: StreamingConnection) -> StreamingConnection {
+    object.metadata.finalizers = Some(vec!["streaming.aep-operator.dev/cleanup".into()]);
+    object
+}
+
+fn k8s(verb: &str, path: &str) -> String {
+    format!("{verb} {path}")
+}
+
+#[tokio::test]
+async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_ready() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.kube.calls(), vec![k8s("PATCH", &format!("{SC_PATH}/web"))], "first the finalizer, nothing else");
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    h.clear_calls().await;
+
+    let action = h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.kube.writes(),
+        vec![
+            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the create-pending marker
+            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the connection id
+            k8s("PATCH", "/api/v1/namespaces/marketing/configmaps/web-inlet"),
+            k8s("PATCH", &format!("{SC_PATH}/web/status")), // Ready
+        ]
+    );
+    assert_eq!(h.flow_calls().await, vec![format!("POST {CONNECTIONS} 201"), format!("GET {CONNECTION} 200")]);
+    assert_eq!(h.kube.events(), vec![("Normal".into(), "Created".into())]);
+    assert!(action != Action::await_change(), "a Ready object is resynced periodically");
+
+    let object = h.object("web");
+    let status = object.status.unwrap();
+    assert_eq!(h.condition("web", "Ready"), ("True".into(), "Ready".into()));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.pending_create, None);
+    assert_eq!(status.inlet_id.as_ref().unwrap().len(), 64);
+    assert_eq!(status.state.as_deref(), Some("enabled"));
+    let config_map: ConfigMap =
+        serde_json::from_value(h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap()).unwrap();
+    let data = config_map.data.unwrap();
+    assert_eq!(data["INLET_URL"], status.inlet_url.unwrap());
+    assert_eq!(data["CONNECTION_ID"], status.connection_id.unwrap());
+    let connections = h.emulator_connections().await;
+    assert_eq!(connections.len(), 1);
+    assert_eq!(connections[0]["name"], "marketing/web");
+}
+
+#[tokio::test]
+async fn an_unchanged_resync_reads_but_writes_nothing() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.kube.writes(), Vec::<String>::new(), "no status patch, no ConfigMap apply");
+    assert_eq!(h.kube.events(), vec![]);
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")], "no PATCH to Flow Service");
+}
+
+#[tokio::test]
+async fn adopting_by_id_reads_the_connection_and_creates_nothing() {
+    let mut h = Harness::new().await;
+    let id = h.create_in_emulator("existing").await;
+    let mut object = finalized(streaming_connection("web"));
+    object.spec.connection_id = Some(id.clone());
+    object.spec.connection_name = Some("existing".into());
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
+    assert_eq!(
+        h.kube.writes(),
+        vec![
+            k8s("PATCH", "/api/v1/namespaces/marketing/configmaps/web-inlet"),
+            k8s("PATCH", &format!("{SC_PATH}/web/status")),
+        ]
+    );
+    assert_eq!(h.kube.events(), vec![("Normal".into(), "Adopted".into())]);
+    assert_eq!(h.object("web").status.unwrap().connection_id, Some(id));
+    assert_eq!(h.emulator_connections().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_managed_by_another_object_is_not_adopted() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("first"));
+    h.converge("first").await.unwrap();
+    let id = h.object("first").status.unwrap().connection_id.unwrap();
+    let mut second = finalized(streaming_connection("second"));
+    second.spec.connection_id = Some(id);
+    h.apply(second);
+
+    let error = h.reconcile("second").await.unwrap_err();
+    assert_eq!(error.reason(), "ConnectionConflict");
+    assert!(error.to_string().contains("marketing/first"), "{error}");
+    assert_eq!(h.condition("second", "Stalled"), ("True".into(), "ConnectionConflict".into()));
+}
+
+#[tokio::test]
+async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
+    let mut h = Harness::new().await;
+    let mut object = finalized(streaming_connection("web"));
+    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
+        pending_create: Some(PendingCreate {
+            connection_name: "marketing/web".into(),
+            started_at: Time(Timestamp::now() - Duration::from_secs(30)),
+        }),
+        ..Default::default()
+    });
+    h.apply(object);
+    // The POST of the interrupted attempt reached Flow Service.
+    let id = h.create_in_emulator("marketing/web").await;
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTIONS} 200")], "a lookup by name, no POST");
+    assert_eq!(
+        h.kube.writes(),
+        vec![
+            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the id, marker cleared
+            k8s("PATCH", "/api/v1/namespaces/marketing/configmaps/web-inlet"),
+            k8s("PATCH", &format!("{SC_PATH}/web/status")), // Ready
+        ]
+    );
+    assert_eq!(h.kube.events(), vec![("Normal".into(), "CreateResumed".into())]);
+    assert_eq!(h.object("web").status.unwrap().connection_id, Some(id));
+    assert_eq!(h.emulator_connections().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_create_that_never_arrived_is_created_again() {
+    let mut h = Harness::new().await;
+    let mut object = finalized(streaming_connection("web"));
+    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
+        pending_create: Some(PendingCreate {
+            connection_name: "marketing/web".into(),
+            started_at: Time(Timestamp::now()),
+        }),
+        ..Default::default()
+    });
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![format!("GET {CONNECTIONS} 200"), format!("POST {CONNECTIONS} 201"), format!("GET {CONNECTION} 200")]
+    );
+    assert_eq!(h.emulator_connections().await.len(), 1);
+    assert_eq!(h.condition("web", "Ready").0, "True");
+}
+
+#[tokio::test]
+async fn an_ambiguous_interrupted_create_stalls_without_creating() {
+    let mut h = Harness::new().await;
+    let mut object = finalized(streaming_connection("web"));
+    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
+        pending_create: Some(PendingCreate {
+            connection_name: "marketing/web".into(),
+            started_at: Time(Timestamp::now()),
+        }),
+        ..Default::default()
+    });
+    h.apply(object);
+    h.create_in_emulator("marketing/web").await;
+    h.create_in_emulator("marketing/web").await;
+    h.clear_calls().await;
+
+    let error = h.reconcile("web").await.unwrap_err();
+    assert_eq!(error.reason(), "AmbiguousCreate");
+    assert!(error.to_string().contains("spec.connectionId"), "the message says how to resolve it: {error}");
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTIONS} 200")]);
+    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "AmbiguousCreate".into()));
+    assert_eq!(h.kube.events(), vec![("Warning".into(), "AmbiguousCreate".into())]);
+    assert_eq!(controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()), Action::await_change());
+    assert_eq!(h.emulator_connections().await.len(), 2, "nothing created");
+}
+
+#[tokio::test]
+async fn a_create_committed_then_failed_is_recovered_without_a_duplicate() {
+    let mut h = Harness::new().await;
+    h.apply(finalized(streaming_connection("web")));
+    h.fault(json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 500, "times": 1}))
+        .await;
+
+    let error = h.reconcile("web").await.unwrap_err();
+    assert_eq!(error.reason(), "FlowServiceUnavailable");
+    assert!(h.object("web").status.unwrap().pending_create.is_some(), "the marker survives the failure");
+    assert_eq!(h.condition("web", "Reconciling"), ("True".into(), "FlowServiceUnavailable".into()));
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.emulator_connections().await.len(), 1);
+    assert_eq!(h.condition("web", "Ready").0, "True");
+}
+
+#[tokio::test]
+async fn a_description_change_is_patched_with_if_match() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let before = h.object("web").status.unwrap().etag.unwrap();
+    let mut object = h.object("web");
+    object.spec.description = Some("Clickstream".into());
+    object.metadata.generation = Some(2);
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200"), format!("PATCH {CONNECTION} 200")]);
+    assert_eq!(h.kube.writes(), vec![k8s("PATCH", &format!("{SC_PATH}/web/status"))], "new etag and generation");
+    let status = h.object("web").status.unwrap();
+    assert_ne!(status.etag.unwrap(), before);
+    assert_eq!(status.observed_generation, Some(2));
+    assert_eq!(h.emulator_connections().await[0]["description"], "Clickstream");
+    assert_eq!(h.kube.events(), vec![("Normal".into(), "Updated".into())]);
+}
+
+#[tokio::test]
+async fn a_connection_deleted_out_of_band_is_recreated_with_an_event() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let old_id = h.object("web").status.unwrap().connection_id.unwrap();
+    h.http.post(format!("{}/_emulator/reset", h.emulator.url())).send().await.unwrap();
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![format!("GET {CONNECTION} 404"), format!("POST {CONNECTIONS} 201"), format!("GET {CONNECTION} 200")]
+    );
+    assert!(h.kube.events().contains(&("Warning".into(), "Recreated".into())));
+    let new_id = h.object("web").status.unwrap().connection_id.unwrap();
+    assert_ne!(new_id, old_id);
+    let config_map = h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap();
+    assert_eq!(config_map["data"]["CONNECTION_ID"], new_id.as_str());
+}
+
+#[tokio::test]
+async fn deleting_with_the_delete_policy_deletes_the_connection_then_the_finalizer() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let mut object = h.object("web");
+    object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("DELETE {CONNECTION} 204")]);
+    assert_eq!(h.kube.writes(), vec![k8s("PATCH", &format!("{SC_PATH}/web"))], "only the finalizer removal");
+    assert!(h.object("web").metadata.finalizers.unwrap_or_default().is_empty());
+    assert_eq!(h.emulator_connections().await.len(), 0);
+    assert_eq!(h.kube.events(), vec![("Normal".into(), "Deleted".into())]);
+}
+
+#[tokio::test]
+async fn deleting_a_connection_already_gone_still_removes_the_finalizer() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    h.http.post(format!("{}/_emulator/reset", h.emulator.url())).send().await.unwrap();
+    let mut object = h.object("web");
+    object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("DELETE {CONNECTION} 404")]);
+    assert!(h.object("web").metadata.finalizers.unwrap_or_default().is_empty());
+}
+
+#[tokio::test]
+async fn deleting_with_the_orphan_policy_leaves_the_connection() {
+    let mut h = Harness::new().await;
+    let mut object = streaming_connection("web");
+    object.spec.deletion_policy = DeletionPolicy::Orphan;
+    h.apply(object);
+    h.converge("web").await.unwrap();
+    let mut object = h.object("web");
+    object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(h.kube.writes(), vec![k8s("PATCH", &format!("{SC_PATH}/web"))]);
+    assert_eq!(h.emulator_connections().await.len(), 1);
+    assert_eq!(h.kube.events(), vec![("Normal".into(), "Orphaned".into())]);
+}
+
+#[tokio::test]
+async fn deleting_when_the_secret_is_gone_orphans_with_a_warning_instead_of_hanging() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    h.kube.insert(&secret("other", DEMO_CLIENT_SECRET));
+    let mut object = h.object("web");
+    object.spec.credentials_ref.name = "deleted-secret".into();
+    object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert!(h.object("web").metadata.finalizers.unwrap_or_default().is_empty());
+    assert_eq!(h.kube.events(), vec![("Warning".into(), "Orphaned".into())]);
+    assert_eq!(h.emulator_connections().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_secret_stalls_and_waits_for_a_change() {
+    let mut h = Harness::new().await;
+    let mut object = finalized(streaming_connection("web"));
+    object.spec.credentials_ref.name = "not-there".into();
+    h.apply(object);
+    h.clear_calls().await;
+
+    let error = h.reconcile("web").await.unwrap_err();
+    assert_eq!(error.reason(), "CredentialsNotFound");
+    assert_eq!(
+        h.kube.calls(),
+        vec![
+            k8s("GET", "/api/v1/namespaces/marketing/secrets/not-there"),
+            k8s("PATCH", &format!("{SC_PATH}/web/status")),
+            k8s("POST", "/apis/events.k8s.io/v1/namespaces/marketing/events"),
+        ]
+    );
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(h.condition("web", "Ready"), ("False".into(), "CredentialsNotFound".into()));
+    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "CredentialsNotFound".into()));
+    assert_eq!(controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()), Action::await_change());
+
+    // The same failure again writes no new status.
+    h.clear_calls().await;
+    h.reconcile("web").await.unwrap_err();
+    assert!(!h.kube.writes().iter().any(|w| w.ends_with("/status")));
+}
+
+#[tokio::test]
+async fn rejected_credentials_stall_as_credentials_invalid_and_never_leak() {
+    let mut h = Harness::new().await;
+    h.kube.insert(&secret("wrong", "not-the-secret-42"));
+    let mut object = finalized(streaming_connection("web"));
+    object.spec.credentials_ref.name = "wrong".into();
+    h.apply(object);
+
+    let error = h.reconcile("web").await.unwrap_err();
+    assert_eq!(error.reason(), "CredentialsInvalid");
+    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "CredentialsInvalid".into()));
+    assert_eq!(controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()), Action::await_change());
+    let status = serde_json::to_string(&h.object("web").status).unwrap();
+    assert!(!status.contains("not-the-secret-42") && !error.to_string().contains("not-the-secret-42"));
+    assert_eq!(h.flow_calls().await, Vec::<String>::new(), "no Flow Service call without a token");
+}
+
+#[tokio::test]
+async fn a_rate_limited_create_retries_no_sooner_than_retry_after() {
+    let mut h = Harness::new().await;
+    h.apply(finalized(streaming_connection("web")));
+    h.fault(json!({"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 7, "times": 1})).await;
+
+    let error = h.reconcile("web").await.unwrap_err();
+    assert_eq!(error.reason(), "RateLimited");
+    assert_eq!(h.condition("web", "Reconciling"), ("True".into(), "RateLimited".into()));
+    assert_eq!(h.condition("web", "Stalled").0, "False");
+    let delay = controller::retry_delay(&h.object("web"), &error, &h.ctx).expect("a transient error is retried");
+    assert!(delay >= Duration::from_secs(7), "Retry-After is honoured: {delay:?}");
+    assert!(delay <= Duration::from_secs(8), "and not exceeded by much on a first failure: {delay:?}");
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.emulator_connections().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_config_map_owned_by_someone_else_is_not_taken_over() {
+    let mut h = Harness::new().await;
+    let mut foreign = ConfigMap::default();
+    foreign.metadata.name = Some("web-inlet".into());
+    foreign.metadata.namespace = Some(NAMESPACE.into());
+    foreign.data = Some([("owner".to_string(), "someone else".to_string())].into());
+    h.kube.insert(&foreign);
+    h.apply(finalized(streaming_connection("web")));
+
+    let error = h.reconcile("web").await.unwrap_err();
+    assert_eq!(error.reason(), "ConfigMapConflict");
+    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "ConfigMapConflict".into()));
+    assert_eq!(h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap()["data"]["owner"], "someone else");
+}
