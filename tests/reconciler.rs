@@ -73,7 +73,10 @@ impl Harness {
     async fn reconcile(&mut self, name: &str) -> Result<Action, controller::Error> {
         let object = self.object(name);
         self.store.apply_watcher_event(&watcher::Event::Apply(object.clone()));
-        controller::reconcile(Arc::new(object), self.ctx.clone()).await
+        let result = controller::reconcile(Arc::new(object), self.ctx.clone()).await;
+        // As the watch would, the cache sees what the reconcile wrote.
+        self.store.apply_watcher_event(&watcher::Event::Apply(self.object(name)));
+        result
     }
 
     /// Reconciles until the finalizer is in place and one full pass has run.

@@ -190,13 +190,20 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
 /// After a failed reconcile: permanent errors wait for a change of the object or its Secret;
 /// transient ones retry with per-object exponential backoff, never sooner than `Retry-After`.
 pub fn error_policy(object: Arc<StreamingConnection>, error: &Error, ctx: Arc<Context>) -> Action {
-    if error.is_permanent() {
-        return Action::await_change();
+    match retry_delay(&object, error, &ctx) {
+        Some(delay) => Action::requeue(delay),
+        None => Action::await_change(),
     }
-    let delay = ctx
-        .backoff
-        .next_delay(&ObjectRef::from_obj(object.as_ref()));
-    Action::requeue(error.retry_after().map_or(delay, |asked| asked.max(delay)))
+}
+
+/// How long to wait before retrying after `error`, or `None` to wait for a change instead.
+/// Counts the failure in the object's backoff.
+pub fn retry_delay(object: &StreamingConnection, error: &Error, ctx: &Context) -> Option<Duration> {
+    if error.is_permanent() {
+        return None;
+    }
+    let delay = ctx.backoff.next_delay(&ObjectRef::from_obj(object));
+    Some(error.retry_after().map_or(delay, |asked| asked.max(delay)))
 }
 
 /// Runs the controller until `shutdown` resolves.

@@ -136,6 +136,10 @@ impl FakeApiServer {
                     (None, None) => return not_found(&object_path),
                 };
                 if content_type.contains("json-patch") {
+                    // The API server treats an absent list as null for a JSON patch `test`.
+                    if object["metadata"].get("finalizers").is_none() {
+                        object["metadata"]["finalizers"] = Value::Null;
+                    }
                     let patch: json_patch::Patch = serde_json::from_value(body).unwrap();
                     if json_patch::patch(&mut object, &patch).is_err() {
                         return respond(StatusCode::UNPROCESSABLE_ENTITY, status_body(422, "Invalid", "patch test failed"));
