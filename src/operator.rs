@@ -4,7 +4,11 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use ::http::HeaderValue;
+use ::http::header::USER_AGENT;
+use kube::client::ClientBuilder;
 use kube::Client;
+use tower_http::set_header::SetRequestHeaderLayer;
 use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 use tracing::info;
@@ -18,9 +22,7 @@ use crate::metrics::{FlowMetrics, Metrics};
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("no Kubernetes configuration found (in-cluster service account or KUBECONFIG)")?;
+    let client = kubernetes_client().await?;
     check_crd_installed(&client, args.namespace.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::default());
@@ -64,6 +66,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("the HTTP server failed")?;
     info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes client. Its User-Agent names the operator, so that the API server records the
+/// finalizer patches (which are not server-side applies) under the operator's field manager too.
+async fn kubernetes_client() -> anyhow::Result<Client> {
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration found (in-cluster service account or KUBECONFIG)")?;
+    let user_agent = HeaderValue::from_static(concat!("aep-streaming-operator/", env!("CARGO_PKG_VERSION")));
+    Ok(ClientBuilder::try_from(config)
+        .context("building the Kubernetes client")?
+        .with_layer(&SetRequestHeaderLayer::overriding(USER_AGENT, user_agent))
+        .build())
 }
 
 fn flow_config(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<FlowClientConfig> {

@@ -1,4 +1,5 @@
-//! Shared fixtures for the integration tests.
+//! Shared fixtures for the integration tests. Each test binary uses a part of them.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fake_apiserver;

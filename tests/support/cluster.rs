@@ -1,0 +1,396 @@
+//! End-to-end harness: a real API server (from `AEP_E2E_KUBECONFIG`), the operator as a separate
+//! process authenticated as its own service account (RBAC of `deploy/`), the emulator in-process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aep_streaming_operator::api::StreamingConnection;
+use aep_streaming_operator::emulator::{self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{Discovery, Scope};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config, ResourceExt};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+
+pub const OPERATOR_NAMESPACE: &str = "aep-streaming-operator";
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "aep-streaming-operator";
+const E2E_MANAGER: &str = "e2e-tests";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn kubeconfig_path() -> PathBuf {
+    let path = std::env::var("AEP_E2E_KUBECONFIG").unwrap_or_else(|_| {
+        panic!(
+            "AEP_E2E_KUBECONFIG is not set: run the end-to-end tests with `make test`, or start a control plane \
+             with `make cluster` and set AEP_E2E_KUBECONFIG=target/cluster/kubeconfig"
+        )
+    });
+    PathBuf::from(path)
+}
+
+/// A client with the kubeconfig's own (admin) identity: for setting up and inspecting, never for
+/// the operator.
+pub async fn admin_client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("a readable kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Installs the CRD and the operator's RBAC (both from the repository), once per cluster; applying
+/// again is harmless.
+pub async fn install(admin: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("crds/streamingconnection.yaml")).unwrap()).unwrap();
+    let name = crd.name_any();
+    crds.patch(&name, &PatchParams::apply(E2E_MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, &name, conditions::is_crd_established()))
+        .await
+        .expect("the CRD is established in time")
+        .unwrap();
+    for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
+        apply_file(admin, &repo().join("deploy").join(file)).await;
+    }
+    // Discovery of the new group can lag behind Established.
+    let api: Api<StreamingConnection> = Api::all(admin.clone());
+    let served = wait_for("the StreamingConnection API to be served", Duration::from_secs(30), || async {
+        api.list(&ListParams::default().limit(1)).await.is_ok()
+    })
+    .await;
+    assert!(served, "the StreamingConnection API is not served");
+}
+
+/// Server-side applies every document of a YAML file.
+pub async fn apply_file(client: &Client, path: &Path) {
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_yaml::Value::deserialize(document).unwrap();
+        if value.is_null() {
+            continue;
+        }
+        let object: DynamicObject = serde_yaml::from_value(value).unwrap();
+        let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
+        let (resource, capabilities) = discovery.resolve_gvk(&gvk).expect("a known kind");
+        let api: Api<DynamicObject> = match (capabilities.scope, object.namespace()) {
+            (Scope::Namespaced, Some(namespace)) => Api::namespaced_with(client.clone(), &namespace, &resource),
+            (Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &resource),
+            (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(&object.name_any(), &PatchParams::apply(E2E_MANAGER).force(), &Patch::Apply(&object))
+            .await
+            .unwrap_or_else(|e| panic!("applying {} from {}: {e}", object.name_any(), path.display()));
+    }
+}
+
+/// A kubeconfig for the operator: the same API server, authenticated with a token of the
+/// operator's service account from the TokenRequest API, so the operator has exactly the RBAC of
+/// `deploy/`.
+pub async fn operator_kubeconfig(admin: &Client, directory: &Path) -> PathBuf {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    let request = TokenRequest {
+        spec: TokenRequestSpec { expiration_seconds: Some(3600), ..TokenRequestSpec::default() },
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request(OPERATOR_SERVICE_ACCOUNT, &PostParams::default(), &request)
+        .await
+        .expect("a service account token")
+        .status
+        .unwrap()
+        .token;
+    let admin_config: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    let mut cluster = admin_config["clusters"][0]["cluster"].clone();
+    if let Some(ca) = cluster.get("certificate-authority").and_then(Value::as_str) {
+        // Relative paths in a kubeconfig are relative to the kubeconfig's folder.
+        let ca = kubeconfig_path().parent().unwrap().join(ca);
+        cluster["certificate-authority"] = json!(ca.to_string_lossy());
+    }
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": cluster}],
+        "users": [{"name": "aep-streaming-operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "e2e", "user": "aep-streaming-operator"}}],
+        "current-context": "operator",
+    });
+    let path = directory.join("operator-kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// The operator binary running as a separate process; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Operator {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(kubeconfig: &Path, platform_url: &str, log: PathBuf, extra_args: &[&str]) -> Self {
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_aep-streaming-operator"))
+            .arg("run")
+            .args(["--platform-url", platform_url, "--ims-url", platform_url])
+            .args(["--metrics-addr", "127.0.0.1:0", "--flow-service-qps", "100"])
+            .args(extra_args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,aep_streaming_operator=debug")
+            .stdout(Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("the operator starts");
+        Self { child: Some(child), log }
+    }
+
+    /// Stops the operator as Kubernetes would: SIGTERM, a grace period, then SIGKILL.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Kills the operator at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One end-to-end scenario: its namespaces, a credentials Secret in each, the emulator, the operator.
+pub struct Scenario {
+    pub admin: Client,
+    pub emulator: emulator::RunningEmulator,
+    pub operator: Operator,
+    pub namespaces: Vec<String>,
+    pub http: reqwest::Client,
+    pub directory: tempfile::TempDir,
+}
+
+impl Scenario {
+    /// Starts a scenario whose operator watches `namespaces[0]` only, or every namespace when there
+    /// are several.
+    pub async fn start(namespaces: &[&str]) -> Self {
+        let admin = admin_client().await;
+        install(&admin).await;
+        let suffix = format!("{:x}", rand::random::<u32>());
+        let namespaces: Vec<String> = namespaces.iter().map(|n| format!("{n}-{suffix}")).collect();
+        for namespace in &namespaces {
+            let api: Api<Namespace> = Api::all(admin.clone());
+            api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
+                .await
+                .unwrap();
+            put_secret(&admin, namespace, "aep-credentials", DEMO_CLIENT_SECRET).await;
+        }
+        let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
+        let directory = tempfile::tempdir().unwrap();
+        let kubeconfig = operator_kubeconfig(&admin, directory.path()).await;
+        let mut args = vec!["--resync-interval", "3s"];
+        if namespaces.len() == 1 {
+            args.extend(["--namespace", namespaces[0].as_str()]);
+        }
+        let operator = Operator::start(&kubeconfig, &emulator.url(), directory.path().join("operator.log"), &args);
+        Self { admin, emulator, operator, namespaces, http: reqwest::Client::new(), directory }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespaces[0]
+    }
+
+    pub fn connections(&self, namespace: &str) -> Api<StreamingConnection> {
+        Api::namespaced(self.admin.clone(), namespace)
+    }
+
+    /// Creates a StreamingConnection from a JSON spec (defaults from the CRD apply).
+    pub async fn create(&self, namespace: &str, name: &str, spec: Value) -> StreamingConnection {
+        let object = json!({
+            "apiVersion": "streaming.aep-operator.dev/v1alpha1",
+            "kind": "StreamingConnection",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        });
+        self.connections(namespace)
+            .create(&PostParams::default(), &serde_json::from_value(object).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("creating {namespace}/{name}: {e}"))
+    }
+
+    /// Waits until the object is Ready for its current generation, and returns it.
+    pub async fn wait_ready(&self, namespace: &str, name: &str) -> StreamingConnection {
+        self.wait_condition(namespace, name, "Ready", "True", None).await
+    }
+
+    /// Waits until condition `type_` has `status` (and `reason`, when given) for the current generation.
+    pub async fn wait_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> StreamingConnection {
+        let api = self.connections(namespace);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let object = api.get(name).await.unwrap();
+            let generation = object.metadata.generation;
+            let matched = object.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == type_
+                        && c.status == status
+                        && c.observed_generation == generation
+                        && reason.is_none_or(|r| c.reason == r)
+                })
+            });
+            if matched {
+                return object;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{namespace}/{name} never had {type_}={status} {reason:?}; status: {}\n--- operator log ---\n{}",
+                    serde_json::to_string_pretty(&object.status).unwrap(),
+                    tail(&self.operator.log_text(), 60)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes the object and waits until it is gone (the finalizer has run).
+    pub async fn delete_and_wait(&self, namespace: &str, name: &str) {
+        let api = self.connections(namespace);
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        let gone = wait_for(&format!("{namespace}/{name} to be deleted"), Duration::from_secs(60), || async {
+            api.get_opt(name).await.unwrap().is_none()
+        })
+        .await;
+        assert!(gone, "{namespace}/{name} was not deleted\n{}", tail(&self.operator.log_text(), 40));
+    }
+
+    pub async fn emulator_connections(&self) -> Vec<Value> {
+        let state: Value =
+            self.http.get(format!("{}/_emulator/state", self.emulator.url())).send().await.unwrap().json().await.unwrap();
+        state["connections"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn emulator_requests(&self) -> Value {
+        self.http.get(format!("{}/_emulator/requests", self.emulator.url())).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// An IMS token from the emulator for the demo client, as an application would get one.
+    pub async fn ims_token(&self) -> String {
+        let token: Value = self
+            .http
+            .post(format!("{}/ims/token/v3", self.emulator.url()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEMO_CLIENT_ID),
+                ("client_secret", DEMO_CLIENT_SECRET),
+                ("scope", "openid,AdobeID,read_organizations"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Flow Service headers for direct calls to the emulator (as another tool would make them).
+    pub async fn flow_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let token = self.ims_token().await;
+        self.http
+            .request(method, format!("{}/data/foundation/flowservice{path}", self.emulator.url()))
+            .bearer_auth(token)
+            .header("x-api-key", DEMO_CLIENT_ID)
+            .header("x-gw-ims-org-id", DEMO_ORG_ID)
+            .header("x-sandbox-name", "prod")
+    }
+
+    /// Deletes every StreamingConnection of the scenario (so its finalizers run while the operator
+    /// is still there), then the namespaces, then stops the operator.
+    pub async fn finish(mut self) {
+        for namespace in self.namespaces.clone() {
+            let api = self.connections(&namespace);
+            for object in api.list(&ListParams::default()).await.unwrap() {
+                api.delete(&object.name_any(), &DeleteParams::default()).await.unwrap();
+            }
+            let emptied = wait_for(
+                &format!("StreamingConnections in {namespace} to be deleted"),
+                Duration::from_secs(120),
+                || async { api.list(&ListParams::default()).await.unwrap().items.is_empty() },
+            )
+            .await;
+            assert!(emptied, "cleanup of {namespace} hung\n{}", tail(&self.operator.log_text(), 40));
+            let namespaces: Api<Namespace> = Api::all(self.admin.clone());
+            let _ = namespaces.delete(&namespace, &DeleteParams::default()).await;
+        }
+        self.operator.stop();
+        let log = self.operator.log_text();
+        assert!(!log.contains(DEMO_CLIENT_SECRET), "the operator log contains the client secret");
+        assert!(!log.to_lowercase().contains("bearer "), "the operator log contains a bearer token");
+    }
+}
+
+/// Creates or replaces a credentials Secret.
+pub async fn put_secret(admin: &Client, namespace: &str, name: &str, client_secret: &str) {
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"clientId": DEMO_CLIENT_ID, "clientSecret": client_secret, "orgId": DEMO_ORG_ID},
+    });
+    secrets.patch(name, &PatchParams::apply(E2E_MANAGER).force(), &Patch::Apply(&secret)).await.unwrap();
+}
+
+/// Polls `check` until it is true or `timeout` passes; returns whether it became true.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("timed out waiting for {what}");
+    false
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
