@@ -1,0 +1,86 @@
+//! The shared state of a running emulator and the router that puts every route behind the front door (request
+//! ids, latency, faults, the request log), except the admin API, which is never delayed, faulted or logged.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use super::config::ClientCredential;
+use super::errors::FlowError;
+use super::faults::FaultBook;
+use super::frontdoor::{self, RequestLog};
+use super::ims::{self, TokenBook};
+use super::state::{Persister, Store};
+use super::{admin, connections, inlet};
+
+/// Everything the handlers share. Each `Mutex` is held only for in-memory work, never across an `.await`.
+#[derive(Debug)]
+pub struct AppState {
+    /// Base of `inletUrl` and `Location`, without a trailing `/`.
+    pub public_url: String,
+    pub clients: Vec<ClientCredential>,
+    pub sandboxes: Vec<String>,
+    pub token_ttl: Duration,
+    pub latency: Duration,
+    pub inlet_delay: Duration,
+    pub store: Mutex<Store>,
+    pub tokens: Mutex<TokenBook>,
+    pub faults: Mutex<FaultBook>,
+    pub requests: Mutex<RequestLog>,
+    pub persister: Option<Persister>,
+}
+
+impl AppState {
+    /// Write the store to the state file (if any) up to at least `generation`. A failure becomes a 500, because
+    /// the caller was about to be told its change is durable.
+    pub async fn persist(&self, generation: u64) -> Result<(), FlowError> {
+        let Some(persister) = &self.persister else {
+            return Ok(());
+        };
+        persister
+            .persist(&self.store, generation)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "could not persist emulator state");
+                FlowError::internal("the emulator could not write its state file")
+            })
+    }
+}
+
+/// Milliseconds since the epoch, the unit of `createdAt`, `updatedAt` and `receivedTimeMs`.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The whole HTTP surface.
+pub fn router(app: Arc<AppState>) -> Router {
+    let adobe = Router::new()
+        .route(ims::TOKEN_ROUTE, post(ims::issue_token))
+        .route(
+            connections::CONNECTIONS_ROUTE,
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            connections::CONNECTION_ROUTE,
+            get(connections::get_one)
+                .patch(connections::patch)
+                .delete(connections::delete),
+        )
+        // The OpenAPI spec writes the item path with a trailing slash, the tutorials without: accept both.
+        .route(
+            connections::CONNECTION_ROUTE_TRAILING_SLASH,
+            get(connections::get_one)
+                .patch(connections::patch)
+                .delete(connections::delete),
+        )
+        .route(inlet::SINGLE_ROUTE, post(inlet::single))
+        .route(inlet::BATCH_ROUTE, post(inlet::batch))
+        .fallback(frontdoor::no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            frontdoor::front_door,
+        ));
+    admin::router().merge(adobe).with_state(app)
+}

@@ -1,0 +1,513 @@
+//! Flow Service base connections under `/data/foundation/flowservice` (reference §1): create, read, list, patch
+//! with `If-Match`, delete, each behind the gateway's header checks in the reference's order.
+//!
+//! Connections are scoped by organization (from the token) and sandbox (`x-sandbox-name`): one in `dev` does not
+//! exist for a caller in `prod`. Names are not unique, as in the real service.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::app::{AppState, now_ms};
+use super::errors::{ApiError, FlowError, GatewayError};
+use super::ims::bearer_token;
+use super::listing::ListRequest;
+use super::state::StoredConnection;
+
+/// Base path of Flow Service.
+pub const FLOW_SERVICE_BASE: &str = "/data/foundation/flowservice";
+pub const CONNECTIONS_ROUTE: &str = "/data/foundation/flowservice/connections";
+pub const CONNECTION_ROUTE: &str = "/data/foundation/flowservice/connections/{id}";
+pub const CONNECTION_ROUTE_TRAILING_SLASH: &str = "/data/foundation/flowservice/connections/{id}/";
+/// The streaming ("HTTP API") connection spec, the only one this emulator knows.
+pub const STREAMING_CONNECTION_SPEC_ID: &str = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb";
+/// The auth spec of the streaming connection spec.
+pub const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
+/// "Omitting [connectionSpec.version] will default to the most recent version."
+const DEFAULT_SPEC_VERSION: &str = "1.0";
+const STATE_ENABLED: &str = "enabled";
+const DATA_TYPE_XDM: &str = "xdm";
+const DATA_TYPE_RAW: &str = "raw";
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+pub const ORG_HEADER: &str = "x-gw-ims-org-id";
+pub const SANDBOX_HEADER: &str = "x-sandbox-name";
+
+/// Server-owned inlet parameters: never taken from a request body, added on read once provisioned.
+const SERVER_OWNED_PARAMS: [&str; 2] = ["inletId", "inletUrl"];
+
+/// Who is calling, once the headers passed.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client_id: String,
+    pub org_id: String,
+    pub sandbox: String,
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The gateway's checks (reference §2.A, §7): token, api key, org, then for bodies the content type, then Flow
+/// Service's sandbox checks. The first failing check answers.
+fn authorize(app: &AppState, headers: &HeaderMap, has_body: bool) -> Result<Caller, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(GatewayError::TOKEN_MISSING)?;
+    let holder = bearer_token(authorization)
+        .and_then(|token| app.tokens.lock().expect("token lock").validate(token))
+        .ok_or(GatewayError::TOKEN_INVALID)?;
+    let api_key = header_text(headers, API_KEY_HEADER).ok_or(GatewayError::API_KEY_MISSING)?;
+    // The key must be a registered client id and the one the token was issued to.
+    let known_key = app.clients.iter().any(|c| c.client_id == api_key);
+    if !known_key || api_key != holder.client_id {
+        return Err(GatewayError::API_KEY_INVALID.into());
+    }
+    let org_id = header_text(headers, ORG_HEADER).ok_or(GatewayError::ORG_MISSING)?;
+    if org_id != holder.org_id {
+        return Err(GatewayError::ORG_NOT_ENTITLED.into());
+    }
+    if has_body && !is_json_content_type(headers) {
+        return Err(ApiError::ContentType);
+    }
+    let sandbox = header_text(headers, SANDBOX_HEADER).ok_or_else(FlowError::sandbox_missing)?;
+    if !app.sandboxes.iter().any(|s| s == sandbox) {
+        return Err(FlowError::sandbox_not_found(sandbox).into());
+    }
+    Ok(Caller {
+        client_id: holder.client_id,
+        org_id: holder.org_id,
+        sandbox: sandbox.to_owned(),
+    })
+}
+
+/// `application/json`, with parameters or a `+json` suffix (e.g. `application/json-patch+json`).
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = header_text(headers, header::CONTENT_TYPE.as_str()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Body → JSON, with Flow's codes for an empty body (1405) and malformed JSON.
+fn parse_body(body: &Bytes) -> Result<Value, FlowError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(FlowError::empty_body());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| FlowError::invalid_body(format!("malformed JSON ({e})")))
+}
+
+/// A new etag in Flow Service's (Cosmos DB) shape, `"xxxxxxxx-0000-0200-0000-<epoch secs hex>0000"`, quotes
+/// included.
+fn new_etag(now_ms: i64, previous: Option<&str>) -> String {
+    loop {
+        let etag = format!(
+            "\"{:08x}-0000-0200-0000-{:08x}0000\"",
+            rand::random::<u32>(),
+            (now_ms / 1000) as u32
+        );
+        if previous != Some(etag.as_str()) {
+            return etag;
+        }
+    }
+}
+
+/// `If-Match` and etags compare without quotes or a weak prefix: the docs send both `"…"` and bare forms.
+fn bare_etag(value: &str) -> &str {
+    let value = value.trim();
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    value.trim_matches('"')
+}
+
+/// Validate `auth.params` and fill the documented defaults. `name` is the connection's top-level name.
+fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Value>, FlowError> {
+    let mut params = match params {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(FlowError::invalid_body("'auth.params' must be an object")),
+    };
+    for owned in SERVER_OWNED_PARAMS {
+        params.remove(owned);
+    }
+    for text_param in ["sourceId", "name"] {
+        match params.get(text_param) {
+            None | Some(Value::Null) => {
+                params.insert(text_param.to_owned(), json!(name));
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => {
+                return Err(FlowError::invalid_body(format!(
+                    "'auth.params.{text_param}' must be a string"
+                )));
+            }
+        }
+    }
+    match params.get("dataType") {
+        None | Some(Value::Null) => {
+            params.insert("dataType".to_owned(), json!(DATA_TYPE_XDM));
+        }
+        Some(Value::String(t)) if t == DATA_TYPE_XDM || t == DATA_TYPE_RAW => {}
+        Some(other) => {
+            return Err(FlowError::invalid_body(format!(
+                "'auth.params.dataType' must be '{DATA_TYPE_XDM}' or '{DATA_TYPE_RAW}', got {other}"
+            )));
+        }
+    }
+    match params.get("authenticationRequired") {
+        None | Some(Value::Null) => {
+            params.insert("authenticationRequired".to_owned(), json!(false));
+        }
+        Some(Value::Bool(_)) => {}
+        Some(_) => {
+            return Err(FlowError::invalid_body(
+                "'auth.params.authenticationRequired' must be a boolean",
+            ));
+        }
+    }
+    Ok(params)
+}
+
+fn required_name(value: Option<&Value>) -> Result<String, FlowError> {
+    match value {
+        Some(Value::String(name)) if !name.trim().is_empty() => Ok(name.clone()),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(FlowError::invalid_body("'name' is required"))
+        }
+        Some(_) => Err(FlowError::invalid_body("'name' must be a string")),
+    }
+}
+
+fn optional_description(value: Option<&Value>) -> Result<Option<String>, FlowError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(FlowError::invalid_body("'description' must be a string")),
+    }
+}
+
+/// The fields of a valid create request.
+struct NewConnection {
+    name: String,
+    description: Option<String>,
+    connection_spec: Value,
+    params: Map<String, Value>,
+}
+
+fn validate_create(request: &Value) -> Result<NewConnection, FlowError> {
+    let Value::Object(request) = request else {
+        return Err(FlowError::invalid_body("the body must be a JSON object"));
+    };
+    let spec_id = match request.get("connectionSpec").and_then(|s| s.get("id")) {
+        Some(Value::String(id)) => id.as_str(),
+        _ => return Err(FlowError::invalid_spec_id("connectionSpec.id is missing")),
+    };
+    if spec_id != STREAMING_CONNECTION_SPEC_ID {
+        return Err(FlowError::invalid_spec_id(&format!(
+            "unknown connection spec id '{spec_id}'"
+        )));
+    }
+    let version = match request["connectionSpec"].get("version") {
+        None | Some(Value::Null) => DEFAULT_SPEC_VERSION.to_owned(),
+        Some(Value::String(v)) => v.clone(),
+        Some(_) => {
+            return Err(FlowError::invalid_body(
+                "'connectionSpec.version' must be a string",
+            ));
+        }
+    };
+    let name = required_name(request.get("name"))?;
+    let description = optional_description(request.get("description"))?;
+    let auth = request.get("auth");
+    let spec_name = auth.and_then(|a| a.get("specName")).and_then(Value::as_str);
+    if spec_name != Some(STREAMING_AUTH_SPEC_NAME) {
+        return Err(FlowError::auth_spec_not_found(spec_name, spec_id));
+    }
+    // `providerId` (legacy form) is accepted and ignored, as the current service does.
+    let params = normalize_params(auth.and_then(|a| a.get("params")), &name)?;
+    Ok(NewConnection {
+        name,
+        description,
+        connection_spec: json!({ "id": spec_id, "version": version }),
+        params,
+    })
+}
+
+/// `POST /connections` → 201 `{id, etag}` with `Location`.
+pub async fn create(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&app, &headers, true)?;
+    let new = validate_create(&parse_body(&body)?)?;
+    let now = now_ms();
+    let id = uuid::Uuid::new_v4().to_string();
+    let etag = new_etag(now, None);
+    let generation = {
+        let mut store = app.store.lock().expect("store lock");
+        let seq = store.take_seq();
+        store.insert(StoredConnection {
+            id: id.clone(),
+            seq,
+            org_id: caller.org_id.clone(),
+            sandbox_name: caller.sandbox.clone(),
+            name: new.name,
+            description: new.description,
+            connection_spec: new.connection_spec,
+            spec_name: STREAMING_AUTH_SPEC_NAME.to_owned(),
+            params: new.params,
+            state: STATE_ENABLED.to_owned(),
+            created_at: now,
+            updated_at: now,
+            // For service tokens, createdBy equals createdClient (reference §1.3).
+            created_by: caller.client_id.clone(),
+            updated_by: caller.client_id.clone(),
+            created_client: caller.client_id.clone(),
+            updated_client: caller.client_id.clone(),
+            etag: etag.clone(),
+            inlet_id: hex::encode(rand::random::<[u8; 32]>()),
+            inlet_ready_at: now
+                .saturating_add(i64::try_from(app.inlet_delay.as_millis()).unwrap_or(i64::MAX)),
+        });
+        store.generation += 1;
+        store.generation
+    };
+    app.persist(generation).await?;
+    tracing::debug!(connection_id = %id, sandbox = %caller.sandbox, "created connection");
+    let location = format!("{}{CONNECTIONS_ROUTE}/{id}", app.public_url);
+    let mut response =
+        (StatusCode::CREATED, Json(json!({ "id": id, "etag": etag }))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /connections/{id}` → 200 `{items: [connection]}`.
+pub async fn get_one(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&app, &headers, false)?;
+    let store = app.store.lock().expect("store lock");
+    let connection = store
+        .get_scoped(&id, &caller.org_id, &caller.sandbox)
+        .ok_or_else(|| FlowError::not_found(&id))?;
+    let item = connection.render(&app.public_url, connection.inlet_ready(now_ms()));
+    Ok(Json(json!({ "items": [item] })).into_response())
+}
+
+/// `GET /connections` with `property`, `orderby`, `limit`, `continuationToken`, `count`.
+pub async fn list(
+    State(app): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&app, &headers, false)?;
+    let request = ListRequest::parse(query.as_deref())?;
+    let now = now_ms();
+    let rendered: Vec<(u64, Value)> = {
+        let store = app.store.lock().expect("store lock");
+        store
+            .scoped(&caller.org_id, &caller.sandbox)
+            .into_iter()
+            .map(|c| (c.seq, c.render(&app.public_url, c.inlet_ready(now))))
+            .collect()
+    };
+    Ok(Json(request.respond(rendered)).into_response())
+}
+
+/// `DELETE /connections/{id}` → 204; later reads are 404.
+pub async fn delete(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&app, &headers, false)?;
+    let generation = {
+        let mut store = app.store.lock().expect("store lock");
+        if store
+            .get_scoped(&id, &caller.org_id, &caller.sandbox)
+            .is_none()
+        {
+            return Err(FlowError::not_found(&id).into());
+        }
+        store.remove(&id);
+        store.generation += 1;
+        store.generation
+    };
+    app.persist(generation).await?;
+    tracing::debug!(connection_id = %id, "deleted connection");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Which part of a connection a patch path touches.
+fn check_patch_path(path: &str) -> Result<(), FlowError> {
+    let patchable = path == "/name"
+        || path == "/description"
+        || path == "/auth/params"
+        || path.starts_with("/auth/params/");
+    if patchable {
+        Ok(())
+    } else if path == "/connectionSpec" || path.starts_with("/connectionSpec/") {
+        Err(FlowError::spec_not_updatable())
+    } else {
+        Err(FlowError::invalid_patch(format!(
+            "path '{path}' cannot be updated; only /name, /description and /auth/params can"
+        )))
+    }
+}
+
+/// The patch document as RFC 6902 operations: an array (the tutorials) or a single object (the spec), with
+/// `op` in any case (the spec's enum is upper-case), limited to add/replace/remove on patchable paths.
+fn parse_patch(document: Value) -> Result<json_patch::Patch, FlowError> {
+    let operations = match document {
+        Value::Array(operations) => operations,
+        single @ Value::Object(_) => vec![single],
+        _ => {
+            return Err(FlowError::invalid_patch(
+                "the body must be a JSON Patch array",
+            ));
+        }
+    };
+    if operations.is_empty() {
+        return Err(FlowError::invalid_patch("the patch has no operations"));
+    }
+    let mut normalized = Vec::with_capacity(operations.len());
+    for mut operation in operations {
+        let Some(fields) = operation.as_object_mut() else {
+            return Err(FlowError::invalid_patch("each operation must be an object"));
+        };
+        let op = match fields.get("op").and_then(Value::as_str) {
+            Some(op) => op.to_ascii_lowercase(),
+            None => return Err(FlowError::invalid_patch("Missing field 'op'")),
+        };
+        if !matches!(op.as_str(), "add" | "replace" | "remove") {
+            return Err(FlowError::invalid_patch(format!(
+                "unsupported op '{op}'; use add, replace or remove"
+            )));
+        }
+        let Some(path) = fields.get("path").and_then(Value::as_str) else {
+            return Err(FlowError::invalid_patch("Missing field 'path'"));
+        };
+        check_patch_path(path)?;
+        if op != "remove" && !fields.contains_key("value") {
+            return Err(FlowError::invalid_patch("Missing field 'value'"));
+        }
+        fields.insert("op".to_owned(), json!(op));
+        normalized.push(operation);
+    }
+    serde_json::from_value(Value::Array(normalized)).map_err(FlowError::invalid_patch)
+}
+
+/// `PATCH /connections/{id}` with `If-Match` → 200 `{id, etag}` with a new etag.
+pub async fn patch(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&app, &headers, true)?;
+    let if_match =
+        header_text(&headers, header::IF_MATCH.as_str()).ok_or_else(FlowError::if_match_missing)?;
+    let patch = parse_patch(parse_body(&body)?)?;
+    let now = now_ms();
+    let (etag, generation) = {
+        let mut store = app.store.lock().expect("store lock");
+        let connection = store
+            .get_scoped_mut(&id, &caller.org_id, &caller.sandbox)
+            .ok_or_else(|| FlowError::not_found(&id))?;
+        if if_match != "*" && bare_etag(if_match) != bare_etag(&connection.etag) {
+            return Err(FlowError::version_mismatch(if_match, bare_etag(&connection.etag)).into());
+        }
+        // Patch the object as the client sees it, so that paths under /auth/params resolve as in a GET.
+        let mut document = connection.render(&app.public_url, connection.inlet_ready(now));
+        json_patch::patch(&mut document, &patch).map_err(FlowError::invalid_patch)?;
+        let name =
+            required_name(document.get("name")).map_err(|e| FlowError::invalid_patch(e.message))?;
+        let description = optional_description(document.get("description"))
+            .map_err(|e| FlowError::invalid_patch(e.message))?;
+        let params = normalize_params(document.pointer("/auth/params"), &name)
+            .map_err(|e| FlowError::invalid_patch(e.message))?;
+        connection.name = name;
+        connection.description = description;
+        connection.params = params;
+        connection.updated_at = now;
+        connection.updated_by = caller.client_id.clone();
+        connection.updated_client = caller.client_id.clone();
+        connection.etag = new_etag(now, Some(&connection.etag));
+        let etag = connection.etag.clone();
+        store.generation += 1;
+        (etag, store.generation)
+    };
+    app.persist(generation).await?;
+    tracing::debug!(connection_id = %id, "patched connection");
+    Ok(Json(json!({ "id": id, "etag": etag })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_have_flow_service_shape_and_compare_without_quotes() {
+        let etag = new_etag(1_669_238_701_000, None);
+        assert!(
+            etag.starts_with('"') && etag.ends_with("637e8fad0000\""),
+            "{etag}"
+        );
+        assert_eq!(bare_etag(&etag), etag.trim_matches('"'));
+        assert_eq!(bare_etag("W/\"abc\""), "abc");
+    }
+
+    #[test]
+    fn params_get_the_documented_defaults() {
+        let params = normalize_params(Some(&json!({"inletId": "forged"})), "My conn").unwrap();
+        assert_eq!(
+            Value::Object(params),
+            json!({"sourceId": "My conn", "name": "My conn", "dataType": "xdm", "authenticationRequired": false})
+        );
+        assert!(normalize_params(Some(&json!({"dataType": "csv"})), "n").is_err());
+    }
+
+    #[test]
+    fn patch_accepts_upper_case_ops_and_single_objects_but_not_other_paths() {
+        assert!(parse_patch(json!({"op": "REPLACE", "path": "/name", "value": "x"})).is_ok());
+        assert_eq!(
+            parse_patch(json!([{"op": "replace", "path": "/connectionSpec/id", "value": "x"}]))
+                .unwrap_err()
+                .code,
+            "1414"
+        );
+        assert_eq!(
+            parse_patch(json!([{"op": "replace", "path": "/state", "value": "x"}]))
+                .unwrap_err()
+                .code,
+            "1455"
+        );
+        assert_eq!(
+            parse_patch(json!([{"op": "move", "from": "/name", "path": "/description"}]))
+                .unwrap_err()
+                .code,
+            "1455"
+        );
+    }
+}

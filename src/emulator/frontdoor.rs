@@ -1,0 +1,256 @@
+//! The front door every non-admin request passes: it assigns the request id (`x-request-id`, repeated in Flow
+//! problem bodies), adds `--latency-ms`, applies fault rules, and records the request in the ordered log that
+//! tests read from `/_emulator/requests`.
+//!
+//! Dropping a connection: the front door records the request and then unwinds the handler future with
+//! [`std::panic::resume_unwind`]. The unwind ends the per-connection task that `axum::serve` spawned, so the
+//! socket is closed without a response and the client sees a connection error (an incomplete message or reset).
+//! `resume_unwind` does not run the panic hook, so nothing is printed, and only that one connection's task ends.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::app::AppState;
+use super::errors::{REQUEST_ID, REQUEST_ID_HEADER};
+use super::faults::FaultAction;
+
+/// Admin routes live under this prefix; the front door lets them through untouched.
+pub const ADMIN_PREFIX: &str = "/_emulator";
+/// Route recorded for requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "*";
+/// Status recorded for a request whose connection was dropped without an answer.
+pub const DROPPED_STATUS: u16 = 0;
+/// The log keeps the most recent entries only, so that a benchmark cannot grow it without bound.
+pub const MAX_LOG_ENTRIES: usize = 10_000;
+/// A client-supplied request id longer than this is replaced: it ends up in bodies and logs.
+const MAX_CLIENT_REQUEST_ID_LENGTH: usize = 128;
+
+/// The payload of the unwind that drops a connection.
+#[derive(Debug)]
+struct ConnectionDropped;
+
+/// One served request, in arrival order of completion.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub seq: u64,
+    pub method: String,
+    /// The route template, e.g. `/data/foundation/flowservice/connections/{id}`.
+    pub route: String,
+    /// The actual path, without the query.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub status: u16,
+    /// Id of the fault rule that fired, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    pub request_id: String,
+}
+
+/// Counts by (route, method, status) and the ordered log.
+#[derive(Debug, Default)]
+pub struct RequestLog {
+    next_seq: u64,
+    counts: BTreeMap<(String, String, u16), u64>,
+    entries: VecDeque<LogEntry>,
+    /// Entries pushed out of the log by [`MAX_LOG_ENTRIES`].
+    evicted: u64,
+}
+
+impl RequestLog {
+    fn record(&mut self, mut entry: LogEntry) {
+        self.next_seq += 1;
+        entry.seq = self.next_seq;
+        *self
+            .counts
+            .entry((entry.route.clone(), entry.method.clone(), entry.status))
+            .or_default() += 1;
+        if self.entries.len() == MAX_LOG_ENTRIES {
+            self.entries.pop_front();
+            self.evicted += 1;
+        }
+        self.entries.push_back(entry);
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    pub fn to_json(&self) -> Value {
+        let counts: Vec<Value> = self
+            .counts
+            .iter()
+            .map(|((route, method, status), count)| {
+                json!({ "method": method, "route": route, "status": status, "count": count })
+            })
+            .collect();
+        json!({ "counts": counts, "log": self.entries, "evicted": self.evicted })
+    }
+}
+
+/// Route templates are logged without a trailing `/`, so `…/{id}/` and `…/{id}` count together.
+fn normalize_route(template: &str) -> String {
+    match template.strip_suffix('/') {
+        Some(stripped) if !stripped.is_empty() => stripped.to_owned(),
+        _ => template.to_owned(),
+    }
+}
+
+/// Echo a sane client-supplied `x-request-id` (as the adobe.io gateway does), else a new UUID.
+fn request_id_for(request: &Request) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CLIENT_REQUEST_ID_LENGTH)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+enum Outcome {
+    Respond(Response, Option<String>),
+    Drop(String),
+}
+
+async fn serve(app: &AppState, route: &str, request: Request, next: Next) -> Outcome {
+    if !app.latency.is_zero() {
+        tokio::time::sleep(app.latency).await;
+    }
+    let path = request.uri().path().to_owned();
+    let decision =
+        app.faults
+            .lock()
+            .expect("fault lock")
+            .decide(request.method().as_str(), route, &path);
+    let Some(fault) = decision else {
+        return Outcome::Respond(next.run(request).await, None);
+    };
+    if !fault.latency.is_zero() {
+        tokio::time::sleep(fault.latency).await;
+    }
+    if fault.commits() {
+        // Perform the operation for real; its answer is what the client never gets.
+        let committed = next.run(request).await;
+        tracing::debug!(rule = %fault.rule_id, status = %committed.status(), "fault: committed, answer replaced");
+        return match fault.action {
+            FaultAction::CommitThenDrop => Outcome::Drop(fault.rule_id),
+            _ => Outcome::Respond(fault.response(route), Some(fault.rule_id)),
+        };
+    }
+    match fault.action {
+        FaultAction::Delay => Outcome::Respond(next.run(request).await, Some(fault.rule_id)),
+        FaultAction::Drop => Outcome::Drop(fault.rule_id),
+        _ => Outcome::Respond(fault.response(route), Some(fault.rule_id)),
+    }
+}
+
+/// The middleware in front of every IMS, Flow Service and inlet route.
+pub async fn front_door(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if path == ADMIN_PREFIX || path.starts_with("/_emulator/") {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| normalize_route(matched.as_str()))
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let method: Method = request.method().clone();
+    let query = request.uri().query().map(str::to_owned);
+    let request_id = request_id_for(&request);
+    let outcome = REQUEST_ID
+        .scope(request_id.clone(), serve(&app, &route, request, next))
+        .await;
+    let (status, fault, response) = match outcome {
+        Outcome::Respond(response, fault) => (response.status().as_u16(), fault, Some(response)),
+        Outcome::Drop(fault) => (DROPPED_STATUS, Some(fault), None),
+    };
+    tracing::debug!(%method, %path, status, fault = fault.as_deref(), "served");
+    app.requests
+        .lock()
+        .expect("request log lock")
+        .record(LogEntry {
+            seq: 0,
+            method: method.to_string(),
+            route,
+            path,
+            query,
+            status,
+            fault,
+            request_id: request_id.clone(),
+        });
+    let Some(mut response) = response else {
+        std::panic::resume_unwind(Box::new(ConnectionDropped));
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Paths that are no route of the emulator.
+pub async fn no_route(request: Request) -> Response {
+    let detail = format!("no route for {} {}", request.method(), request.uri().path());
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "status": 404, "title": "Not Found", "detail": detail })),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(route: &str, status: u16) -> LogEntry {
+        LogEntry {
+            seq: 0,
+            method: "GET".into(),
+            route: route.into(),
+            path: route.into(),
+            query: None,
+            status,
+            fault: None,
+            request_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn log_is_ordered_counted_and_capped() {
+        let mut log = RequestLog::default();
+        for _ in 0..MAX_LOG_ENTRIES + 5 {
+            log.record(entry("/a", 200));
+        }
+        log.record(entry("/b", 404));
+        let json = log.to_json();
+        assert_eq!(json["log"].as_array().unwrap().len(), MAX_LOG_ENTRIES);
+        assert_eq!(
+            json["log"][MAX_LOG_ENTRIES - 1]["seq"],
+            MAX_LOG_ENTRIES as u64 + 6
+        );
+        assert_eq!(json["evicted"], 6);
+        assert_eq!(
+            json["counts"][0],
+            json!({"method": "GET", "route": "/a", "status": 200, "count": 10_005})
+        );
+    }
+
+    #[test]
+    fn trailing_slash_routes_count_with_the_plain_route() {
+        assert_eq!(normalize_route("/x/{id}/"), "/x/{id}");
+        assert_eq!(normalize_route("/"), "/");
+    }
+}
