@@ -20,6 +20,9 @@ pub const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 /// costs as few rate-limited requests as possible.
 pub(crate) const LIST_PAGE_LIMIT: u32 = 1000;
 
+/// Separates alternatives in a `property` filter value (`connectionSpec.id==a,b` means a OR b).
+const FILTER_VALUE_SEPARATOR: char = ',';
+
 /// Characters left as they are in a query value: RFC 3986 unreserved. Everything else, space included,
 /// is percent-encoded (`%20`, never `+`, which some servers read literally).
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -217,14 +220,26 @@ fn continuation_token_of(href: &str) -> Option<String> {
 /// `property=connectionSpec.id==<streaming spec>` (repeated `property` means AND), the page size, and
 /// the continuation token of every page after the first.
 ///
+/// A comma in a filter value means OR and cannot be escaped, so a name containing one would match
+/// its pieces instead of itself; such a name is looked up by connection spec only, and the caller
+/// filters on the exact name (slower, but it never misses the connection and so never leads to a
+/// duplicate create).
+///
 /// Filters are resent with the token rather than following `_links.next.href` verbatim, so that a
 /// server whose href carries only the token cannot widen the lookup to every connection.
 pub(crate) fn list_by_name_query(name: &str, continuation_token: Option<&str>) -> String {
-    let mut query = format!(
-        "property=name=={}&property=connectionSpec.id=={}&limit={LIST_PAGE_LIMIT}",
-        utf8_percent_encode(name, QUERY_VALUE),
-        utf8_percent_encode(STREAMING_CONNECTION_SPEC_ID, QUERY_VALUE),
-    );
+    let mut query = String::new();
+    if !name.contains(FILTER_VALUE_SEPARATOR) {
+        query.push_str("property=name==");
+        query.extend(utf8_percent_encode(name, QUERY_VALUE));
+        query.push('&');
+    }
+    query.push_str("property=connectionSpec.id==");
+    query.extend(utf8_percent_encode(
+        STREAMING_CONNECTION_SPEC_ID,
+        QUERY_VALUE,
+    ));
+    query.push_str(&format!("&limit={LIST_PAGE_LIMIT}"));
     if let Some(token) = continuation_token {
         query.push_str("&continuationToken=");
         query.extend(utf8_percent_encode(token, QUERY_VALUE));
@@ -434,9 +449,14 @@ mod tests {
     #[test]
     fn lookup_query_encodes_the_name_and_keeps_the_filter_operator() {
         assert_eq!(
-            list_by_name_query("Web events/α=1,&x+y", None),
-            "property=name==Web%20events%2F%CE%B1%3D1%2C%26x%2By\
+            list_by_name_query("Web events/α=1&x+y", None),
+            "property=name==Web%20events%2F%CE%B1%3D1%26x%2By\
              &property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=1000"
+        );
+        // A comma would split the name into alternatives: look up by spec only.
+        assert_eq!(
+            list_by_name_query("a, b", None),
+            "property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=1000"
         );
         assert!(list_by_name_query("n", Some("a b")).ends_with("&continuationToken=a%20b"));
     }
