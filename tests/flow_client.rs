@@ -328,6 +328,28 @@ async fn raw_connections_without_description_or_authentication() {
 }
 
 #[tokio::test]
+async fn the_inlet_is_absent_until_provisioned() {
+    let emulator = EmulatorConfig {
+        inlet_delay: Duration::from_secs(60),
+        ..EmulatorConfig::default()
+    };
+    let env = env_with(emulator, |_| {}).await;
+    let created = env
+        .client
+        .create_connection(&env.scope(), &new_connection("Provisioning"))
+        .await
+        .unwrap();
+    let connection = env
+        .client
+        .get_connection(&env.scope(), &created.id)
+        .await
+        .unwrap();
+    assert_eq!(connection.inlet_id, None);
+    assert_eq!(connection.inlet_url, None);
+    assert_eq!(connection.name, "Provisioning");
+}
+
+#[tokio::test]
 async fn the_sandbox_is_chosen_per_call() {
     let env = env().await;
     let created = env
@@ -594,26 +616,25 @@ async fn concurrent_callers_share_one_failed_token_request() {
 #[tokio::test]
 async fn an_expired_token_is_replaced_before_it_is_rejected() {
     let emulator = EmulatorConfig {
-        token_ttl: Duration::from_secs(1),
+        token_ttl: Duration::from_secs(2),
         ..EmulatorConfig::default()
     };
     let env = env_with(emulator, |_| {}).await;
+    let scope = env.scope();
     let started = Instant::now();
     let mut calls = 0;
-    while started.elapsed() < Duration::from_millis(3200) {
-        assert!(
-            env.client
-                .find_connections_by_name(&env.scope(), "n")
-                .await
-                .is_ok()
-        );
+    while started.elapsed() < Duration::from_millis(4500) {
+        env.client
+            .find_connections_by_name(&scope, "n")
+            .await
+            .unwrap();
         calls += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let minted = env.tokens_minted().await;
-    // Refreshed 10% before each 1 s expiry: about every 0.9 s, never on every call.
+    // Refreshed a tenth of the lifetime before each 2 s expiry (about every 1.8 s), never per call.
     assert!(
-        (3..=5).contains(&minted),
+        (3..=4).contains(&minted),
         "{minted} tokens for {calls} calls"
     );
     assert_eq!(
@@ -1071,16 +1092,16 @@ async fn a_timeout_after_sending_a_create_may_have_committed() {
         .unwrap();
     env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "latencyMs": 1500, "times": 1}))
         .await;
-    let started = Instant::now();
     let error = assert_reason(
         env.client
             .create_connection(&env.scope(), &new_connection("Slow"))
             .await,
         "FlowServiceUnavailable",
     );
-    assert!(started.elapsed() < Duration::from_millis(1400));
     assert!(error.maybe_committed(), "{error}");
     assert!(error.to_string().contains("timed out"), "{error}");
+    // No response, yet the request can be traced by the id the client sent.
+    assert!(error.request_id().is_some(), "{error:?}");
 }
 
 #[tokio::test]
@@ -1142,7 +1163,7 @@ async fn the_rate_limit_spaces_requests() {
     }
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
 #[tokio::test]

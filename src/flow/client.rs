@@ -64,9 +64,11 @@ pub struct FlowClientConfig {
     pub platform_url: Url,
     /// `--ims-url`: where tokens are minted (`{ims_url}/ims/token/v3`).
     pub ims_url: Url,
-    /// `--flow-service-qps`: Flow Service calls per second for the whole process; `<= 0` is unlimited.
+    /// `--flow-service-qps`: Flow Service calls per second for the whole process (every attempt,
+    /// retries included); `<= 0` is unlimited. IMS token requests are not counted: they are rare
+    /// (cached, single-flight) and go to another service.
     pub qps: f64,
-    /// Flow Service calls in flight at once; `0` is unlimited.
+    /// Flow Service calls in flight at once; `0` is unlimited. Like `qps`, not applied to IMS.
     pub max_concurrency: usize,
     pub connect_timeout: Duration,
     /// Covers a whole request: connect, send, and reading the response body.
@@ -440,10 +442,14 @@ impl FlowClient {
         // Keeps the value out of hyper's debug output and HPACK tables.
         authorization.set_sensitive(true);
 
+        // Our own id on every request: Adobe's gateway echoes it, and a timeout (which has no
+        // response to take an id from) can still be traced.
+        let request_id = uuid::Uuid::new_v4().to_string();
         let mut request = self
             .inner
             .http
             .request(call.method.clone(), call.url.clone())
+            .header(HEADER_REQUEST_ID, &request_id)
             .header(http::header::AUTHORIZATION, authorization)
             .header(HEADER_API_KEY, credentials.api_key())
             .header(HEADER_ORG_ID, credentials.org_id())
@@ -497,20 +503,22 @@ impl FlowClient {
                     elapsed_ms = elapsed.as_millis() as u64,
                     "Flow Service request failed without a response"
                 );
-                return Err(redact_error(error, secrets()));
+                return Err(redact_error(error, secrets()).with_fallback_request_id(&request_id));
             }
         };
         tracing::debug!(
             operation = operation.as_str(),
             status = response.status,
             elapsed_ms = elapsed.as_millis() as u64,
-            request_id = response.header(HEADER_REQUEST_ID),
+            request_id = response.header(HEADER_REQUEST_ID).unwrap_or(&request_id),
             "Flow Service request"
         );
         if response.is_success() {
             Ok(response)
         } else {
-            Err(response.into_error(operation, secrets()))
+            Err(response
+                .into_error(operation, secrets())
+                .with_fallback_request_id(&request_id))
         }
     }
 }

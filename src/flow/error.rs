@@ -35,7 +35,8 @@ pub struct ErrorDetails {
     /// The Flow Service error code (`FLOW-1101-404`), gateway code (`401013`) or IMS error
     /// (`invalid_client`), when the body has one.
     pub error_code: Option<String>,
-    /// The request id from the body or the `x-request-id` header, for Adobe support.
+    /// The request id from the body or the `x-request-id` header, else the one the client sent, for
+    /// Adobe support.
     pub request_id: Option<String>,
     /// The server's message, or the transport failure, truncated and scrubbed of credential values.
     pub message: Option<String>,
@@ -283,6 +284,31 @@ impl FlowError {
     pub fn request_id(&self) -> Option<&str> {
         self.details()
             .and_then(|details| details.request_id.as_deref())
+    }
+
+    /// Fills in the request id the client sent when the response carried none (or there was no
+    /// response), so that every failure can be traced in Adobe's logs.
+    pub(crate) fn with_fallback_request_id(mut self, request_id: &str) -> Self {
+        if let Some(details) = self.details_mut()
+            && details.request_id.is_none()
+        {
+            details.request_id = Some(request_id.to_owned());
+        }
+        self
+    }
+
+    fn details_mut(&mut self) -> Option<&mut ErrorDetails> {
+        match self {
+            Self::NotFound { details, .. }
+            | Self::PreconditionFailed { details, .. }
+            | Self::Unauthorized { details, .. }
+            | Self::Forbidden { details, .. }
+            | Self::Invalid { details, .. }
+            | Self::RateLimited { details, .. }
+            | Self::Unavailable { details, .. }
+            | Self::UnexpectedResponse { details, .. } => Some(details),
+            Self::Credentials(_) | Self::Configuration { .. } => None,
+        }
     }
 
     fn details_with_operation(&self) -> Option<(Operation, &ErrorDetails)> {
@@ -614,6 +640,24 @@ mod tests {
         let message = details.message.unwrap();
         assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn the_client_request_id_fills_in_only_when_the_server_gave_none() {
+        let without = FlowError::from_status(Operation::Get, 503, details(503, None), None)
+            .with_fallback_request_id("ours");
+        assert_eq!(without.request_id(), Some("ours"));
+        let with = FlowError::from_status(
+            Operation::Get,
+            503,
+            ErrorDetails {
+                request_id: Some("theirs".into()),
+                ..details(503, None)
+            },
+            None,
+        )
+        .with_fallback_request_id("ours");
+        assert_eq!(with.request_id(), Some("theirs"));
     }
 
     #[test]
