@@ -435,6 +435,14 @@ async fn a_missing_connection_is_not_found_with_code_and_request_id() {
 async fn ids_are_path_segments_not_paths() {
     let env = env().await;
     assert_reason(
+        env.client.get_connection(&env.scope(), " ").await,
+        "InvalidSpec",
+    );
+    assert_reason(
+        env.client.delete_connection(&env.scope(), "").await,
+        "InvalidSpec",
+    );
+    assert_reason(
         env.client
             .get_connection(&env.scope(), "../connections")
             .await,

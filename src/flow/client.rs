@@ -208,6 +208,7 @@ impl FlowClient {
         id: &str,
     ) -> Result<Connection, FlowError> {
         let operation = Operation::Get;
+        require_id(operation, id)?;
         let response = self
             .read(operation, scope, || self.connection_url(id))
             .await?;
@@ -233,8 +234,8 @@ impl FlowClient {
     /// Every streaming connection named exactly `name`, following every page.
     ///
     /// The server filters with `property=name==<name>` and `property=connectionSpec.id==<streaming
-    /// spec>`; the result is filtered again here on exact equality, because a comma in a name is an
-    /// OR in Flow Service's filter language.
+    /// spec>`; the result is filtered again here on exact equality, because Flow Service's filter
+    /// language reads a comma as OR (a name with a comma is therefore looked up by spec only).
     pub async fn find_connections_by_name(
         &self,
         scope: &Scope<'_>,
@@ -290,6 +291,7 @@ impl FlowClient {
         update: &ConnectionUpdate,
     ) -> Result<CreatedConnection, FlowError> {
         let operation = Operation::Update;
+        require_id(operation, id)?;
         if update.is_empty() {
             // Flow Service would reject an empty patch (1455-400); say so without a round trip.
             return Err(FlowError::Invalid {
@@ -314,6 +316,7 @@ impl FlowClient {
 
     /// `DELETE /connections/{id}`. A 404 is success: the connection is already gone.
     pub async fn delete_connection(&self, scope: &Scope<'_>, id: &str) -> Result<(), FlowError> {
+        require_id(Operation::Delete, id)?;
         let result = self
             .send(Call {
                 operation: Operation::Delete,
@@ -537,9 +540,9 @@ fn rate_limiter(qps: f64) -> Option<DefaultDirectRateLimiter> {
 
 fn join_base(base: &Url, path: &str, which: &str) -> Result<Url, FlowError> {
     if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
-        return Err(FlowError::Configuration {
-            message: format!("the {which} URL {base} must be an http or https URL"),
-        });
+        return Err(FlowError::Configuration(format!(
+            "the {which} URL {base} must be an http or https URL"
+        )));
     }
     let mut base = base.clone();
     // Without a trailing slash, `join` would replace the last path segment instead of appending.
@@ -549,9 +552,22 @@ fn join_base(base: &Url, path: &str, which: &str) -> Result<Url, FlowError> {
     }
     base.set_query(None);
     base.set_fragment(None);
-    base.join(path).map_err(|error| FlowError::Configuration {
-        message: format!("the {which} URL {base} cannot be extended with {path}: {error}"),
+    base.join(path).map_err(|error| {
+        FlowError::Configuration(format!(
+            "the {which} URL {base} cannot be extended with {path}: {error}"
+        ))
     })
+}
+
+/// An empty id would address the collection (`/connections/`) instead of one connection.
+fn require_id(operation: Operation, id: &str) -> Result<(), FlowError> {
+    if id.trim().is_empty() {
+        return Err(FlowError::Invalid {
+            operation,
+            details: ErrorDetails::transport("the connection id is empty"),
+        });
+    }
+    Ok(())
 }
 
 fn json_bytes(value: &serde_json::Value) -> Bytes {

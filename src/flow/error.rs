@@ -185,8 +185,8 @@ pub enum FlowError {
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     /// The client configuration is wrong (a URL, the CA file, a sandbox name that is no header value).
-    #[error("Flow Service client configuration: {message}")]
-    Configuration { message: String },
+    #[error("Flow Service client configuration: {0}")]
+    Configuration(String),
 }
 
 fn retry_hint(retry_after: &Option<Duration>) -> String {
@@ -217,7 +217,7 @@ impl FlowError {
             Self::Unavailable { .. } => "FlowServiceUnavailable",
             Self::UnexpectedResponse { .. } => "UnexpectedResponse",
             Self::Credentials(_) => "SecretInvalid",
-            Self::Configuration { .. } => "ConfigurationInvalid",
+            Self::Configuration(_) => "ConfigurationInvalid",
         }
     }
 
@@ -231,7 +231,7 @@ impl FlowError {
                 | Self::Forbidden { .. }
                 | Self::Invalid { .. }
                 | Self::Credentials(_)
-                | Self::Configuration { .. }
+                | Self::Configuration(_)
         )
     }
 
@@ -307,7 +307,7 @@ impl FlowError {
             | Self::RateLimited { details, .. }
             | Self::Unavailable { details, .. }
             | Self::UnexpectedResponse { details, .. } => Some(details),
-            Self::Credentials(_) | Self::Configuration { .. } => None,
+            Self::Credentials(_) | Self::Configuration(_) => None,
         }
     }
 
@@ -327,7 +327,7 @@ impl FlowError {
             | Self::UnexpectedResponse {
                 operation, details, ..
             } => Some((*operation, details)),
-            Self::Credentials(_) | Self::Configuration { .. } => None,
+            Self::Credentials(_) | Self::Configuration(_) => None,
         }
     }
 

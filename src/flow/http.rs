@@ -77,24 +77,25 @@ pub(crate) fn build_client(
         .user_agent(USER_AGENT);
     if let Some(pem) = extra_ca_pem {
         let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|error| {
-            FlowError::Configuration {
-                message: format!(
-                    "the extra CA file is not valid PEM: {}",
-                    error_chain(&error)
-                ),
-            }
+            FlowError::Configuration(format!(
+                "the extra CA file is not valid PEM: {}",
+                error_chain(&error)
+            ))
         })?;
         if certificates.is_empty() {
-            return Err(FlowError::Configuration {
-                message: "the extra CA file contains no PEM certificate".to_owned(),
-            });
+            return Err(FlowError::Configuration(
+                "the extra CA file contains no PEM certificate".to_owned(),
+            ));
         }
         for certificate in certificates {
             builder = builder.add_root_certificate(certificate);
         }
     }
-    builder.build().map_err(|error| FlowError::Configuration {
-        message: format!("cannot build the HTTP client: {}", error_chain(&error)),
+    builder.build().map_err(|error| {
+        FlowError::Configuration(format!(
+            "cannot build the HTTP client: {}",
+            error_chain(&error)
+        ))
     })
 }
 
@@ -143,12 +144,10 @@ pub(crate) async fn execute(
 /// failure (timeout, reset, truncated body) may have happened after the server applied a write.
 pub(crate) fn transport_error(operation: Operation, error: &reqwest::Error) -> FlowError {
     if error.is_builder() {
-        return FlowError::Configuration {
-            message: format!(
-                "cannot build the {operation} request: {}",
-                error_chain(error)
-            ),
-        };
+        return FlowError::Configuration(format!(
+            "cannot build the {operation} request: {}",
+            error_chain(error)
+        ));
     }
     let (maybe_committed, what) = if error.is_connect() {
         (false, "could not connect")
