@@ -419,6 +419,9 @@ async fn public_url_is_the_base_of_inlet_urls_and_locations() {
     );
 }
 
+/// An edit that makes a valid create body invalid.
+type BodyChange = fn(&mut Value);
+
 #[tokio::test]
 async fn create_validation_errors_are_flow_problem_bodies() {
     let harness = Harness::start().await;
@@ -442,7 +445,7 @@ async fn create_validation_errors_are_flow_problem_bodies() {
         change(&mut body);
         body.to_string()
     };
-    let cases: [(fn(&mut Value), &str); 7] = [
+    let cases: [(BodyChange, &str); 7] = [
         (
             |b| drop(b.as_object_mut().unwrap().remove("name")),
             "1400-400",
