@@ -386,15 +386,15 @@ impl Order {
         lookup(doc, path).first().map(|v| (*v).clone())
     }
 
-    /// A total order: the key (reversed when descending), then creation sequence, which is unique.
+    /// A total order: the key, then the creation sequence (unique), both reversed when descending, so
+    /// that `-createdAt` lists newest first even among connections created in the same millisecond.
     fn compare(&self, a: (Option<&Value>, u64), b: (Option<&Value>, u64)) -> Ordering {
-        let by_key = compare_keys(a.0, b.0);
-        let by_key = if self.descending {
-            by_key.reverse()
+        let ascending = compare_keys(a.0, b.0).then(a.1.cmp(&b.1));
+        if self.descending {
+            ascending.reverse()
         } else {
-            by_key
-        };
-        by_key.then(a.1.cmp(&b.1))
+            ascending
+        }
     }
 }
 

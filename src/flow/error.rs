@@ -1,0 +1,677 @@
+//! The one error type of the Flow Service client, shaped by what the caller should do next.
+//!
+//! Each variant has a fixed reason (for conditions, events and metric labels) and says whether waiting
+//! helps ([`FlowError::is_permanent`]), how long to wait ([`FlowError::retry_after`]) and whether a
+//! write may have been applied anyway ([`FlowError::maybe_committed`]), because the reconciler must
+//! never create a connection twice. Messages carry the status, Flow error code, request id and the
+//! server's message (truncated and scrubbed of credential values), never a token or secret.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::credentials::CredentialsError;
+use super::observer::Operation;
+
+/// Longest server message kept in an error, in characters: enough to read, too short to flood a
+/// condition message or an event.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Shown instead of any credential value that a server echoed back.
+const REDACTED: &str = "<redacted>";
+
+/// Flow Service codes (the `FLOW-<code>-<status>` suffix) that need a mapping other than their status.
+/// A 404 for a sandbox that does not exist is a spec problem, not a deleted connection.
+const SANDBOX_NOT_FOUND_CODE: &str = "2100-404";
+/// An empty or invalid token is reported as a 400 by Flow Service, yet minting a new one is the cure.
+const TOKEN_INVALID_CODES: [&str; 2] = ["2114-400", "2115-400"];
+
+/// What the server (or the transport) said about a failed request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorDetails {
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// The Flow Service error code (`FLOW-1101-404`), gateway code (`401013`) or IMS error
+    /// (`invalid_client`), when the body has one.
+    pub error_code: Option<String>,
+    /// The request id from the body or the `x-request-id` header, else the one the client sent, for
+    /// Adobe support.
+    pub request_id: Option<String>,
+    /// The server's message, or the transport failure, truncated and scrubbed of credential values.
+    pub message: Option<String>,
+}
+
+impl ErrorDetails {
+    /// Details of a failure that produced no response.
+    pub(crate) fn transport(message: impl Into<String>) -> Self {
+        Self {
+            message: Some(clean_message(&message.into())),
+            ..Self::default()
+        }
+    }
+
+    /// Details read from an error response: its status, JSON body (any of the Flow problem, gateway
+    /// and IMS shapes, or plain text) and `x-request-id` header.
+    pub(crate) fn from_response(status: u16, body: &[u8], header_request_id: Option<&str>) -> Self {
+        let json: Option<Value> = serde_json::from_slice(body).ok();
+        let (error_code, request_id, message) = match &json {
+            Some(value @ Value::Object(_)) => (
+                body_error_code(value),
+                body_request_id(value),
+                body_message(value),
+            ),
+            _ => (None, None, plain_text(body)),
+        };
+        Self {
+            status: Some(status),
+            error_code,
+            request_id: request_id.or_else(|| header_request_id.map(str::to_owned)),
+            message: message.map(|text| clean_message(&text)),
+        }
+    }
+
+    /// Replaces every occurrence of the given credential values, so that a server echoing a token
+    /// back cannot leak it into a condition or a log.
+    pub(crate) fn redact<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        for secret in secrets {
+            // Very short values would redact ordinary words and cannot be real secrets.
+            if secret.len() < 4 {
+                continue;
+            }
+            for field in [
+                &mut self.message,
+                &mut self.error_code,
+                &mut self.request_id,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if field.contains(secret) {
+                    *field = field.replace(secret, REDACTED);
+                }
+            }
+        }
+        self
+    }
+}
+
+impl fmt::Display for ErrorDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(status) = self.status {
+            parts.push(format!("HTTP {status}"));
+        }
+        if let Some(code) = &self.error_code {
+            parts.push(format!("error code {code}"));
+        }
+        if let Some(id) = &self.request_id {
+            parts.push(format!("request id {id}"));
+        }
+        let head = parts.join(", ");
+        match (&self.message, head.is_empty()) {
+            (Some(message), true) => f.write_str(message),
+            (Some(message), false) => write!(f, "{head}: {message}"),
+            (None, false) => f.write_str(&head),
+            (None, true) => f.write_str("no details"),
+        }
+    }
+}
+
+/// Why the Flow Service client failed, grouped by what the caller should do.
+///
+/// `Clone`, because one failed token mint is handed to every caller that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FlowError {
+    /// The connection (or the resource the request names) does not exist.
+    #[error("{operation}: not found ({details})")]
+    NotFound {
+        operation: Operation,
+        details: ErrorDetails,
+    },
+    /// The `If-Match` etag is stale: read the connection again, re-apply the change, retry.
+    #[error("{operation}: the etag is stale, read the connection again and retry ({details})")]
+    PreconditionFailed {
+        operation: Operation,
+        details: ErrorDetails,
+    },
+    /// Adobe rejected the credentials, even after minting a fresh token: permanent until the Secret
+    /// changes.
+    #[error(
+        "{operation}: Adobe rejected the credentials, check the credentials Secret ({details})"
+    )]
+    Unauthorized {
+        operation: Operation,
+        details: ErrorDetails,
+    },
+    /// The credentials are valid but lack a permission, product profile or sandbox access.
+    #[error(
+        "{operation}: forbidden, the credential lacks a permission, product profile or sandbox access ({details})"
+    )]
+    Forbidden {
+        operation: Operation,
+        details: ErrorDetails,
+    },
+    /// The request was rejected as invalid (a 400): permanent until the spec changes.
+    #[error("{operation}: rejected as invalid ({details})")]
+    Invalid {
+        operation: Operation,
+        details: ErrorDetails,
+    },
+    /// Adobe asked the client to slow down; wait `retry_after` when it is known.
+    #[error("{operation}: rate limited by Adobe{} ({details})", retry_hint(.retry_after))]
+    RateLimited {
+        operation: Operation,
+        retry_after: Option<Duration>,
+        details: ErrorDetails,
+    },
+    /// A 5xx, a timeout or a connection failure: transient. For a write, `maybe_committed` says
+    /// whether the request may have reached the server and been applied.
+    #[error("{operation}: Adobe is unavailable or unreachable{} ({details})", committed_hint(*.maybe_committed))]
+    Unavailable {
+        operation: Operation,
+        maybe_committed: bool,
+        details: ErrorDetails,
+    },
+    /// A response the client cannot use: an unexpected status, or a success body without the fields
+    /// the contract promises.
+    #[error("{operation}: unexpected response{} ({details})", committed_hint(*.maybe_committed))]
+    UnexpectedResponse {
+        operation: Operation,
+        maybe_committed: bool,
+        details: ErrorDetails,
+    },
+    /// The credentials Secret cannot be used as it is.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// The client configuration is wrong (a URL, the CA file, a sandbox name that is no header value).
+    #[error("Flow Service client configuration: {0}")]
+    Configuration(String),
+}
+
+fn retry_hint(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(wait) => format!(", retry after {}s", wait.as_secs_f64().ceil()),
+        None => String::new(),
+    }
+}
+
+fn committed_hint(maybe_committed: bool) -> &'static str {
+    if maybe_committed {
+        "; the request may have been applied"
+    } else {
+        ""
+    }
+}
+
+impl FlowError {
+    /// A fixed, bounded reason for conditions, events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "NotFound",
+            Self::PreconditionFailed { .. } => "PreconditionFailed",
+            Self::Unauthorized { .. } => "CredentialsInvalid",
+            Self::Forbidden { .. } => "Forbidden",
+            Self::Invalid { .. } => "InvalidSpec",
+            Self::RateLimited { .. } => "RateLimited",
+            Self::Unavailable { .. } => "FlowServiceUnavailable",
+            Self::UnexpectedResponse { .. } => "UnexpectedResponse",
+            Self::Credentials(_) => "SecretInvalid",
+            Self::Configuration(_) => "ConfigurationInvalid",
+        }
+    }
+
+    /// True when retrying the same request cannot succeed until something changes (the Secret, the
+    /// spec, a permission in Adobe, the operator's flags); the caller should wait for that change
+    /// rather than back off and retry.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Unauthorized { .. }
+                | Self::Forbidden { .. }
+                | Self::Invalid { .. }
+                | Self::Credentials(_)
+                | Self::Configuration(_)
+        )
+    }
+
+    /// How long Adobe asked the caller to wait (`Retry-After`), when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// True when a write may have reached the server and been applied although it failed (a timeout
+    /// or reset after sending, a 5xx): the caller must look before writing again. False when the
+    /// request certainly changed nothing (a connect error, any 4xx, a 429).
+    pub fn maybe_committed(&self) -> bool {
+        match self {
+            Self::Unavailable {
+                maybe_committed, ..
+            }
+            | Self::UnexpectedResponse {
+                maybe_committed, ..
+            } => *maybe_committed,
+            _ => false,
+        }
+    }
+
+    /// The operation that failed, when a request was involved.
+    pub fn operation(&self) -> Option<Operation> {
+        self.details_with_operation()
+            .map(|(operation, _)| operation)
+    }
+
+    /// What the server or transport said, when a request was involved.
+    pub fn details(&self) -> Option<&ErrorDetails> {
+        self.details_with_operation().map(|(_, details)| details)
+    }
+
+    /// The HTTP status of the failed response, when one arrived.
+    pub fn status(&self) -> Option<u16> {
+        self.details().and_then(|details| details.status)
+    }
+
+    /// The Flow Service, gateway or IMS error code, when the body had one.
+    pub fn error_code(&self) -> Option<&str> {
+        self.details()
+            .and_then(|details| details.error_code.as_deref())
+    }
+
+    /// The request id Adobe assigned, when the response had one.
+    pub fn request_id(&self) -> Option<&str> {
+        self.details()
+            .and_then(|details| details.request_id.as_deref())
+    }
+
+    /// Fills in the request id the client sent when the response carried none (or there was no
+    /// response), so that every failure can be traced in Adobe's logs.
+    pub(crate) fn with_fallback_request_id(mut self, request_id: &str) -> Self {
+        if let Some(details) = self.details_mut()
+            && details.request_id.is_none()
+        {
+            details.request_id = Some(request_id.to_owned());
+        }
+        self
+    }
+
+    fn details_mut(&mut self) -> Option<&mut ErrorDetails> {
+        match self {
+            Self::NotFound { details, .. }
+            | Self::PreconditionFailed { details, .. }
+            | Self::Unauthorized { details, .. }
+            | Self::Forbidden { details, .. }
+            | Self::Invalid { details, .. }
+            | Self::RateLimited { details, .. }
+            | Self::Unavailable { details, .. }
+            | Self::UnexpectedResponse { details, .. } => Some(details),
+            Self::Credentials(_) | Self::Configuration(_) => None,
+        }
+    }
+
+    fn details_with_operation(&self) -> Option<(Operation, &ErrorDetails)> {
+        match self {
+            Self::NotFound { operation, details }
+            | Self::PreconditionFailed { operation, details }
+            | Self::Unauthorized { operation, details }
+            | Self::Forbidden { operation, details }
+            | Self::Invalid { operation, details }
+            | Self::RateLimited {
+                operation, details, ..
+            }
+            | Self::Unavailable {
+                operation, details, ..
+            }
+            | Self::UnexpectedResponse {
+                operation, details, ..
+            } => Some((*operation, details)),
+            Self::Credentials(_) | Self::Configuration(_) => None,
+        }
+    }
+
+    /// Maps a non-success HTTP response to the error that says what to do. Pure, so that the whole
+    /// table is unit-tested.
+    pub(crate) fn from_status(
+        operation: Operation,
+        status: u16,
+        details: ErrorDetails,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let code_is = |wanted: &str| {
+            details
+                .error_code
+                .as_deref()
+                .is_some_and(|code| code.ends_with(wanted))
+        };
+        // A write that got a 5xx (or an unexpected status) may still have been applied: the gateway can
+        // time out after the backend committed, and "commit then fail" is exactly what must not lead
+        // to a second create.
+        let write = operation.is_write();
+        match status {
+            // IMS answers every client-side problem with the credentials (unknown client, wrong secret,
+            // scope not granted) with a 4xx; all of them need the Secret to change.
+            400..=499 if operation == Operation::Token && status != 408 && status != 429 => {
+                Self::Unauthorized { operation, details }
+            }
+            400 if TOKEN_INVALID_CODES.iter().any(|code| code_is(code)) => {
+                Self::Unauthorized { operation, details }
+            }
+            401 => Self::Unauthorized { operation, details },
+            403 => Self::Forbidden { operation, details },
+            404 if code_is(SANDBOX_NOT_FOUND_CODE) => Self::Invalid { operation, details },
+            404 | 410 => Self::NotFound { operation, details },
+            // The server gave up waiting for the request, so it did not process it.
+            408 => Self::Unavailable {
+                operation,
+                maybe_committed: false,
+                details,
+            },
+            412 => Self::PreconditionFailed { operation, details },
+            429 => Self::RateLimited {
+                operation,
+                retry_after,
+                details,
+            },
+            400..=499 => Self::Invalid { operation, details },
+            500..=599 => Self::Unavailable {
+                operation,
+                maybe_committed: write,
+                details,
+            },
+            _ => Self::UnexpectedResponse {
+                operation,
+                maybe_committed: write,
+                details,
+            },
+        }
+    }
+}
+
+/// The error code of a Flow problem body (`type` ends in `FLOW-<code>-<status>`), a gateway body
+/// (`error_code`) or an IMS body (`error`).
+fn body_error_code(body: &Value) -> Option<String> {
+    let from_type = body
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(|kind| kind.rsplit('/').next())
+        .filter(|segment| segment.contains('-') && segment.chars().any(|c| c.is_ascii_digit()))
+        .map(str::to_owned);
+    from_type
+        .or_else(|| scalar(body.get("error_code")))
+        .or_else(|| scalar(body.get("code")))
+        .or_else(|| scalar(body.get("error")))
+        .map(|code| clean_message(&code))
+}
+
+fn body_request_id(body: &Value) -> Option<String> {
+    let report = body.get("report");
+    [
+        report.and_then(|r| r.get("request-id")),
+        report.and_then(|r| r.get("requestId")),
+        body.get("request-id"),
+        body.get("requestId"),
+    ]
+    .into_iter()
+    .find_map(scalar)
+    .map(|id| clean_message(&id))
+}
+
+fn body_message(body: &Value) -> Option<String> {
+    let report = body.get("report");
+    [
+        report.and_then(|r| r.get("detailed-message")),
+        report.and_then(|r| r.get("message")),
+        body.get("errorMessage"),
+        body.get("detail"),
+        body.get("message"),
+        body.get("error_description"),
+        body.get("title"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|value| value.as_str().filter(|text| !text.trim().is_empty()))
+    .map(str::to_owned)
+}
+
+fn scalar(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(text) if !text.trim().is_empty() => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+fn plain_text(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// One line, no control characters, at most [`MAX_MESSAGE_CHARS`] characters.
+fn clean_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_CHARS + 3));
+    let mut last_was_space = false;
+    for (count, c) in text.trim().chars().enumerate() {
+        if count == MAX_MESSAGE_CHARS {
+            out.push('…');
+            break;
+        }
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && last_was_space {
+            continue;
+        }
+        last_was_space = c == ' ';
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(status: u16, code: Option<&str>) -> ErrorDetails {
+        ErrorDetails {
+            status: Some(status),
+            error_code: code.map(str::to_owned),
+            ..ErrorDetails::default()
+        }
+    }
+
+    fn map(operation: Operation, status: u16, code: Option<&str>) -> FlowError {
+        FlowError::from_status(operation, status, details(status, code), None)
+    }
+
+    #[test]
+    fn statuses_map_to_what_the_caller_should_do() {
+        use Operation::*;
+        assert_eq!(map(Get, 404, Some("FLOW-1101-404")).reason(), "NotFound");
+        assert_eq!(
+            map(Update, 412, Some("FLOW-1404-412")).reason(),
+            "PreconditionFailed"
+        );
+        assert_eq!(map(Get, 401, Some("401013")).reason(), "CredentialsInvalid");
+        assert_eq!(map(Get, 403, Some("FLOW-2120-403")).reason(), "Forbidden");
+        assert_eq!(
+            map(Create, 400, Some("FLOW-1413-400")).reason(),
+            "InvalidSpec"
+        );
+        assert_eq!(map(Create, 422, None).reason(), "InvalidSpec");
+        assert_eq!(map(Create, 429, None).reason(), "RateLimited");
+        assert_eq!(map(Create, 503, None).reason(), "FlowServiceUnavailable");
+        assert_eq!(map(Get, 408, None).reason(), "FlowServiceUnavailable");
+        assert_eq!(map(Create, 302, None).reason(), "UnexpectedResponse");
+    }
+
+    #[test]
+    fn codes_refine_the_status() {
+        assert_eq!(
+            map(Operation::Create, 404, Some("FLOW-2100-404")).reason(),
+            "InvalidSpec"
+        );
+        assert_eq!(
+            map(Operation::Get, 400, Some("FLOW-2115-400")).reason(),
+            "CredentialsInvalid"
+        );
+        assert_eq!(
+            map(Operation::Get, 400, Some("FLOW-2114-400")).reason(),
+            "CredentialsInvalid"
+        );
+    }
+
+    #[test]
+    fn ims_client_errors_mean_the_credentials_are_wrong() {
+        for status in [400, 401, 403] {
+            let error = map(Operation::Token, status, Some("invalid_client"));
+            assert_eq!(error.reason(), "CredentialsInvalid");
+            assert!(error.is_permanent());
+        }
+        assert_eq!(map(Operation::Token, 429, None).reason(), "RateLimited");
+        assert_eq!(
+            map(Operation::Token, 500, None).reason(),
+            "FlowServiceUnavailable"
+        );
+    }
+
+    #[test]
+    fn only_ambiguous_write_failures_may_be_committed() {
+        assert!(map(Operation::Create, 500, None).maybe_committed());
+        assert!(map(Operation::Create, 504, None).maybe_committed());
+        assert!(map(Operation::Update, 502, None).maybe_committed());
+        assert!(!map(Operation::Get, 503, None).maybe_committed());
+        assert!(!map(Operation::Create, 400, None).maybe_committed());
+        assert!(!map(Operation::Create, 429, None).maybe_committed());
+        assert!(!map(Operation::Create, 408, None).maybe_committed());
+        assert!(!map(Operation::Create, 401, None).maybe_committed());
+    }
+
+    #[test]
+    fn permanence_follows_the_variant() {
+        assert!(map(Operation::Create, 400, None).is_permanent());
+        assert!(map(Operation::Create, 401, None).is_permanent());
+        assert!(map(Operation::Create, 403, None).is_permanent());
+        assert!(!map(Operation::Create, 429, None).is_permanent());
+        assert!(!map(Operation::Create, 503, None).is_permanent());
+        assert!(!map(Operation::Get, 404, None).is_permanent());
+        assert!(!map(Operation::Update, 412, None).is_permanent());
+        assert!(FlowError::from(CredentialsError::NoSecretOrToken).is_permanent());
+    }
+
+    #[test]
+    fn retry_after_is_kept_on_rate_limits() {
+        let error = FlowError::from_status(
+            Operation::List,
+            429,
+            details(429, None),
+            Some(Duration::from_secs(7)),
+        );
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+        assert!(error.to_string().contains("retry after 7s"), "{error}");
+    }
+
+    #[test]
+    fn flow_problem_bodies_are_read() {
+        let body = br#"{ "type": "https://ns.adobe.com/aep/errors/FLOW-1101-404",
+            "title": "Resource not found", "status": 404,
+            "report": { "detailed-message": "Resource with given id does not exist",
+                        "request-id": "req-123" },
+            "errorMessage": "other" }"#;
+        let details = ErrorDetails::from_response(404, body, Some("header-id"));
+        assert_eq!(details.error_code.as_deref(), Some("FLOW-1101-404"));
+        assert_eq!(details.request_id.as_deref(), Some("req-123"));
+        assert_eq!(
+            details.message.as_deref(),
+            Some("Resource with given id does not exist")
+        );
+        let error = FlowError::from_status(Operation::Get, 404, details, None);
+        assert_eq!(error.error_code(), Some("FLOW-1101-404"));
+        assert_eq!(error.request_id(), Some("req-123"));
+        assert_eq!(error.status(), Some(404));
+        assert_eq!(
+            error.to_string(),
+            "get connection: not found (HTTP 404, error code FLOW-1101-404, request id req-123: Resource with given id does not exist)"
+        );
+    }
+
+    #[test]
+    fn gateway_ims_and_plain_bodies_are_read() {
+        let gateway = ErrorDetails::from_response(
+            401,
+            br#"{"error_code":"401013","message":"Oauth token is not valid"}"#,
+            Some("hdr-1"),
+        );
+        assert_eq!(gateway.error_code.as_deref(), Some("401013"));
+        assert_eq!(gateway.request_id.as_deref(), Some("hdr-1"));
+        assert_eq!(gateway.message.as_deref(), Some("Oauth token is not valid"));
+
+        let ims = ErrorDetails::from_response(
+            400,
+            br#"{"error":"invalid_client","error_description":"invalid client_id parameter"}"#,
+            None,
+        );
+        assert_eq!(ims.error_code.as_deref(), Some("invalid_client"));
+        assert_eq!(ims.message.as_deref(), Some("invalid client_id parameter"));
+
+        let content_type = ErrorDetails::from_response(
+            400,
+            br#"{"type":"/placeholder/type/uri","status":400,"title":"BadRequestError","detail":"A valid content-type must be specified"}"#,
+            None,
+        );
+        assert_eq!(content_type.error_code, None);
+        assert_eq!(
+            content_type.message.as_deref(),
+            Some("A valid content-type must be specified")
+        );
+
+        let html = ErrorDetails::from_response(502, b"<html>\n  Bad   gateway\n</html>", None);
+        assert_eq!(html.message.as_deref(), Some("<html> Bad gateway </html>"));
+    }
+
+    #[test]
+    fn long_messages_are_truncated() {
+        let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(5000));
+        let details = ErrorDetails::from_response(500, long.as_bytes(), None);
+        let message = details.message.unwrap();
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn the_client_request_id_fills_in_only_when_the_server_gave_none() {
+        let without = FlowError::from_status(Operation::Get, 503, details(503, None), None)
+            .with_fallback_request_id("ours");
+        assert_eq!(without.request_id(), Some("ours"));
+        let with = FlowError::from_status(
+            Operation::Get,
+            503,
+            ErrorDetails {
+                request_id: Some("theirs".into()),
+                ..details(503, None)
+            },
+            None,
+        )
+        .with_fallback_request_id("ours");
+        assert_eq!(with.request_id(), Some("theirs"));
+    }
+
+    #[test]
+    fn echoed_credentials_are_redacted() {
+        let body =
+            br#"{"message":"token eyJhbGciOiJSUzI1NiJ9.SECRET is not valid for secret p8e-xyz"}"#;
+        let details = ErrorDetails::from_response(401, body, None).redact([
+            "eyJhbGciOiJSUzI1NiJ9.SECRET",
+            "p8e-xyz",
+            "ab",
+        ]);
+        assert_eq!(
+            details.message.as_deref(),
+            Some("token <redacted> is not valid for secret <redacted>")
+        );
+    }
+}

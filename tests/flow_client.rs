@@ -1,0 +1,1392 @@
+//! The Flow Service client against `aep-emulator`, started in-process on a random port: every operation,
+//! every error class (injected with the emulator's fault API), token caching, expiry, refresh and re-mint,
+//! `Retry-After`, pagination, and that no secret or token ever shows in an error or `Debug` output.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aep_streaming_operator::emulator::{
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig, RunningEmulator, start,
+};
+use aep_streaming_operator::flow::{
+    ConnectionUpdate, Credentials, DataType, FlowClient, FlowClientConfig, FlowError, FlowObserver,
+    NewConnection, Operation, STREAMING_CONNECTION_SPEC_ID, Scope,
+};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const TOKEN_ROUTE: &str = "/ims/token/v3";
+const CONNECTIONS_ROUTE: &str = "/data/foundation/flowservice/connections";
+const CONNECTION_ROUTE: &str = "/data/foundation/flowservice/connections/{id}";
+
+/// Records every observer call, to check the metrics hooks.
+#[derive(Default)]
+struct RecordingObserver {
+    calls: Mutex<Vec<(Operation, &'static str)>>,
+}
+
+impl FlowObserver for RecordingObserver {
+    fn on_request(&self, operation: Operation, outcome: &'static str, _elapsed: Duration) {
+        self.calls.lock().unwrap().push((operation, outcome));
+    }
+}
+
+impl RecordingObserver {
+    fn count(&self, operation: Operation, outcome: &str) -> usize {
+        let calls = self.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|(op, out)| *op == operation && *out == outcome)
+            .count()
+    }
+}
+
+/// An emulator, a client pointed at it, and the demo credentials.
+struct Env {
+    emulator: RunningEmulator,
+    client: FlowClient,
+    credentials: Credentials,
+    observer: Arc<RecordingObserver>,
+    admin: reqwest::Client,
+}
+
+async fn env() -> Env {
+    env_with(EmulatorConfig::default(), |_| {}).await
+}
+
+async fn env_with(emulator: EmulatorConfig, tweak: impl FnOnce(&mut FlowClientConfig)) -> Env {
+    let emulator = start(emulator).await.expect("the emulator starts");
+    let observer = Arc::new(RecordingObserver::default());
+    let mut config = FlowClientConfig {
+        platform_url: emulator.url().parse().unwrap(),
+        ims_url: emulator.url().parse().unwrap(),
+        // Unlimited, so the tests are not slowed down; the limiter has its own test.
+        qps: 0.0,
+        max_concurrency: 16,
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+        extra_ca_pem: None,
+        observer: Some(observer.clone()),
+    };
+    tweak(&mut config);
+    Env {
+        client: FlowClient::new(config).expect("the client builds"),
+        credentials: demo_credentials("secret-uid/1"),
+        observer,
+        admin: reqwest::Client::new(),
+        emulator,
+    }
+}
+
+fn secret_data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+    pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+fn demo_credentials(cache_key: &str) -> Credentials {
+    Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("clientSecret", DEMO_CLIENT_SECRET),
+            ("orgId", DEMO_ORG_ID),
+        ]),
+        cache_key,
+    )
+    .unwrap()
+}
+
+fn new_connection(name: &str) -> NewConnection {
+    NewConnection {
+        name: name.to_owned(),
+        description: Some("Clickstream from the storefront".to_owned()),
+        source_id: None,
+        data_type: DataType::Xdm,
+        authentication_required: true,
+    }
+}
+
+impl Env {
+    fn scope(&self) -> Scope<'_> {
+        self.scope_in("prod")
+    }
+
+    fn scope_in<'a>(&'a self, sandbox: &'a str) -> Scope<'a> {
+        Scope {
+            credentials: &self.credentials,
+            sandbox,
+        }
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("{}/_emulator/{path}", self.emulator.url())
+    }
+
+    async fn fault(&self, rule: Value) {
+        let response = self
+            .admin
+            .post(self.admin_url("faults"))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+
+    async fn clear_faults(&self) {
+        self.admin
+            .delete(self.admin_url("faults"))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// How many requests the emulator served for this method and route, optionally with one status.
+    async fn served(&self, method: &str, route: &str, status: Option<u16>) -> u64 {
+        let log: Value = self
+            .admin
+            .get(self.admin_url("requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|count| count["method"] == method && count["route"] == route)
+            .filter(|count| status.is_none_or(|status| count["status"] == status))
+            .map(|count| count["count"].as_u64().unwrap())
+            .sum()
+    }
+
+    async fn tokens_minted(&self) -> u64 {
+        self.served("POST", TOKEN_ROUTE, None).await
+    }
+
+    /// An access token straight from the emulator's IMS, for the static-token mode.
+    async fn mint_token_by_hand(&self) -> String {
+        let body: Value = self
+            .admin
+            .post(format!("{}{TOKEN_ROUTE}", self.emulator.url()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEMO_CLIENT_ID),
+                ("client_secret", DEMO_CLIENT_SECRET),
+                ("scope", "openid"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn assert_reason(result: Result<impl std::fmt::Debug, FlowError>, reason: &str) -> FlowError {
+    let error = result.expect_err("the call should fail");
+    assert_eq!(error.reason(), reason, "{error}");
+    error
+}
+
+// ----- operations ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_get_update_and_delete_a_connection() {
+    let env = env().await;
+    let scope = env.scope();
+
+    let created = env
+        .client
+        .create_connection(&scope, &new_connection("Web events"))
+        .await
+        .unwrap();
+    assert!(!created.id.is_empty());
+    assert!(
+        created.etag.starts_with('"'),
+        "etags keep their quotes: {}",
+        created.etag
+    );
+
+    let connection = env
+        .client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(connection.id, created.id);
+    assert_eq!(connection.name, "Web events");
+    assert_eq!(
+        connection.description.as_deref(),
+        Some("Clickstream from the storefront")
+    );
+    assert_eq!(connection.etag, created.etag);
+    assert_eq!(connection.state, "enabled");
+    assert_eq!(connection.connection_spec_id, STREAMING_CONNECTION_SPEC_ID);
+    assert_eq!(connection.sandbox_name.as_deref(), Some("prod"));
+    assert_eq!(connection.source_id.as_deref(), Some("Web events"));
+    assert_eq!(connection.data_type.as_deref(), Some("xdm"));
+    assert!(connection.authentication_required);
+    assert!(connection.created_at.is_some() && connection.updated_at.is_some());
+    let inlet_id = connection
+        .inlet_id
+        .clone()
+        .expect("the inlet is provisioned");
+    assert_eq!(inlet_id.len(), 64);
+    assert!(inlet_id.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(
+        connection
+            .inlet_url
+            .as_deref()
+            .unwrap()
+            .ends_with(&format!("/collection/{inlet_id}"))
+    );
+
+    let update = ConnectionUpdate {
+        name: Some("Web events v2".into()),
+        description: Some(Some("Renamed".into())),
+    };
+    let updated = env
+        .client
+        .update_connection(&scope, &created.id, &created.etag, &update)
+        .await
+        .unwrap();
+    assert_eq!(updated.id, created.id);
+    assert_ne!(updated.etag, created.etag, "every update changes the etag");
+    let connection = env
+        .client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(connection.name, "Web events v2");
+    assert_eq!(connection.description.as_deref(), Some("Renamed"));
+    assert_eq!(connection.etag, updated.etag);
+
+    let removal = ConnectionUpdate {
+        name: None,
+        description: Some(None),
+    };
+    let removed = env
+        .client
+        .update_connection(&scope, &created.id, &updated.etag, &removal)
+        .await
+        .unwrap();
+    let connection = env
+        .client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(connection.description, None);
+    assert_eq!(connection.etag, removed.etag);
+
+    env.client
+        .delete_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_reason(
+        env.client.get_connection(&scope, &created.id).await,
+        "NotFound",
+    );
+    // Deleting again is success: the connection is gone either way.
+    env.client
+        .delete_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(env.served("DELETE", CONNECTION_ROUTE, Some(404)).await, 1);
+}
+
+#[tokio::test]
+async fn raw_connections_without_description_or_authentication() {
+    let env = env().await;
+    let scope = env.scope();
+    let request = NewConnection {
+        name: "Raw feed".into(),
+        description: None,
+        source_id: Some("warehouse".into()),
+        data_type: DataType::Raw,
+        authentication_required: false,
+    };
+    let created = env
+        .client
+        .create_connection(&scope, &request)
+        .await
+        .unwrap();
+    let connection = env
+        .client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(connection.description, None);
+    assert_eq!(connection.source_id.as_deref(), Some("warehouse"));
+    assert_eq!(connection.data_type.as_deref(), Some("raw"));
+    assert!(!connection.authentication_required);
+}
+
+#[tokio::test]
+async fn the_inlet_is_absent_until_provisioned() {
+    let emulator = EmulatorConfig {
+        inlet_delay: Duration::from_secs(60),
+        ..EmulatorConfig::default()
+    };
+    let env = env_with(emulator, |_| {}).await;
+    let created = env
+        .client
+        .create_connection(&env.scope(), &new_connection("Provisioning"))
+        .await
+        .unwrap();
+    let connection = env
+        .client
+        .get_connection(&env.scope(), &created.id)
+        .await
+        .unwrap();
+    assert_eq!(connection.inlet_id, None);
+    assert_eq!(connection.inlet_url, None);
+    assert_eq!(connection.name, "Provisioning");
+}
+
+#[tokio::test]
+async fn the_sandbox_is_chosen_per_call() {
+    let env = env().await;
+    let created = env
+        .client
+        .create_connection(&env.scope_in("dev"), &new_connection("Dev events"))
+        .await
+        .unwrap();
+    let connection = env
+        .client
+        .get_connection(&env.scope_in("dev"), &created.id)
+        .await
+        .unwrap();
+    assert_eq!(connection.sandbox_name.as_deref(), Some("dev"));
+    assert_reason(
+        env.client
+            .get_connection(&env.scope_in("prod"), &created.id)
+            .await,
+        "NotFound",
+    );
+    let in_prod = env
+        .client
+        .find_connections_by_name(&env.scope_in("prod"), "Dev events")
+        .await
+        .unwrap();
+    assert!(in_prod.is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_sandbox_is_an_invalid_spec_not_a_missing_connection() {
+    let env = env().await;
+    let error = assert_reason(
+        env.client
+            .get_connection(&env.scope_in("no-such-sandbox"), "some-id")
+            .await,
+        "InvalidSpec",
+    );
+    assert!(error.is_permanent());
+    assert_eq!(error.error_code(), Some("FLOW-2100-404"));
+}
+
+#[tokio::test]
+async fn a_missing_connection_is_not_found_with_code_and_request_id() {
+    let env = env().await;
+    let error = assert_reason(
+        env.client
+            .get_connection(&env.scope(), "4f1c1d9e-0000-4000-8000-000000000000")
+            .await,
+        "NotFound",
+    );
+    assert_eq!(error.status(), Some(404));
+    assert_eq!(error.error_code(), Some("FLOW-1101-404"));
+    assert!(
+        error.request_id().is_some_and(|id| !id.is_empty()),
+        "{error:?}"
+    );
+    assert!(!error.is_permanent());
+    // Not retried: a 404 is an answer.
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, None).await, 1);
+    let text = error.to_string();
+    assert!(
+        text.contains("get connection") && text.contains("404"),
+        "{text}"
+    );
+
+    let update = ConnectionUpdate {
+        name: Some("x".into()),
+        description: None,
+    };
+    assert_reason(
+        env.client
+            .update_connection(
+                &env.scope(),
+                "4f1c1d9e-0000-4000-8000-000000000000",
+                "\"e\"",
+                &update,
+            )
+            .await,
+        "NotFound",
+    );
+}
+
+#[tokio::test]
+async fn ids_are_path_segments_not_paths() {
+    let env = env().await;
+    assert_reason(
+        env.client.get_connection(&env.scope(), " ").await,
+        "InvalidSpec",
+    );
+    assert_reason(
+        env.client.delete_connection(&env.scope(), "").await,
+        "InvalidSpec",
+    );
+    assert_reason(
+        env.client
+            .get_connection(&env.scope(), "../connections")
+            .await,
+        "NotFound",
+    );
+}
+
+#[tokio::test]
+async fn an_empty_update_is_refused_without_a_request() {
+    let env = env().await;
+    assert_reason(
+        env.client
+            .update_connection(&env.scope(), "id", "\"e\"", &ConnectionUpdate::default())
+            .await,
+        "InvalidSpec",
+    );
+    assert_eq!(env.tokens_minted().await, 0);
+}
+
+#[tokio::test]
+async fn a_stale_etag_is_a_precondition_failure() {
+    let env = env().await;
+    let scope = env.scope();
+    let created = env
+        .client
+        .create_connection(&scope, &new_connection("Etags"))
+        .await
+        .unwrap();
+    let rename = |name: &str| ConnectionUpdate {
+        name: Some(name.to_owned()),
+        description: None,
+    };
+    let first = env
+        .client
+        .update_connection(&scope, &created.id, &created.etag, &rename("one"))
+        .await
+        .unwrap();
+    let error = assert_reason(
+        env.client
+            .update_connection(&scope, &created.id, &created.etag, &rename("two"))
+            .await,
+        "PreconditionFailed",
+    );
+    assert_eq!(error.status(), Some(412));
+    assert_eq!(error.error_code(), Some("FLOW-1404-412"));
+    assert!(!error.is_permanent() && !error.maybe_committed());
+    // The documented cure: read again, retry with the fresh etag.
+    let fresh = env
+        .client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(fresh.etag, first.etag);
+    env.client
+        .update_connection(&scope, &created.id, &fresh.etag, &rename("two"))
+        .await
+        .unwrap();
+}
+
+// ----- lookup by name and pagination --------------------------------------------------------------
+
+#[tokio::test]
+async fn lookup_by_name_follows_every_page_of_2500_connections() {
+    let env = env().await;
+    let scope = env.scope();
+    let bulk = new_connection("Bulk");
+    let created: Vec<String> = futures::stream::iter(0..2500)
+        .map(|_| env.client.create_connection(&scope, &bulk))
+        .buffer_unordered(16)
+        .map(|result| result.unwrap().id)
+        .collect()
+        .await;
+    for name in ["Bulk 2", "bulk", "Other"] {
+        env.client
+            .create_connection(&scope, &new_connection(name))
+            .await
+            .unwrap();
+    }
+
+    let found = env
+        .client
+        .find_connections_by_name(&scope, "Bulk")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2500);
+    let mut found_ids: Vec<String> = found.iter().map(|c| c.id.clone()).collect();
+    found_ids.sort();
+    found_ids.dedup();
+    let mut created_ids = created;
+    created_ids.sort();
+    assert_eq!(found_ids, created_ids, "every page, no item twice");
+    assert!(found.iter().all(|c| c.name == "Bulk"));
+    // 1000 per page.
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(200)).await, 3);
+}
+
+#[tokio::test]
+async fn lookup_by_name_matches_exactly_even_with_commas_and_symbols() {
+    let env = env().await;
+    let scope = env.scope();
+    let tricky = "Web events, α & β = 1 + 2%";
+    for name in [tricky, tricky, "Web events", "web events, α & β = 1 + 2%"] {
+        env.client
+            .create_connection(&scope, &new_connection(name))
+            .await
+            .unwrap();
+    }
+    let found = env
+        .client
+        .find_connections_by_name(&scope, tricky)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found.iter().all(|c| c.name == tricky));
+    assert!(
+        env.client
+            .find_connections_by_name(&scope, "Nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+// ----- tokens -------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_token_is_reused_rather_than_minted_per_call() {
+    let env = env().await;
+    for _ in 0..10 {
+        assert_reason(
+            env.client.get_connection(&env.scope(), "missing").await,
+            "NotFound",
+        );
+    }
+    assert_eq!(env.tokens_minted().await, 1);
+    assert_eq!(env.observer.count(Operation::Token, "2xx"), 1);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_callers_cause_one_token_request() {
+    let env = env_with(EmulatorConfig::default(), |config| {
+        config.max_concurrency = 100
+    })
+    .await;
+    let scope = env.scope();
+    let results = futures::future::join_all(
+        (0..100).map(|_| env.client.find_connections_by_name(&scope, "nothing")),
+    )
+    .await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(env.tokens_minted().await, 1);
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(200)).await, 100);
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_failed_token_request() {
+    let env = env().await;
+    let wrong = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("clientSecret", "not-the-secret"),
+            ("orgId", DEMO_ORG_ID),
+        ]),
+        "wrong/1",
+    )
+    .unwrap();
+    let scope = Scope {
+        credentials: &wrong,
+        sandbox: "prod",
+    };
+    let results =
+        futures::future::join_all((0..50).map(|_| env.client.get_connection(&scope, "x"))).await;
+    for result in results {
+        assert_reason(result, "CredentialsInvalid");
+    }
+    assert_eq!(env.tokens_minted().await, 1);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_replaced_before_it_is_rejected() {
+    let emulator = EmulatorConfig {
+        token_ttl: Duration::from_secs(2),
+        ..EmulatorConfig::default()
+    };
+    let env = env_with(emulator, |_| {}).await;
+    let scope = env.scope();
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_millis(4500) {
+        env.client
+            .find_connections_by_name(&scope, "n")
+            .await
+            .unwrap();
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let minted = env.tokens_minted().await;
+    // Refreshed a tenth of the lifetime before each 2 s expiry (about every 1.8 s), never per call.
+    assert!(
+        (3..=4).contains(&minted),
+        "{minted} tokens for {calls} calls"
+    );
+    assert_eq!(
+        env.served("GET", CONNECTIONS_ROUTE, Some(401)).await,
+        0,
+        "no call ever went out with an expired token"
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_minted_again_after_its_lifetime() {
+    let emulator = EmulatorConfig {
+        token_ttl: Duration::from_secs(2),
+        ..EmulatorConfig::default()
+    };
+    let env = env_with(emulator, |_| {}).await;
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 2);
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(401)).await, 0);
+}
+
+#[tokio::test]
+async fn a_401_drops_the_token_and_mints_once() {
+    let env = env().await;
+    let scope = env.scope();
+    let created = env
+        .client
+        .create_connection(&scope, &new_connection("Remint"))
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 1);
+
+    // The token is revoked early once: one new token, the read succeeds.
+    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 401,
+                     "body": {"error_code": "401013", "message": "Oauth token is not valid"}, "times": 1}))
+        .await;
+    env.client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 2);
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(401)).await, 1);
+
+    // A write is resent after a 401 too: the 401 proves it was not processed.
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 401, "times": 1}))
+        .await;
+    env.client
+        .create_connection(&scope, &new_connection("Remint 2"))
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 3);
+    assert_eq!(env.served("POST", CONNECTIONS_ROUTE, Some(201)).await, 2);
+
+    // Still 401 with a brand-new token: the credentials are wrong; only one re-mint per call.
+    env.fault(
+        json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 401,
+                     "body": {"error_code": "401013", "message": "Oauth token is not valid"}}),
+    )
+    .await;
+    let error = assert_reason(
+        env.client.get_connection(&scope, &created.id).await,
+        "CredentialsInvalid",
+    );
+    assert!(error.is_permanent());
+    assert_eq!(error.error_code(), Some("401013"));
+    assert_eq!(env.tokens_minted().await, 4);
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(401)).await, 3);
+}
+
+#[tokio::test]
+async fn forgetting_a_token_or_changing_the_secret_mints_a_new_one() {
+    let env = env().await;
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    env.client.forget_token(&env.credentials);
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 2);
+
+    let next_version = demo_credentials("secret-uid/2");
+    let scope = Scope {
+        credentials: &next_version,
+        sandbox: "prod",
+    };
+    env.client
+        .find_connections_by_name(&scope, "n")
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 3);
+}
+
+#[tokio::test]
+async fn a_static_access_token_is_used_as_is() {
+    let env = env().await;
+    let token = env.mint_token_by_hand().await;
+    let credentials = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("orgId", DEMO_ORG_ID),
+            ("accessToken", &token),
+        ]),
+        "static/1",
+    )
+    .unwrap();
+    let scope = Scope {
+        credentials: &credentials,
+        sandbox: "prod",
+    };
+    let created = env
+        .client
+        .create_connection(&scope, &new_connection("Static"))
+        .await
+        .unwrap();
+    env.client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 1, "only the hand-minted token");
+
+    // A static token cannot be re-minted: a 401 is final at once.
+    let revoked = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("orgId", DEMO_ORG_ID),
+            ("accessToken", "static-token-that-IMS-never-issued"),
+        ]),
+        "static/2",
+    )
+    .unwrap();
+    let scope = Scope {
+        credentials: &revoked,
+        sandbox: "prod",
+    };
+    let error = assert_reason(
+        env.client.get_connection(&scope, &created.id).await,
+        "CredentialsInvalid",
+    );
+    assert!(
+        !error
+            .to_string()
+            .contains("static-token-that-IMS-never-issued")
+    );
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(401)).await, 1);
+    assert_eq!(env.tokens_minted().await, 1);
+}
+
+// ----- error classes ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_unauthorized_and_permanent() {
+    let env = env().await;
+    let wrong = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("clientSecret", "wrong-secret-value"),
+            ("orgId", DEMO_ORG_ID),
+        ]),
+        "wrong/1",
+    )
+    .unwrap();
+    let scope = Scope {
+        credentials: &wrong,
+        sandbox: "prod",
+    };
+    let error = assert_reason(
+        env.client
+            .create_connection(&scope, &new_connection("x"))
+            .await,
+        "CredentialsInvalid",
+    );
+    assert!(error.is_permanent() && !error.maybe_committed());
+    assert_eq!(error.operation(), Some(Operation::Token));
+    assert_eq!(error.error_code(), Some("invalid_client"));
+    assert_eq!(env.observer.count(Operation::Token, "4xx"), 1);
+    assert_eq!(env.served("POST", CONNECTIONS_ROUTE, None).await, 0);
+
+    let unknown = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", "nobody"),
+            ("clientSecret", "x-secret"),
+            ("orgId", DEMO_ORG_ID),
+        ]),
+        "unknown/1",
+    )
+    .unwrap();
+    let scope = Scope {
+        credentials: &unknown,
+        sandbox: "prod",
+    };
+    assert_reason(
+        env.client.get_connection(&scope, "x").await,
+        "CredentialsInvalid",
+    );
+}
+
+#[tokio::test]
+async fn forbidden_is_its_own_class() {
+    let env = env().await;
+    // A valid token with an API key that is not its client: the gateway answers 403003.
+    let other_key = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("clientSecret", DEMO_CLIENT_SECRET),
+            ("orgId", DEMO_ORG_ID),
+            ("apiKey", "some-other-api-key"),
+        ]),
+        "key/1",
+    )
+    .unwrap();
+    let scope = Scope {
+        credentials: &other_key,
+        sandbox: "prod",
+    };
+    let error = assert_reason(env.client.get_connection(&scope, "x").await, "Forbidden");
+    assert_eq!(error.error_code(), Some("403003"));
+    assert!(error.is_permanent());
+
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 403, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await,
+        "Forbidden",
+    );
+    assert!(!error.maybe_committed());
+}
+
+#[tokio::test]
+async fn a_400_is_an_invalid_spec() {
+    let env = env().await;
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 400, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await,
+        "InvalidSpec",
+    );
+    assert!(error.is_permanent() && !error.maybe_committed());
+    assert_eq!(error.status(), Some(400));
+    assert_eq!(
+        env.served("POST", CONNECTIONS_ROUTE, None).await,
+        1,
+        "writes are not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_429_on_a_write_carries_retry_after_in_seconds() {
+    let env = env().await;
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 7, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await,
+        "RateLimited",
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+    assert!(!error.is_permanent() && !error.maybe_committed());
+    assert_eq!(env.served("POST", CONNECTIONS_ROUTE, None).await, 1);
+}
+
+#[tokio::test]
+async fn a_429_on_a_write_carries_retry_after_as_an_http_date() {
+    let env = env().await;
+    let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+    env.fault(json!({"method": "PATCH", "route": CONNECTION_ROUTE, "status": 429, "retryAfter": at, "times": 1}))
+        .await;
+    let update = ConnectionUpdate {
+        name: Some("x".into()),
+        description: None,
+    };
+    let error = assert_reason(
+        env.client
+            .update_connection(&env.scope(), "id", "\"e\"", &update)
+            .await,
+        "RateLimited",
+    );
+    let wait = error
+        .retry_after()
+        .expect("an HTTP-date Retry-After is parsed");
+    assert!(
+        (Duration::from_secs(28)..=Duration::from_secs(30)).contains(&wait),
+        "{wait:?}"
+    );
+}
+
+#[tokio::test]
+async fn reads_wait_out_a_short_retry_after() {
+    let env = env().await;
+    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 1, "times": 1}))
+        .await;
+    let started = Instant::now();
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, None).await, 2);
+    assert_eq!(env.observer.count(Operation::List, "4xx"), 1);
+    assert_eq!(env.observer.count(Operation::List, "2xx"), 1);
+}
+
+#[tokio::test]
+async fn reads_hand_a_long_retry_after_to_the_caller() {
+    let env = env().await;
+    env.fault(
+        json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 429, "retryAfter": 120}),
+    )
+    .await;
+    let started = Instant::now();
+    let error = assert_reason(
+        env.client.get_connection(&env.scope(), "x").await,
+        "RateLimited",
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(120)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, None).await, 1);
+}
+
+#[tokio::test]
+async fn reads_are_retried_through_transient_5xx() {
+    let env = env().await;
+    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 503, "times": 2}))
+        .await;
+    assert_reason(
+        env.client.get_connection(&env.scope(), "missing").await,
+        "NotFound",
+    );
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(503)).await, 2);
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(404)).await, 1);
+    assert_eq!(env.observer.count(Operation::Get, "5xx"), 2);
+}
+
+#[tokio::test]
+async fn reads_give_up_after_a_few_attempts() {
+    let env = env().await;
+    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 502}))
+        .await;
+    let error = assert_reason(
+        env.client.get_connection(&env.scope(), "x").await,
+        "FlowServiceUnavailable",
+    );
+    assert!(!error.is_permanent() && !error.maybe_committed());
+    assert_eq!(error.status(), Some(502));
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, None).await, 4);
+}
+
+#[tokio::test]
+async fn a_5xx_on_create_may_have_committed_and_is_not_retried() {
+    let env = env().await;
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "retryAfter": 3, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await,
+        "FlowServiceUnavailable",
+    );
+    assert!(error.maybe_committed() && !error.is_permanent());
+    assert_eq!(env.served("POST", CONNECTIONS_ROUTE, None).await, 1);
+}
+
+#[tokio::test]
+async fn commit_then_fail_is_reported_as_maybe_committed_and_the_lookup_finds_it() {
+    let env = env().await;
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": "commitThenFail", "status": 500, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("Ambiguous"))
+            .await,
+        "FlowServiceUnavailable",
+    );
+    assert!(error.maybe_committed());
+    let found = env
+        .client
+        .find_connections_by_name(&env.scope(), "Ambiguous")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "the create did happen");
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_sending_may_have_committed() {
+    let env = env().await;
+    for action in ["drop", "commitThenDrop"] {
+        env.fault(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": action, "times": 1}),
+        )
+        .await;
+        let error = assert_reason(
+            env.client
+                .create_connection(&env.scope(), &new_connection(action))
+                .await,
+            "FlowServiceUnavailable",
+        );
+        assert!(error.maybe_committed(), "{action}: {error}");
+        assert_eq!(error.status(), None);
+    }
+    assert!(env.observer.count(Operation::Create, "error") >= 2);
+    let committed = env
+        .client
+        .find_connections_by_name(&env.scope(), "commitThenDrop")
+        .await
+        .unwrap();
+    assert_eq!(committed.len(), 1);
+}
+
+#[tokio::test]
+async fn a_read_survives_a_dropped_connection() {
+    let env = env().await;
+    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "action": "drop", "times": 1}))
+        .await;
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, None).await, 2);
+}
+
+#[tokio::test]
+async fn a_timeout_after_sending_a_create_may_have_committed() {
+    let env = env_with(EmulatorConfig::default(), |config| {
+        config.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Mint the token first, so that the timeout hits the create itself.
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "latencyMs": 1500, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("Slow"))
+            .await,
+        "FlowServiceUnavailable",
+    );
+    assert!(error.maybe_committed(), "{error}");
+    assert!(error.to_string().contains("timed out"), "{error}");
+    // No response, yet the request can be traced by the id the client sent.
+    assert!(error.request_id().is_some(), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_certainly_did_not_commit() {
+    let env = env().await;
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let client = FlowClient::new(FlowClientConfig {
+        platform_url: format!("http://127.0.0.1:{closed_port}").parse().unwrap(),
+        ims_url: env.emulator.url().parse().unwrap(),
+        ..FlowClientConfig::default()
+    })
+    .unwrap();
+    let error = assert_reason(
+        client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await,
+        "FlowServiceUnavailable",
+    );
+    assert_eq!(error.operation(), Some(Operation::Create));
+    assert!(!error.maybe_committed(), "{error}");
+}
+
+#[tokio::test]
+async fn ims_outages_are_transient() {
+    let env = env().await;
+    env.fault(json!({"method": "POST", "route": TOKEN_ROUTE, "status": 503, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await,
+        "FlowServiceUnavailable",
+    );
+    assert_eq!(error.operation(), Some(Operation::Token));
+    assert!(!error.maybe_committed(), "no create was sent");
+    // The failure is not cached: the next call mints.
+    env.client
+        .create_connection(&env.scope(), &new_connection("x"))
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 2);
+}
+
+// ----- limits and observer ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_rate_limit_spaces_requests() {
+    let env = env_with(EmulatorConfig::default(), |config| config.qps = 5.0).await;
+    let started = Instant::now();
+    // A burst of 5 passes at once, the next 5 at 5 per second.
+    for _ in 0..10 {
+        env.client
+            .find_connections_by_name(&env.scope(), "n")
+            .await
+            .unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_bounds_requests_in_flight() {
+    let env = env_with(EmulatorConfig::default(), |config| {
+        config.max_concurrency = 2
+    })
+    .await;
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "latencyMs": 300}))
+        .await;
+    let started = Instant::now();
+    let scope = env.scope();
+    let results =
+        futures::future::join_all((0..6).map(|_| env.client.find_connections_by_name(&scope, "n")))
+            .await;
+    assert!(results.iter().all(Result::is_ok));
+    // Six 300 ms requests two at a time take three rounds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(850),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_observer_sees_each_request_by_operation_and_status_class() {
+    let env = env().await;
+    let scope = env.scope();
+    let created = env
+        .client
+        .create_connection(&scope, &new_connection("Observed"))
+        .await
+        .unwrap();
+    env.client
+        .get_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    env.client
+        .find_connections_by_name(&scope, "Observed")
+        .await
+        .unwrap();
+    let updated = env
+        .client
+        .update_connection(
+            &scope,
+            &created.id,
+            &created.etag,
+            &ConnectionUpdate {
+                name: Some("Observed 2".into()),
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!updated.etag.is_empty());
+    env.client
+        .delete_connection(&scope, &created.id)
+        .await
+        .unwrap();
+    assert_reason(
+        env.client.get_connection(&scope, &created.id).await,
+        "NotFound",
+    );
+
+    for (operation, outcome, expected) in [
+        (Operation::Token, "2xx", 1),
+        (Operation::Create, "2xx", 1),
+        (Operation::Get, "2xx", 1),
+        (Operation::Get, "4xx", 1),
+        (Operation::List, "2xx", 1),
+        (Operation::Update, "2xx", 1),
+        (Operation::Delete, "2xx", 1),
+    ] {
+        assert_eq!(
+            env.observer.count(operation, outcome),
+            expected,
+            "{operation:?} {outcome}"
+        );
+    }
+}
+
+// ----- secrets ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn no_secret_or_token_appears_in_errors_or_debug_output() {
+    let env = env().await;
+    let hand_token = env.mint_token_by_hand().await;
+    let static_credentials = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("orgId", DEMO_ORG_ID),
+            ("accessToken", &hand_token),
+        ]),
+        "static/1",
+    )
+    .unwrap();
+    let static_scope = Scope {
+        credentials: &static_credentials,
+        sandbox: "prod",
+    };
+    let mut errors: Vec<FlowError> = Vec::new();
+
+    // Servers that echo the credentials of the request back: the client scrubs them. First the OAuth
+    // caller's client secret, then the static caller's token.
+    let echo_secret = format!("client secret {DEMO_CLIENT_SECRET} was rejected");
+    let echo_token = format!("token {hand_token} was rejected");
+    env.fault(json!({"rules": [
+        {"method": "GET", "route": CONNECTION_ROUTE, "status": 400,
+         "body": {"message": echo_secret}, "times": 1},
+        {"method": "GET", "route": CONNECTION_ROUTE, "status": 400,
+         "body": {"message": echo_token, "error_code": hand_token}, "times": 1},
+    ]}))
+    .await;
+    errors.push(
+        env.client
+            .get_connection(&env.scope(), "x")
+            .await
+            .unwrap_err(),
+    );
+    errors.push(
+        env.client
+            .get_connection(&static_scope, "x")
+            .await
+            .unwrap_err(),
+    );
+    env.fault(
+        json!({"method": "POST", "route": TOKEN_ROUTE, "status": 401,
+                     "body": {"error": "invalid_client", "error_description": echo_secret}, "times": 1}),
+    )
+    .await;
+    env.client.forget_token(&env.credentials);
+    errors.push(
+        env.client
+            .get_connection(&env.scope(), "x")
+            .await
+            .unwrap_err(),
+    );
+    env.clear_faults().await;
+
+    // Ordinary failures of every kind.
+    let wrong = Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("clientSecret", "wrong-secret-value-123"),
+            ("orgId", DEMO_ORG_ID),
+        ]),
+        "wrong/1",
+    )
+    .unwrap();
+    errors.push(
+        env.client
+            .get_connection(
+                &Scope {
+                    credentials: &wrong,
+                    sandbox: "prod",
+                },
+                "x",
+            )
+            .await
+            .unwrap_err(),
+    );
+    errors.push(
+        env.client
+            .get_connection(&env.scope(), "missing")
+            .await
+            .unwrap_err(),
+    );
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "times": 1}))
+        .await;
+    errors.push(
+        env.client
+            .create_connection(&static_scope, &new_connection("x"))
+            .await
+            .unwrap_err(),
+    );
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": "drop", "times": 1}))
+        .await;
+    errors.push(
+        env.client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await
+            .unwrap_err(),
+    );
+
+    for echoed in &errors[..3] {
+        assert!(echoed.to_string().contains("<redacted>"), "{echoed}");
+    }
+    for error in &errors {
+        for text in [
+            error.to_string(),
+            format!("{error:?}"),
+            format!("{error:#?}"),
+        ] {
+            for secret in [
+                DEMO_CLIENT_SECRET,
+                hand_token.as_str(),
+                "wrong-secret-value-123",
+            ] {
+                assert!(!text.contains(secret), "{secret} leaked into {text}");
+            }
+            assert!(!text.to_ascii_lowercase().contains("bearer "), "{text}");
+        }
+    }
+    for text in [
+        format!("{:?}", env.credentials),
+        format!("{static_credentials:?}"),
+        static_credentials.to_string(),
+        format!("{:?}", env.client),
+        format!("{:?}", env.scope()),
+    ] {
+        assert!(!text.contains(DEMO_CLIENT_SECRET), "{text}");
+        assert!(!text.contains(hand_token.as_str()), "{text}");
+    }
+}
