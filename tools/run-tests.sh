@@ -10,6 +10,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "== tiers 1-3: unit, client and reconciler tests"
 cargo test --locked --all-targets
 
+echo "== the Argo CD health check (Lua) against its test cases"
+deploy/gitops/test-health.sh
+
 echo "== tier 4: end-to-end tests against a real control plane"
 cargo build --locked --bins
 if [[ -z ${AEP_E2E_KUBECONFIG:-} ]]; then
