@@ -60,8 +60,10 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The gateway's checks (reference §2.A, §7): token, api key, org, then for bodies the content type, then Flow
 /// Service's sandbox checks. The first failing check answers.
 fn authorize(app: &AppState, headers: &HeaderMap, has_body: bool) -> Result<Caller, ApiError> {
+    // An empty header is no token at all, as for the gateway.
     let authorization = headers
         .get(header::AUTHORIZATION)
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
         .ok_or(GatewayError::TOKEN_MISSING)?;
     let holder = bearer_token(authorization)
         .and_then(|token| app.tokens.lock().expect("token lock").validate(token))
