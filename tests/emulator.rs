@@ -154,6 +154,7 @@ async fn header_checks_answer_in_the_reference_order() {
 
     // Missing both token and api key: the token check comes first.
     assert_gateway_error(send(&[]).await.unwrap(), 403, "403010").await;
+    assert_gateway_error(send(&[("authorization", "")]).await.unwrap(), 403, "403010").await;
     assert_gateway_error(
         send(&[("x-api-key", DEMO_CLIENT_ID)]).await.unwrap(),
         403,

@@ -17,7 +17,10 @@ use super::app::{AppState, now_ms};
 use super::errors::{ApiError, FlowError, GatewayError};
 use super::ims::bearer_token;
 use super::listing::ListRequest;
-use super::state::StoredConnection;
+use super::state::{
+    DATA_TYPE_RAW, DATA_TYPE_XDM, PARAM_AUTHENTICATION_REQUIRED, PARAM_DATA_TYPE, PARAM_INLET_ID,
+    PARAM_INLET_URL, PARAM_NAME, PARAM_SOURCE_ID, StoredConnection,
+};
 
 /// Base path of Flow Service.
 pub const FLOW_SERVICE_BASE: &str = "/data/foundation/flowservice";
@@ -31,15 +34,13 @@ pub const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 /// "Omitting [connectionSpec.version] will default to the most recent version."
 const DEFAULT_SPEC_VERSION: &str = "1.0";
 const STATE_ENABLED: &str = "enabled";
-const DATA_TYPE_XDM: &str = "xdm";
-const DATA_TYPE_RAW: &str = "raw";
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 pub const ORG_HEADER: &str = "x-gw-ims-org-id";
 pub const SANDBOX_HEADER: &str = "x-sandbox-name";
 
 /// Server-owned inlet parameters: never taken from a request body, added on read once provisioned.
-const SERVER_OWNED_PARAMS: [&str; 2] = ["inletId", "inletUrl"];
+const SERVER_OWNED_PARAMS: [&str; 2] = [PARAM_INLET_ID, PARAM_INLET_URL];
 
 /// Who is calling, once the headers passed.
 #[derive(Debug, Clone)]
@@ -60,8 +61,10 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The gateway's checks (reference §2.A, §7): token, api key, org, then for bodies the content type, then Flow
 /// Service's sandbox checks. The first failing check answers.
 fn authorize(app: &AppState, headers: &HeaderMap, has_body: bool) -> Result<Caller, ApiError> {
+    // An empty header is no token at all, as for the gateway.
     let authorization = headers
         .get(header::AUTHORIZATION)
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
         .ok_or(GatewayError::TOKEN_MISSING)?;
     let holder = bearer_token(authorization)
         .and_then(|token| app.tokens.lock().expect("token lock").validate(token))
@@ -146,7 +149,7 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
     for owned in SERVER_OWNED_PARAMS {
         params.remove(owned);
     }
-    for text_param in ["sourceId", "name"] {
+    for text_param in [PARAM_SOURCE_ID, PARAM_NAME] {
         match params.get(text_param) {
             None | Some(Value::Null) => {
                 params.insert(text_param.to_owned(), json!(name));
@@ -159,9 +162,9 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
             }
         }
     }
-    match params.get("dataType") {
+    match params.get(PARAM_DATA_TYPE) {
         None | Some(Value::Null) => {
-            params.insert("dataType".to_owned(), json!(DATA_TYPE_XDM));
+            params.insert(PARAM_DATA_TYPE.to_owned(), json!(DATA_TYPE_XDM));
         }
         Some(Value::String(t)) if t == DATA_TYPE_XDM || t == DATA_TYPE_RAW => {}
         Some(other) => {
@@ -170,9 +173,9 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
             )));
         }
     }
-    match params.get("authenticationRequired") {
+    match params.get(PARAM_AUTHENTICATION_REQUIRED) {
         None | Some(Value::Null) => {
-            params.insert("authenticationRequired".to_owned(), json!(false));
+            params.insert(PARAM_AUTHENTICATION_REQUIRED.to_owned(), json!(false));
         }
         Some(Value::Bool(_)) => {}
         Some(_) => {

@@ -45,7 +45,7 @@ struct Inlet {
 /// Find the provisioned inlet (404 otherwise, also before `--inlet-delay-ms` has passed) and check the bearer
 /// token when the connection requires authentication (the seed document's 401 otherwise).
 fn open_inlet(app: &AppState, inlet_id: &str, headers: &HeaderMap) -> Result<Inlet, ApiError> {
-    let inlet = {
+    let (inlet, authentication_required) = {
         let store = app.store.lock().expect("store lock");
         let connection = store
             .by_inlet(inlet_id)
@@ -57,22 +57,15 @@ fn open_inlet(app: &AppState, inlet_id: &str, headers: &HeaderMap) -> Result<Inl
                     format!("inletId: [{inlet_id}] The inlet does not exist."),
                 )
             })?;
-        let authentication_required = connection
-            .params
-            .get("authenticationRequired")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let xdm = connection.params.get("dataType").and_then(Value::as_str) != Some("raw");
         (
             Inlet {
                 connection_id: connection.id.clone(),
                 org_id: connection.org_id.clone(),
-                xdm,
+                xdm: connection.expects_xdm(),
             },
-            authentication_required,
+            connection.authentication_required(),
         )
     };
-    let (inlet, authentication_required) = inlet;
     if authentication_required {
         let tokens = app.tokens.lock().expect("token lock");
         let valid = headers

@@ -13,6 +13,16 @@ use serde_json::{Map, Value, json};
 
 /// Path under the public URL where inlets live; `inletUrl` is `<public-url>/collection/<inletId>`.
 pub const INLET_PATH_PREFIX: &str = "/collection/";
+/// Names in `auth.params` that the emulator reads or writes (reference §1.2, §1.3).
+pub const PARAM_INLET_ID: &str = "inletId";
+pub const PARAM_INLET_URL: &str = "inletUrl";
+pub const PARAM_SOURCE_ID: &str = "sourceId";
+pub const PARAM_NAME: &str = "name";
+pub const PARAM_DATA_TYPE: &str = "dataType";
+pub const PARAM_AUTHENTICATION_REQUIRED: &str = "authenticationRequired";
+/// `dataType` values: the XDM envelope, or arbitrary JSON mapped by Data Prep.
+pub const DATA_TYPE_XDM: &str = "xdm";
+pub const DATA_TYPE_RAW: &str = "raw";
 /// Written into the state file so that a file of another kind is refused instead of misread.
 const STATE_FILE_FORMAT: &str = "aep-emulator-state";
 const STATE_FILE_VERSION: u32 = 1;
@@ -56,6 +66,19 @@ impl StoredConnection {
         now_ms >= self.inlet_ready_at
     }
 
+    /// Whether the inlet needs a bearer token (`authenticationRequired`, default false).
+    pub fn authentication_required(&self) -> bool {
+        self.params
+            .get(PARAM_AUTHENTICATION_REQUIRED)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// Whether the inlet expects XDM envelopes (every `dataType` but `raw`).
+    pub fn expects_xdm(&self) -> bool {
+        self.params.get(PARAM_DATA_TYPE).and_then(Value::as_str) != Some(DATA_TYPE_RAW)
+    }
+
     /// `<public-url>/collection/<inletId>`.
     pub fn inlet_url(&self, public_url: &str) -> String {
         format!("{public_url}{INLET_PATH_PREFIX}{}", self.inlet_id)
@@ -65,8 +88,11 @@ impl StoredConnection {
     pub fn render(&self, public_url: &str, show_inlet: bool) -> Value {
         let mut params = self.params.clone();
         if show_inlet {
-            params.insert("inletId".to_owned(), json!(self.inlet_id));
-            params.insert("inletUrl".to_owned(), json!(self.inlet_url(public_url)));
+            params.insert(PARAM_INLET_ID.to_owned(), json!(self.inlet_id));
+            params.insert(
+                PARAM_INLET_URL.to_owned(),
+                json!(self.inlet_url(public_url)),
+            );
         }
         let mut object = json!({
             "id": self.id,
@@ -353,10 +379,6 @@ impl Persister {
             path,
             written_generation: tokio::sync::Mutex::new(written_generation),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Make sure a snapshot at least as new as `generation` is on disk.
