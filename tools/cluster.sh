@@ -22,7 +22,7 @@ log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -80,6 +80,7 @@ stop_all() {
 start_proc() { # name cmd args...
   local name=$1 i; shift
   log "starting $name"
+  # shellcheck disable=SC2016 # expanded by the inner sh
   setsid sh -c 'echo $$ >"$0"; exec "$@"' "$DIR/pids/$name.pid" "$@" \
     </dev/null >"$DIR/logs/$name.log" 2>&1 &
   for ((i = 0; i < 50; i++)); do [[ -s $DIR/pids/$name.pid ]] && return 0; sleep 0.1; done
@@ -223,10 +224,13 @@ cmd_up() {
   wait_for etcd "etcd $etcd_url/health" sh -c "curl -sf --max-time 2 '$etcd_url/health' | grep -q '\"health\":\"true\"'"
 
   # ---- kube-apiserver
+  # --endpoint-reconciler-type=none: since 1.37 the apiserver refuses a loopback --advertise-address with the
+  # default (lease) endpoint reconciler; `none` leaves the `kubernetes` Service without endpoints (no pods here).
   start_proc kube-apiserver "$BIN/kube-apiserver" \
     --cert-dir="$c/apiserver-generated" \
     --etcd-servers="$etcd_url" \
     --bind-address=127.0.0.1 --secure-port="$api_port" --advertise-address=127.0.0.1 \
+    --endpoint-reconciler-type=none \
     --tls-cert-file="$c/apiserver.crt" --tls-private-key-file="$c/apiserver.key" \
     --client-ca-file="$c/ca.crt" \
     --authorization-mode=RBAC \
@@ -243,7 +247,7 @@ cmd_up() {
   write_kubeconfig "$DIR/kube-controller-manager.kubeconfig" kube-controller-manager "$api_url"
   start_proc kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
-    --controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token \
+    --controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller \
     --leader-elect=false \
     --secure-port=0 \
     --use-service-account-credentials=false \
@@ -269,11 +273,13 @@ EOF
   UP_DONE=1
   trap - EXIT INT TERM HUP
 
-  local down="make cluster-down"
+  local down="make cluster-down" K8S
+  K8S=$(sed -n 's/^KUBE_VERSION=//p' "$DIR/cluster.info")
   [[ $DIR == "$REPO_DIR/target/cluster" ]] || down="tools/cluster.sh down $DIR"
   cat <<EOF
 Local Kubernetes control plane is up in $((SECONDS - t0))s: $api_url (etcd $etcd_url)
-  export KUBECONFIG=$DIR/kubeconfig        # or: source $DIR/env  (also puts kubectl $BIN first on PATH)
+  export KUBECONFIG=$DIR/kubeconfig
+  # or: source $DIR/env   (also puts $BIN, with kubectl $K8S, first on PATH)
   kubectl get ns
 Logs: $DIR/logs/   Stop: $down
 EOF
