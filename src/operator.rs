@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use ::http::HeaderValue;
 use ::http::header::USER_AGENT;
-use kube::client::ClientBuilder;
+use anyhow::Context as _;
 use kube::Client;
-use tower_http::set_header::SetRequestHeaderLayer;
 use kube::api::{Api, ListParams};
+use kube::client::ClientBuilder;
 use tokio::sync::watch;
+use tower_http::set_header::SetRequestHeaderLayer;
 use tracing::info;
 
 use crate::api::StreamingConnection;
@@ -74,7 +74,10 @@ async fn kubernetes_client() -> anyhow::Result<Client> {
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration found (in-cluster service account or KUBECONFIG)")?;
-    let user_agent = HeaderValue::from_static(concat!("aep-streaming-operator/", env!("CARGO_PKG_VERSION")));
+    let user_agent = HeaderValue::from_static(concat!(
+        "aep-streaming-operator/",
+        env!("CARGO_PKG_VERSION")
+    ));
     Ok(ClientBuilder::try_from(config)
         .context("building the Kubernetes client")?
         .with_layer(&SetRequestHeaderLayer::overriding(USER_AGENT, user_agent))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aep_streaming_operator::api::StreamingConnection;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::cluster::{Scenario, admin_client, install, put_secret, tail, wait_for};
 
@@ -26,7 +26,9 @@ fn xdm_message() -> Value {
 
 fn spec(extra: Value) -> Value {
     let mut spec = json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}});
-    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     spec
 }
 
@@ -35,7 +37,11 @@ fn assert_rejected<T: std::fmt::Debug>(result: Result<T, kube::Error>, expected:
     match result {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 422, "{status:?}");
-            assert!(status.message.contains(expected), "expected `{expected}` in: {}", status.message);
+            assert!(
+                status.message.contains(expected),
+                "expected `{expected}` in: {}",
+                status.message
+            );
         }
         other => panic!("expected a 422 mentioning `{expected}`, got {other:?}"),
     }
@@ -47,47 +53,84 @@ async fn admission_rejects_invalid_manifests_with_the_crds_messages() {
     let admin = admin_client().await;
     install(&admin).await;
     let api: Api<StreamingConnection> = Api::namespaced(admin.clone(), "default");
+    // Untyped, so that manifests the Rust types would refuse still reach the API server.
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        "default",
+        &ApiResource::erase::<StreamingConnection>(&()),
+    );
     let create = |name: &str, spec: Value| {
         let object = json!({
             "apiVersion": "streaming.aep-operator.dev/v1alpha1", "kind": "StreamingConnection",
             "metadata": {"name": name}, "spec": spec,
         });
-        let api = api.clone();
+        let raw = raw.clone();
         async move {
-            api.create(&Default::default(), &serde_json::from_value::<StreamingConnection>(object).unwrap()).await
+            raw.create(
+                &Default::default(),
+                &serde_json::from_value::<DynamicObject>(object).unwrap(),
+            )
+            .await
         }
     };
     // Invalid on creation.
-    assert_rejected(create("bad-type", spec(json!({"dataType": "json"}))).await, "Unsupported value: \"json\"");
-    assert_rejected(create("bad-policy", spec(json!({"deletionPolicy": "Keep"}))).await, "Unsupported value");
+    assert_rejected(
+        create("bad-type", spec(json!({"dataType": "json"}))).await,
+        "Unsupported value: \"json\"",
+    );
+    assert_rejected(
+        create("bad-policy", spec(json!({"deletionPolicy": "Keep"}))).await,
+        "Unsupported value",
+    );
     assert_rejected(
         create("bad-id", spec(json!({"connectionId": "not-a-uuid"}))).await,
         "connectionId must be a Flow Service connection id",
     );
-    assert_rejected(create("empty-name", spec(json!({"connectionName": ""}))).await, "spec.connectionName");
     assert_rejected(
-        create("bad-secret", json!({"sandbox": "prod", "credentialsRef": {"name": "Not_A_Secret"}})).await,
+        create("empty-name", spec(json!({"connectionName": ""}))).await,
+        "spec.connectionName",
+    );
+    assert_rejected(
+        create(
+            "bad-secret",
+            json!({"sandbox": "prod", "credentialsRef": {"name": "Not_A_Secret"}}),
+        )
+        .await,
         "spec.credentialsRef.name",
     );
-    assert_rejected(create("no-sandbox", json!({"credentialsRef": {"name": "x"}})).await, "spec.sandbox");
+    assert_rejected(
+        create("no-sandbox", json!({"credentialsRef": {"name": "x"}})).await,
+        "spec.sandbox",
+    );
 
     // Defaults are applied by the API server.
     let created = create("valid", spec(json!({}))).await.unwrap();
-    assert_eq!(serde_json::to_value(&created.spec).unwrap()["dataType"], "xdm");
-    assert_eq!(serde_json::to_value(&created.spec).unwrap()["deletionPolicy"], "Delete");
+    assert_eq!(created.data["spec"]["dataType"], "xdm");
+    assert_eq!(created.data["spec"]["deletionPolicy"], "Delete");
+    assert_eq!(created.data["spec"]["authenticationRequired"], false);
 
     // Immutable once set, with a message that says what to do instead.
     for (field, value, message) in [
         ("sandbox", json!("dev"), "sandbox is immutable"),
         ("dataType", json!("raw"), "dataType is immutable"),
-        ("authenticationRequired", json!(true), "authenticationRequired is immutable"),
+        (
+            "authenticationRequired",
+            json!(true),
+            "authenticationRequired is immutable",
+        ),
     ] {
         let patch = json!({"spec": {field: value}});
-        assert_rejected(api.patch("valid", &PatchParams::default(), &Patch::Merge(&patch)).await, message);
+        assert_rejected(
+            api.patch("valid", &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+            message,
+        );
     }
     // Mutable fields stay mutable.
     let patch = json!({"spec": {"description": "new text", "deletionPolicy": "Orphan"}});
-    api.patch("valid", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch("valid", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     // No operator runs in this test, so nothing holds a finalizer on the object.
     api.delete("valid", &Default::default()).await.unwrap();
 }
@@ -97,7 +140,13 @@ async fn admission_rejects_invalid_manifests_with_the_crds_messages() {
 async fn lifecycle_create_publish_ingest_delete() {
     let scenario = Scenario::start(&["lifecycle"]).await;
     let ns = scenario.namespace().to_string();
-    scenario.create(&ns, "web-events", spec(json!({"description": "Clickstream"}))).await;
+    scenario
+        .create(
+            &ns,
+            "web-events",
+            spec(json!({"description": "Clickstream"})),
+        )
+        .await;
 
     let object = scenario.wait_ready(&ns, "web-events").await;
     let status = object.status.clone().unwrap();
@@ -107,7 +156,10 @@ async fn lifecycle_create_publish_ingest_delete() {
     assert_eq!(status.config_map_name.as_deref(), Some("web-events-inlet"));
     assert!(status.last_synced_at.is_some());
     assert!(status.etag.is_some());
-    assert_eq!(object.metadata.finalizers, Some(vec!["streaming.aep-operator.dev/cleanup".to_string()]));
+    assert_eq!(
+        object.metadata.finalizers,
+        Some(vec!["streaming.aep-operator.dev/cleanup".to_string()])
+    );
 
     // An application reads the ConfigMap and posts an XDM message to the inlet.
     let config_maps: Api<ConfigMap> = Api::namespaced(scenario.admin.clone(), &ns);
@@ -119,8 +171,17 @@ async fn lifecycle_create_publish_ingest_delete() {
     assert_eq!(data["DATA_TYPE"], "xdm");
     assert_eq!(data["AUTHENTICATION_REQUIRED"], "false");
     let owner = &config_map.metadata.owner_references.clone().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.controller), ("StreamingConnection", Some(true)));
-    let response = scenario.http.post(&data["INLET_URL"]).json(&xdm_message()).send().await.unwrap();
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("StreamingConnection", Some(true))
+    );
+    let response = scenario
+        .http
+        .post(&data["INLET_URL"])
+        .json(&xdm_message())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert!(body["xactionId"].is_string(), "{body}");
@@ -129,9 +190,17 @@ async fn lifecycle_create_publish_ingest_delete() {
     // Delete: the connection goes away in the emulator, the ConfigMap is garbage-collected.
     scenario.delete_and_wait(&ns, "web-events").await;
     assert_eq!(scenario.emulator_connections().await.len(), 0);
-    let collected = wait_for("the ConfigMap to be garbage-collected", Duration::from_secs(60), || async {
-        config_maps.get_opt("web-events-inlet").await.unwrap().is_none()
-    })
+    let collected = wait_for(
+        "the ConfigMap to be garbage-collected",
+        Duration::from_secs(60),
+        || async {
+            config_maps
+                .get_opt("web-events-inlet")
+                .await
+                .unwrap()
+                .is_none()
+        },
+    )
     .await;
     assert!(collected, "the ConfigMap outlived its StreamingConnection");
     scenario.finish().await;
@@ -144,28 +213,70 @@ async fn orphan_policy_adoption_and_authenticated_inlet() {
     let ns = scenario.namespace().to_string();
 
     // Orphan: deleting the object leaves the connection.
-    scenario.create(&ns, "kept", spec(json!({"deletionPolicy": "Orphan"}))).await;
-    let kept = scenario.wait_ready(&ns, "kept").await.status.unwrap().connection_id.unwrap();
+    scenario
+        .create(&ns, "kept", spec(json!({"deletionPolicy": "Orphan"})))
+        .await;
+    let kept = scenario
+        .wait_ready(&ns, "kept")
+        .await
+        .status
+        .unwrap()
+        .connection_id
+        .unwrap();
     scenario.delete_and_wait(&ns, "kept").await;
-    let remaining: Vec<String> =
-        scenario.emulator_connections().await.iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+    let remaining: Vec<String> = scenario
+        .emulator_connections()
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(remaining, vec![kept.clone()]);
 
     // Adoption: a new object takes over the orphaned connection by id, creating nothing.
-    scenario.create(&ns, "adopter", spec(json!({"connectionId": kept, "connectionName": format!("{ns}/kept")}))).await;
+    scenario
+        .create(
+            &ns,
+            "adopter",
+            spec(json!({"connectionId": kept, "connectionName": format!("{ns}/kept")})),
+        )
+        .await;
     let adopted = scenario.wait_ready(&ns, "adopter").await;
-    assert_eq!(adopted.status.unwrap().connection_id.as_deref(), Some(kept.as_str()));
+    assert_eq!(
+        adopted.status.unwrap().connection_id.as_deref(),
+        Some(kept.as_str())
+    );
     assert_eq!(scenario.emulator_connections().await.len(), 1);
 
     // An authenticated inlet refuses anonymous events and takes them with an IMS token.
-    scenario.create(&ns, "secure", spec(json!({"authenticationRequired": true}))).await;
-    let inlet = scenario.wait_ready(&ns, "secure").await.status.unwrap().inlet_url.unwrap();
-    let anonymous = scenario.http.post(&inlet).json(&xdm_message()).send().await.unwrap();
+    scenario
+        .create(&ns, "secure", spec(json!({"authenticationRequired": true})))
+        .await;
+    let inlet = scenario
+        .wait_ready(&ns, "secure")
+        .await
+        .status
+        .unwrap()
+        .inlet_url
+        .unwrap();
+    let anonymous = scenario
+        .http
+        .post(&inlet)
+        .json(&xdm_message())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
     let problem: Value = anonymous.json().await.unwrap();
     assert_eq!(problem["status"], "401");
     let token = scenario.ims_token().await;
-    let authorized = scenario.http.post(&inlet).bearer_auth(token).json(&xdm_message()).send().await.unwrap();
+    let authorized = scenario
+        .http
+        .post(&inlet)
+        .bearer_auth(token)
+        .json(&xdm_message())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(authorized.status(), 200);
     scenario.finish().await;
 }
@@ -175,18 +286,38 @@ async fn orphan_policy_adoption_and_authenticated_inlet() {
 async fn secret_rotation_recovers_without_a_restart() {
     let scenario = Scenario::start(&["rotation"]).await;
     let ns = scenario.namespace().to_string();
-    put_secret(&scenario.admin, &ns, "aep-credentials", "wrong-secret-value").await;
+    put_secret(
+        &scenario.admin,
+        &ns,
+        "aep-credentials",
+        "wrong-secret-value",
+    )
+    .await;
     scenario.create(&ns, "web", spec(json!({}))).await;
-    let stalled = scenario.wait_condition(&ns, "web", "Ready", "False", Some("CredentialsInvalid")).await;
+    let stalled = scenario
+        .wait_condition(&ns, "web", "Ready", "False", Some("CredentialsInvalid"))
+        .await;
     let stalled_status = serde_json::to_string(&stalled.status).unwrap();
-    assert!(!stalled_status.contains("wrong-secret-value"), "the status leaks the secret");
+    assert!(
+        !stalled_status.contains("wrong-secret-value"),
+        "the status leaks the secret"
+    );
     assert_eq!(scenario.emulator_connections().await.len(), 0);
 
-    put_secret(&scenario.admin, &ns, "aep-credentials", aep_streaming_operator::emulator::DEMO_CLIENT_SECRET).await;
+    put_secret(
+        &scenario.admin,
+        &ns,
+        "aep-credentials",
+        aep_streaming_operator::emulator::DEMO_CLIENT_SECRET,
+    )
+    .await;
     scenario.wait_ready(&ns, "web").await;
     assert_eq!(scenario.emulator_connections().await.len(), 1);
     let log = scenario.operator.log_text();
-    assert!(!log.contains("wrong-secret-value"), "the operator log leaks the secret");
+    assert!(
+        !log.contains("wrong-secret-value"),
+        "the operator log leaks the secret"
+    );
     scenario.finish().await;
 }
 
@@ -195,38 +326,68 @@ async fn secret_rotation_recovers_without_a_restart() {
 async fn drift_is_repaired_recreate_and_patch() {
     let scenario = Scenario::start(&["drift"]).await;
     let ns = scenario.namespace().to_string();
-    scenario.create(&ns, "web", spec(json!({"description": "first"}))).await;
-    let first_id = scenario.wait_ready(&ns, "web").await.status.unwrap().connection_id.unwrap();
+    scenario
+        .create(&ns, "web", spec(json!({"description": "first"})))
+        .await;
+    let first_id = scenario
+        .wait_ready(&ns, "web")
+        .await
+        .status
+        .unwrap()
+        .connection_id
+        .unwrap();
 
     // Deleted out of band: recreated at the next resync (or at once with the annotation).
-    let deleted = scenario.flow_request(reqwest::Method::DELETE, &format!("/connections/{first_id}")).await.send().await.unwrap();
+    let deleted = scenario
+        .flow_request(reqwest::Method::DELETE, &format!("/connections/{first_id}"))
+        .await
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), 204);
     let annotation = json!({"metadata": {"annotations": {"streaming.aep-operator.dev/reconcile-requested-at": "now"}}});
-    scenario.connections(&ns).patch("web", &PatchParams::default(), &Patch::Merge(&annotation)).await.unwrap();
+    scenario
+        .connections(&ns)
+        .patch("web", &PatchParams::default(), &Patch::Merge(&annotation))
+        .await
+        .unwrap();
     let api = scenario.connections(&ns);
     let recreated = wait_for("a new connection id", Duration::from_secs(60), || async {
         let status = api.get("web").await.unwrap().status.unwrap_or_default();
         status.connection_id.is_some_and(|id| id != first_id)
     })
     .await;
-    assert!(recreated, "not recreated\n{}", tail(&scenario.operator.log_text(), 40));
+    assert!(
+        recreated,
+        "not recreated\n{}",
+        tail(&scenario.operator.log_text(), 40)
+    );
     let object = scenario.wait_ready(&ns, "web").await;
     let second_id = object.status.unwrap().connection_id.unwrap();
     let connections = scenario.emulator_connections().await;
     assert_eq!(connections.len(), 1);
     assert_eq!(connections[0]["id"], second_id.as_str());
     let config_maps: Api<ConfigMap> = Api::namespaced(scenario.admin.clone(), &ns);
-    let republished = wait_for("the ConfigMap to name the new connection", Duration::from_secs(30), || async {
-        config_maps.get("web-inlet").await.unwrap().data.unwrap()["CONNECTION_ID"] == second_id
-    })
+    let republished = wait_for(
+        "the ConfigMap to name the new connection",
+        Duration::from_secs(30),
+        || async {
+            config_maps.get("web-inlet").await.unwrap().data.unwrap()["CONNECTION_ID"] == second_id
+        },
+    )
     .await;
     assert!(republished);
 
     // A description change in the spec is PATCHed in place (same id, new etag).
     let patch = json!({"spec": {"description": "second"}});
-    api.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     let updated = scenario.wait_ready(&ns, "web").await;
-    assert_eq!(updated.status.unwrap().connection_id.as_deref(), Some(second_id.as_str()));
+    assert_eq!(
+        updated.status.unwrap().connection_id.as_deref(),
+        Some(second_id.as_str())
+    );
     let connections = scenario.emulator_connections().await;
     assert_eq!(connections[0]["description"], "second");
     let requests = scenario.emulator_requests().await;
@@ -246,13 +407,28 @@ async fn drift_is_repaired_recreate_and_patch() {
 async fn gitops_server_side_apply_twice_has_no_conflict_and_the_operator_owns_only_status() {
     let scenario = Scenario::start(&["gitops"]).await;
     let ns = scenario.namespace().to_string();
+    // The GitOps tool owns the Secret too: replace the one the scenario made.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(scenario.admin.clone(), &ns);
+    secrets
+        .delete("aep-credentials", &Default::default())
+        .await
+        .unwrap();
     let manifests = scenario.directory.path().join("manifests.yaml");
     std::fs::write(
         &manifests,
         format!(
             "{}\n---\n{}",
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/credentials-secret.yaml")).unwrap(),
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/streamingconnection.yaml")).unwrap()
+            std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/credentials-secret.yaml"
+            ))
+            .unwrap(),
+            std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/streamingconnection.yaml"
+            ))
+            .unwrap()
         ),
     )
     .unwrap();
@@ -260,32 +436,62 @@ async fn gitops_server_side_apply_twice_has_no_conflict_and_the_operator_owns_on
     let kubeconfig = std::env::var("AEP_E2E_KUBECONFIG").unwrap();
     let apply = || {
         std::process::Command::new(&kubectl)
-            .args(["--kubeconfig", &kubeconfig, "apply", "--server-side", "--field-manager", "argocd-controller"])
+            .args([
+                "--kubeconfig",
+                &kubeconfig,
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "argocd-controller",
+            ])
             .args(["-n", &ns, "-f"])
             .arg(&manifests)
             .output()
             .expect("kubectl runs")
     };
     let first = apply();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let object = scenario.wait_ready(&ns, "web-events").await;
     let second = apply();
-    assert!(second.status.success(), "second apply conflicted: {}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        second.status.success(),
+        "second apply conflicted: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     let after = scenario.connections(&ns).get("web-events").await.unwrap();
-    assert_eq!(after.metadata.generation, object.metadata.generation, "re-applying changed nothing");
+    assert_eq!(
+        after.metadata.generation, object.metadata.generation,
+        "re-applying changed nothing"
+    );
 
     for entry in after.metadata.managed_fields.clone().unwrap() {
         let fields = serde_json::to_string(&entry.fields_v1).unwrap();
         let manager = entry.manager.clone().unwrap_or_default();
         if manager == "argocd-controller" {
-            assert!(!fields.contains("f:status"), "the GitOps tool owns status: {fields}");
+            assert!(
+                !fields.contains("f:status"),
+                "the GitOps tool owns status: {fields}"
+            );
             continue;
         }
-        assert!(manager.starts_with("aep-streaming-operator"), "unexpected manager {manager}: {fields}");
-        assert!(!fields.contains("f:spec"), "the operator owns spec fields: {fields}");
+        assert!(
+            manager.starts_with("aep-streaming-operator"),
+            "unexpected manager {manager}: {fields}"
+        );
+        assert!(
+            !fields.contains("f:spec"),
+            "the operator owns spec fields: {fields}"
+        );
         if entry.subresource.as_deref() != Some("status") {
             let value: Value = serde_json::to_value(&entry.fields_v1).unwrap();
-            assert_eq!(value, json!({"f:metadata": {"f:finalizers": {".": {}, "v:\"streaming.aep-operator.dev/cleanup\"": {}}}}),);
+            assert_eq!(
+                value,
+                json!({"f:metadata": {"f:finalizers": {".": {}, "v:\"streaming.aep-operator.dev/cleanup\"": {}}}}),
+            );
         }
     }
     scenario.finish().await;
@@ -298,16 +504,24 @@ async fn fifty_objects_in_three_namespaces_all_become_ready_with_exactly_fifty_c
     let namespaces = scenario.namespaces.clone();
     for index in 0..50 {
         let ns = &namespaces[index % 3];
-        scenario.create(ns, &format!("conn-{index:02}"), spec(json!({}))).await;
+        scenario
+            .create(ns, &format!("conn-{index:02}"), spec(json!({})))
+            .await;
     }
     for index in 0..50 {
-        scenario.wait_ready(&namespaces[index % 3], &format!("conn-{index:02}")).await;
+        scenario
+            .wait_ready(&namespaces[index % 3], &format!("conn-{index:02}"))
+            .await;
     }
     let ours: Vec<Value> = scenario
         .emulator_connections()
         .await
         .into_iter()
-        .filter(|c| namespaces.iter().any(|ns| c["name"].as_str().unwrap().starts_with(&format!("{ns}/"))))
+        .filter(|c| {
+            namespaces
+                .iter()
+                .any(|ns| c["name"].as_str().unwrap().starts_with(&format!("{ns}/")))
+        })
         .collect();
     assert_eq!(ours.len(), 50);
     let mut names: Vec<&str> = ours.iter().map(|c| c["name"].as_str().unwrap()).collect();
@@ -327,9 +541,17 @@ async fn a_config_map_of_someone_else_is_never_taken_over() {
         "metadata": {"name": "web-inlet", "namespace": ns}, "data": {"owner": "another team"}
     }))
     .unwrap();
-    config_maps.create(&Default::default(), &foreign).await.unwrap();
+    config_maps
+        .create(&Default::default(), &foreign)
+        .await
+        .unwrap();
     scenario.create(&ns, "web", spec(json!({}))).await;
-    scenario.wait_condition(&ns, "web", "Stalled", "True", Some("ConfigMapConflict")).await;
-    assert_eq!(config_maps.get("web-inlet").await.unwrap().data.unwrap()["owner"], "another team");
+    scenario
+        .wait_condition(&ns, "web", "Stalled", "True", Some("ConfigMapConflict"))
+        .await;
+    assert_eq!(
+        config_maps.get("web-inlet").await.unwrap().data.unwrap()["owner"],
+        "another team"
+    );
     scenario.finish().await;
 }

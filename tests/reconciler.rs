@@ -11,7 +11,9 @@ use aep_streaming_operator::api::{
     DeletionPolicy, PendingCreate, SecretReference, StreamingConnection, StreamingConnectionSpec,
 };
 use aep_streaming_operator::controller::{self, Context, Settings};
-use aep_streaming_operator::emulator::{self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
+use aep_streaming_operator::emulator::{
+    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
+};
 use aep_streaming_operator::flow::{FlowClient, FlowClientConfig};
 use aep_streaming_operator::metrics::Metrics;
 use k8s_openapi::ByteString;
@@ -27,7 +29,8 @@ use support::fake_apiserver::FakeApiServer;
 const NAMESPACE: &str = "marketing";
 const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
 const CONNECTION: &str = "/data/foundation/flowservice/connections/{id}";
-const SC_PATH: &str = "/apis/streaming.aep-operator.dev/v1alpha1/namespaces/marketing/streamingconnections";
+const SC_PATH: &str =
+    "/apis/streaming.aep-operator.dev/v1alpha1/namespaces/marketing/streamingconnections";
 
 struct Harness {
     kube: FakeApiServer,
@@ -56,26 +59,47 @@ impl Harness {
             max_concurrent_reconciles: 1,
             namespace: None,
         };
-        let ctx = Arc::new(Context::new(kube.client(), flow, reader, settings, Arc::new(Metrics::default())));
-        Self { kube, emulator, ctx, store, http: reqwest::Client::new() }
+        let ctx = Arc::new(Context::new(
+            kube.client(),
+            flow,
+            reader,
+            settings,
+            Arc::new(Metrics::default()),
+        ));
+        Self {
+            kube,
+            emulator,
+            ctx,
+            store,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Stores the object in the fake API server and in the controller's cache.
     fn apply(&mut self, object: StreamingConnection) {
         self.kube.insert(&object);
-        self.store.apply_watcher_event(&watcher::Event::Apply(self.object(object.metadata.name.as_deref().unwrap())));
+        self.store.apply_watcher_event(&watcher::Event::Apply(
+            self.object(object.metadata.name.as_deref().unwrap()),
+        ));
     }
 
     fn object(&self, name: &str) -> StreamingConnection {
-        serde_json::from_value(self.kube.get(NAMESPACE, &format!("streamingconnections/{name}")).unwrap()).unwrap()
+        serde_json::from_value(
+            self.kube
+                .get(NAMESPACE, &format!("streamingconnections/{name}"))
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     async fn reconcile(&mut self, name: &str) -> Result<Action, controller::Error> {
         let object = self.object(name);
-        self.store.apply_watcher_event(&watcher::Event::Apply(object.clone()));
+        self.store
+            .apply_watcher_event(&watcher::Event::Apply(object.clone()));
         let result = controller::reconcile(Arc::new(object), self.ctx.clone()).await;
         // As the watch would, the cache sees what the reconcile wrote.
-        self.store.apply_watcher_event(&watcher::Event::Apply(self.object(name)));
+        self.store
+            .apply_watcher_event(&watcher::Event::Apply(self.object(name)));
         result
     }
 
@@ -86,31 +110,65 @@ impl Harness {
     }
 
     async fn flow_calls(&self) -> Vec<String> {
-        let log: Value =
-            self.http.get(format!("{}/_emulator/requests", self.emulator.url())).send().await.unwrap().json().await.unwrap();
+        let log: Value = self
+            .http
+            .get(format!("{}/_emulator/requests", self.emulator.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         log["log"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|entry| entry["route"] != "/ims/token/v3")
-            .map(|entry| format!("{} {} {}", entry["method"].as_str().unwrap(), entry["route"].as_str().unwrap(), entry["status"]))
+            .map(|entry| {
+                format!(
+                    "{} {} {}",
+                    entry["method"].as_str().unwrap(),
+                    entry["route"].as_str().unwrap(),
+                    entry["status"]
+                )
+            })
             .collect()
     }
 
     async fn clear_calls(&self) {
-        self.http.delete(format!("{}/_emulator/requests", self.emulator.url())).send().await.unwrap();
+        self.http
+            .delete(format!("{}/_emulator/requests", self.emulator.url()))
+            .send()
+            .await
+            .unwrap();
         self.kube.clear_calls();
     }
 
     async fn fault(&self, rule: Value) {
-        let response =
-            self.http.post(format!("{}/_emulator/faults", self.emulator.url())).json(&rule).send().await.unwrap();
-        assert!(response.status().is_success(), "fault rule rejected: {}", response.text().await.unwrap());
+        let response = self
+            .http
+            .post(format!("{}/_emulator/faults", self.emulator.url()))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "fault rule rejected: {}",
+            response.text().await.unwrap()
+        );
     }
 
     async fn emulator_connections(&self) -> Vec<Value> {
-        let state: Value =
-            self.http.get(format!("{}/_emulator/state", self.emulator.url())).send().await.unwrap().json().await.unwrap();
+        let state: Value = self
+            .http
+            .get(format!("{}/_emulator/state", self.emulator.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         state["connections"].as_array().cloned().unwrap_or_default()
     }
 
@@ -174,10 +232,14 @@ fn secret(name: &str, client_secret: &str) -> Secret {
             ..ObjectMeta::default()
         },
         data: Some(
-            [("clientId", DEMO_CLIENT_ID), ("clientSecret", client_secret), ("orgId", DEMO_ORG_ID)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
+            [
+                ("clientId", DEMO_CLIENT_ID),
+                ("clientSecret", client_secret),
+                ("orgId", DEMO_ORG_ID),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
         ),
         ..Secret::default()
     }
@@ -188,7 +250,9 @@ fn streaming_connection(name: &str) -> StreamingConnection {
         name,
         StreamingConnectionSpec {
             sandbox: "prod".into(),
-            credentials_ref: SecretReference { name: "aep-credentials".into() },
+            credentials_ref: SecretReference {
+                name: "aep-credentials".into(),
+            },
             ..StreamingConnectionSpec::default()
         },
     );
@@ -213,7 +277,11 @@ async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_read
     h.apply(streaming_connection("web"));
 
     h.reconcile("web").await.unwrap();
-    assert_eq!(h.kube.calls(), vec![k8s("PATCH", &format!("{SC_PATH}/web"))], "first the finalizer, nothing else");
+    assert_eq!(
+        h.kube.calls(),
+        vec![k8s("PATCH", &format!("{SC_PATH}/web"))],
+        "first the finalizer, nothing else"
+    );
     assert_eq!(h.flow_calls().await, Vec::<String>::new());
     h.clear_calls().await;
 
@@ -227,9 +295,18 @@ async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_read
             k8s("PATCH", &format!("{SC_PATH}/web/status")), // Ready
         ]
     );
-    assert_eq!(h.flow_calls().await, vec![format!("POST {CONNECTIONS} 201"), format!("GET {CONNECTION} 200")]);
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("POST {CONNECTIONS} 201"),
+            format!("GET {CONNECTION} 200")
+        ]
+    );
     assert_eq!(h.kube.events(), vec![("Normal".into(), "Created".into())]);
-    assert!(action != Action::await_change(), "a Ready object is resynced periodically");
+    assert!(
+        action != Action::await_change(),
+        "a Ready object is resynced periodically"
+    );
 
     let object = h.object("web");
     let status = object.status.unwrap();
@@ -256,9 +333,17 @@ async fn an_unchanged_resync_reads_but_writes_nothing() {
     h.clear_calls().await;
 
     h.reconcile("web").await.unwrap();
-    assert_eq!(h.kube.writes(), Vec::<String>::new(), "no status patch, no ConfigMap apply");
+    assert_eq!(
+        h.kube.writes(),
+        Vec::<String>::new(),
+        "no status patch, no ConfigMap apply"
+    );
     assert_eq!(h.kube.events(), vec![]);
-    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")], "no PATCH to Flow Service");
+    assert_eq!(
+        h.flow_calls().await,
+        vec![format!("GET {CONNECTION} 200")],
+        "no PATCH to Flow Service"
+    );
 }
 
 #[tokio::test]
@@ -298,7 +383,10 @@ async fn a_connection_managed_by_another_object_is_not_adopted() {
     let error = h.reconcile("second").await.unwrap_err();
     assert_eq!(error.reason(), "ConnectionConflict");
     assert!(error.to_string().contains("marketing/first"), "{error}");
-    assert_eq!(h.condition("second", "Stalled"), ("True".into(), "ConnectionConflict".into()));
+    assert_eq!(
+        h.condition("second", "Stalled"),
+        ("True".into(), "ConnectionConflict".into())
+    );
 }
 
 #[tokio::test]
@@ -318,7 +406,11 @@ async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
     h.clear_calls().await;
 
     h.reconcile("web").await.unwrap();
-    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTIONS} 200")], "a lookup by name, no POST");
+    assert_eq!(
+        h.flow_calls().await,
+        vec![format!("GET {CONNECTIONS} 200")],
+        "a lookup by name, no POST"
+    );
     assert_eq!(
         h.kube.writes(),
         vec![
@@ -327,7 +419,10 @@ async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
             k8s("PATCH", &format!("{SC_PATH}/web/status")), // Ready
         ]
     );
-    assert_eq!(h.kube.events(), vec![("Normal".into(), "CreateResumed".into())]);
+    assert_eq!(
+        h.kube.events(),
+        vec![("Normal".into(), "CreateResumed".into())]
+    );
     assert_eq!(h.object("web").status.unwrap().connection_id, Some(id));
     assert_eq!(h.emulator_connections().await.len(), 1);
 }
@@ -349,7 +444,11 @@ async fn an_interrupted_create_that_never_arrived_is_created_again() {
     h.reconcile("web").await.unwrap();
     assert_eq!(
         h.flow_calls().await,
-        vec![format!("GET {CONNECTIONS} 200"), format!("POST {CONNECTIONS} 201"), format!("GET {CONNECTION} 200")]
+        vec![
+            format!("GET {CONNECTIONS} 200"),
+            format!("POST {CONNECTIONS} 201"),
+            format!("GET {CONNECTION} 200")
+        ]
     );
     assert_eq!(h.emulator_connections().await.len(), 1);
     assert_eq!(h.condition("web", "Ready").0, "True");
@@ -373,11 +472,23 @@ async fn an_ambiguous_interrupted_create_stalls_without_creating() {
 
     let error = h.reconcile("web").await.unwrap_err();
     assert_eq!(error.reason(), "AmbiguousCreate");
-    assert!(error.to_string().contains("spec.connectionId"), "the message says how to resolve it: {error}");
+    assert!(
+        error.to_string().contains("spec.connectionId"),
+        "the message says how to resolve it: {error}"
+    );
     assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTIONS} 200")]);
-    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "AmbiguousCreate".into()));
-    assert_eq!(h.kube.events(), vec![("Warning".into(), "AmbiguousCreate".into())]);
-    assert_eq!(controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()), Action::await_change());
+    assert_eq!(
+        h.condition("web", "Stalled"),
+        ("True".into(), "AmbiguousCreate".into())
+    );
+    assert_eq!(
+        h.kube.events(),
+        vec![("Warning".into(), "AmbiguousCreate".into())]
+    );
+    assert_eq!(
+        controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()),
+        Action::await_change()
+    );
     assert_eq!(h.emulator_connections().await.len(), 2, "nothing created");
 }
 
@@ -390,8 +501,14 @@ async fn a_create_committed_then_failed_is_recovered_without_a_duplicate() {
 
     let error = h.reconcile("web").await.unwrap_err();
     assert_eq!(error.reason(), "FlowServiceUnavailable");
-    assert!(h.object("web").status.unwrap().pending_create.is_some(), "the marker survives the failure");
-    assert_eq!(h.condition("web", "Reconciling"), ("True".into(), "FlowServiceUnavailable".into()));
+    assert!(
+        h.object("web").status.unwrap().pending_create.is_some(),
+        "the marker survives the failure"
+    );
+    assert_eq!(
+        h.condition("web", "Reconciling"),
+        ("True".into(), "FlowServiceUnavailable".into())
+    );
 
     h.reconcile("web").await.unwrap();
     assert_eq!(h.emulator_connections().await.len(), 1);
@@ -411,12 +528,25 @@ async fn a_description_change_is_patched_with_if_match() {
     h.clear_calls().await;
 
     h.reconcile("web").await.unwrap();
-    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200"), format!("PATCH {CONNECTION} 200")]);
-    assert_eq!(h.kube.writes(), vec![k8s("PATCH", &format!("{SC_PATH}/web/status"))], "new etag and generation");
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET {CONNECTION} 200"),
+            format!("PATCH {CONNECTION} 200")
+        ]
+    );
+    assert_eq!(
+        h.kube.writes(),
+        vec![k8s("PATCH", &format!("{SC_PATH}/web/status"))],
+        "new etag and generation"
+    );
     let status = h.object("web").status.unwrap();
     assert_ne!(status.etag.unwrap(), before);
     assert_eq!(status.observed_generation, Some(2));
-    assert_eq!(h.emulator_connections().await[0]["description"], "Clickstream");
+    assert_eq!(
+        h.emulator_connections().await[0]["description"],
+        "Clickstream"
+    );
     assert_eq!(h.kube.events(), vec![("Normal".into(), "Updated".into())]);
 }
 
@@ -426,15 +556,27 @@ async fn a_connection_deleted_out_of_band_is_recreated_with_an_event() {
     h.apply(streaming_connection("web"));
     h.converge("web").await.unwrap();
     let old_id = h.object("web").status.unwrap().connection_id.unwrap();
-    h.http.post(format!("{}/_emulator/reset", h.emulator.url())).send().await.unwrap();
+    h.http
+        .post(format!("{}/_emulator/reset", h.emulator.url()))
+        .send()
+        .await
+        .unwrap();
     h.clear_calls().await;
 
     h.reconcile("web").await.unwrap();
     assert_eq!(
         h.flow_calls().await,
-        vec![format!("GET {CONNECTION} 404"), format!("POST {CONNECTIONS} 201"), format!("GET {CONNECTION} 200")]
+        vec![
+            format!("GET {CONNECTION} 404"),
+            format!("POST {CONNECTIONS} 201"),
+            format!("GET {CONNECTION} 200")
+        ]
     );
-    assert!(h.kube.events().contains(&("Warning".into(), "Recreated".into())));
+    assert!(
+        h.kube
+            .events()
+            .contains(&("Warning".into(), "Recreated".into()))
+    );
     let new_id = h.object("web").status.unwrap().connection_id.unwrap();
     assert_ne!(new_id, old_id);
     let config_map = h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap();
@@ -452,9 +594,22 @@ async fn deleting_with_the_delete_policy_deletes_the_connection_then_the_finaliz
     h.clear_calls().await;
 
     h.reconcile("web").await.unwrap();
-    assert_eq!(h.flow_calls().await, vec![format!("DELETE {CONNECTION} 204")]);
-    assert_eq!(h.kube.writes(), vec![k8s("PATCH", &format!("{SC_PATH}/web"))], "only the finalizer removal");
-    assert!(h.object("web").metadata.finalizers.unwrap_or_default().is_empty());
+    assert_eq!(
+        h.flow_calls().await,
+        vec![format!("DELETE {CONNECTION} 204")]
+    );
+    assert_eq!(
+        h.kube.writes(),
+        vec![k8s("PATCH", &format!("{SC_PATH}/web"))],
+        "only the finalizer removal"
+    );
+    assert!(
+        h.object("web")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+    );
     assert_eq!(h.emulator_connections().await.len(), 0);
     assert_eq!(h.kube.events(), vec![("Normal".into(), "Deleted".into())]);
 }
@@ -464,15 +619,28 @@ async fn deleting_a_connection_already_gone_still_removes_the_finalizer() {
     let mut h = Harness::new().await;
     h.apply(streaming_connection("web"));
     h.converge("web").await.unwrap();
-    h.http.post(format!("{}/_emulator/reset", h.emulator.url())).send().await.unwrap();
+    h.http
+        .post(format!("{}/_emulator/reset", h.emulator.url()))
+        .send()
+        .await
+        .unwrap();
     let mut object = h.object("web");
     object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
     h.apply(object);
     h.clear_calls().await;
 
     h.reconcile("web").await.unwrap();
-    assert_eq!(h.flow_calls().await, vec![format!("DELETE {CONNECTION} 404")]);
-    assert!(h.object("web").metadata.finalizers.unwrap_or_default().is_empty());
+    assert_eq!(
+        h.flow_calls().await,
+        vec![format!("DELETE {CONNECTION} 404")]
+    );
+    assert!(
+        h.object("web")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -489,7 +657,10 @@ async fn deleting_with_the_orphan_policy_leaves_the_connection() {
 
     h.reconcile("web").await.unwrap();
     assert_eq!(h.flow_calls().await, Vec::<String>::new());
-    assert_eq!(h.kube.writes(), vec![k8s("PATCH", &format!("{SC_PATH}/web"))]);
+    assert_eq!(
+        h.kube.writes(),
+        vec![k8s("PATCH", &format!("{SC_PATH}/web"))]
+    );
     assert_eq!(h.emulator_connections().await.len(), 1);
     assert_eq!(h.kube.events(), vec![("Normal".into(), "Orphaned".into())]);
 }
@@ -507,7 +678,13 @@ async fn deleting_when_the_secret_is_gone_orphans_with_a_warning_instead_of_hang
     h.clear_calls().await;
 
     h.reconcile("web").await.unwrap();
-    assert!(h.object("web").metadata.finalizers.unwrap_or_default().is_empty());
+    assert!(
+        h.object("web")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+    );
     assert_eq!(h.kube.events(), vec![("Warning".into(), "Orphaned".into())]);
     assert_eq!(h.emulator_connections().await.len(), 1);
 }
@@ -531,9 +708,18 @@ async fn a_missing_secret_stalls_and_waits_for_a_change() {
         ]
     );
     assert_eq!(h.flow_calls().await, Vec::<String>::new());
-    assert_eq!(h.condition("web", "Ready"), ("False".into(), "CredentialsNotFound".into()));
-    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "CredentialsNotFound".into()));
-    assert_eq!(controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()), Action::await_change());
+    assert_eq!(
+        h.condition("web", "Ready"),
+        ("False".into(), "CredentialsNotFound".into())
+    );
+    assert_eq!(
+        h.condition("web", "Stalled"),
+        ("True".into(), "CredentialsNotFound".into())
+    );
+    assert_eq!(
+        controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()),
+        Action::await_change()
+    );
 
     // The same failure again writes no new status.
     h.clear_calls().await;
@@ -551,26 +737,51 @@ async fn rejected_credentials_stall_as_credentials_invalid_and_never_leak() {
 
     let error = h.reconcile("web").await.unwrap_err();
     assert_eq!(error.reason(), "CredentialsInvalid");
-    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "CredentialsInvalid".into()));
-    assert_eq!(controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()), Action::await_change());
+    assert_eq!(
+        h.condition("web", "Stalled"),
+        ("True".into(), "CredentialsInvalid".into())
+    );
+    assert_eq!(
+        controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()),
+        Action::await_change()
+    );
     let status = serde_json::to_string(&h.object("web").status).unwrap();
-    assert!(!status.contains("not-the-secret-42") && !error.to_string().contains("not-the-secret-42"));
-    assert_eq!(h.flow_calls().await, Vec::<String>::new(), "no Flow Service call without a token");
+    assert!(
+        !status.contains("not-the-secret-42") && !error.to_string().contains("not-the-secret-42")
+    );
+    assert_eq!(
+        h.flow_calls().await,
+        Vec::<String>::new(),
+        "no Flow Service call without a token"
+    );
 }
 
 #[tokio::test]
 async fn a_rate_limited_create_retries_no_sooner_than_retry_after() {
     let mut h = Harness::new().await;
     h.apply(finalized(streaming_connection("web")));
-    h.fault(json!({"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 7, "times": 1})).await;
+    h.fault(
+        json!({"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 7, "times": 1}),
+    )
+    .await;
 
     let error = h.reconcile("web").await.unwrap_err();
     assert_eq!(error.reason(), "RateLimited");
-    assert_eq!(h.condition("web", "Reconciling"), ("True".into(), "RateLimited".into()));
+    assert_eq!(
+        h.condition("web", "Reconciling"),
+        ("True".into(), "RateLimited".into())
+    );
     assert_eq!(h.condition("web", "Stalled").0, "False");
-    let delay = controller::retry_delay(&h.object("web"), &error, &h.ctx).expect("a transient error is retried");
-    assert!(delay >= Duration::from_secs(7), "Retry-After is honoured: {delay:?}");
-    assert!(delay <= Duration::from_secs(8), "and not exceeded by much on a first failure: {delay:?}");
+    let delay = controller::retry_delay(&h.object("web"), &error, &h.ctx)
+        .expect("a transient error is retried");
+    assert!(
+        delay >= Duration::from_secs(7),
+        "Retry-After is honoured: {delay:?}"
+    );
+    assert!(
+        delay <= Duration::from_secs(8),
+        "and not exceeded by much on a first failure: {delay:?}"
+    );
 
     h.reconcile("web").await.unwrap();
     assert_eq!(h.emulator_connections().await.len(), 1);
@@ -588,6 +799,12 @@ async fn a_config_map_owned_by_someone_else_is_not_taken_over() {
 
     let error = h.reconcile("web").await.unwrap_err();
     assert_eq!(error.reason(), "ConfigMapConflict");
-    assert_eq!(h.condition("web", "Stalled"), ("True".into(), "ConfigMapConflict".into()));
-    assert_eq!(h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap()["data"]["owner"], "someone else");
+    assert_eq!(
+        h.condition("web", "Stalled"),
+        ("True".into(), "ConfigMapConflict".into())
+    );
+    assert_eq!(
+        h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap()["data"]["owner"],
+        "someone else"
+    );
 }

@@ -6,7 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aep_streaming_operator::api::StreamingConnection;
-use aep_streaming_operator::emulator::{self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
+use aep_streaming_operator::emulator::{
+    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
+};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -40,7 +42,9 @@ fn kubeconfig_path() -> PathBuf {
 /// the operator.
 pub async fn admin_client() -> Client {
     let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("a readable kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     Client::try_from(config).unwrap()
 }
 
@@ -48,22 +52,35 @@ pub async fn admin_client() -> Client {
 /// again is harmless.
 pub async fn install(admin: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(repo().join("crds/streamingconnection.yaml")).unwrap()).unwrap();
+    let crd: CustomResourceDefinition = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("crds/streamingconnection.yaml")).unwrap(),
+    )
+    .unwrap();
     let name = crd.name_any();
-    crds.patch(&name, &PatchParams::apply(E2E_MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, &name, conditions::is_crd_established()))
-        .await
-        .expect("the CRD is established in time")
-        .unwrap();
+    crds.patch(
+        &name,
+        &PatchParams::apply(E2E_MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("the CRD is established in time")
+    .unwrap();
     for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
         apply_file(admin, &repo().join("deploy").join(file)).await;
     }
     // Discovery of the new group can lag behind Established.
     let api: Api<StreamingConnection> = Api::all(admin.clone());
-    let served = wait_for("the StreamingConnection API to be served", Duration::from_secs(30), || async {
-        api.list(&ListParams::default().limit(1)).await.is_ok()
-    })
+    let served = wait_for(
+        "the StreamingConnection API to be served",
+        Duration::from_secs(30),
+        || async { api.list(&ListParams::default().limit(1)).await.is_ok() },
+    )
     .await;
     assert!(served, "the StreamingConnection API is not served");
 }
@@ -81,13 +98,25 @@ pub async fn apply_file(client: &Client, path: &Path) {
         let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
         let (resource, capabilities) = discovery.resolve_gvk(&gvk).expect("a known kind");
         let api: Api<DynamicObject> = match (capabilities.scope, object.namespace()) {
-            (Scope::Namespaced, Some(namespace)) => Api::namespaced_with(client.clone(), &namespace, &resource),
+            (Scope::Namespaced, Some(namespace)) => {
+                Api::namespaced_with(client.clone(), &namespace, &resource)
+            }
             (Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &resource),
             (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
         };
-        api.patch(&object.name_any(), &PatchParams::apply(E2E_MANAGER).force(), &Patch::Apply(&object))
-            .await
-            .unwrap_or_else(|e| panic!("applying {} from {}: {e}", object.name_any(), path.display()));
+        api.patch(
+            &object.name_any(),
+            &PatchParams::apply(E2E_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "applying {} from {}: {e}",
+                object.name_any(),
+                path.display()
+            )
+        });
     }
 }
 
@@ -97,7 +126,10 @@ pub async fn apply_file(client: &Client, path: &Path) {
 pub async fn operator_kubeconfig(admin: &Client, directory: &Path) -> PathBuf {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
     let request = TokenRequest {
-        spec: TokenRequestSpec { expiration_seconds: Some(3600), ..TokenRequestSpec::default() },
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
         ..TokenRequest::default()
     };
     let token = accounts
@@ -148,13 +180,20 @@ impl Operator {
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("the operator starts");
-        Self { child: Some(child), log }
+        Self {
+            child: Some(child),
+            log,
+        }
     }
 
     /// Stops the operator as Kubernetes would: SIGTERM, a grace period, then SIGKILL.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -205,9 +244,12 @@ impl Scenario {
         let namespaces: Vec<String> = namespaces.iter().map(|n| format!("{n}-{suffix}")).collect();
         for namespace in &namespaces {
             let api: Api<Namespace> = Api::all(admin.clone());
-            api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
-                .await
-                .unwrap();
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+            )
+            .await
+            .unwrap();
             put_secret(&admin, namespace, "aep-credentials", DEMO_CLIENT_SECRET).await;
         }
         let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -217,8 +259,20 @@ impl Scenario {
         if namespaces.len() == 1 {
             args.extend(["--namespace", namespaces[0].as_str()]);
         }
-        let operator = Operator::start(&kubeconfig, &emulator.url(), directory.path().join("operator.log"), &args);
-        Self { admin, emulator, operator, namespaces, http: reqwest::Client::new(), directory }
+        let operator = Operator::start(
+            &kubeconfig,
+            &emulator.url(),
+            directory.path().join("operator.log"),
+            &args,
+        );
+        Self {
+            admin,
+            emulator,
+            operator,
+            namespaces,
+            http: reqwest::Client::new(),
+            directory,
+        }
     }
 
     pub fn namespace(&self) -> &str {
@@ -238,14 +292,18 @@ impl Scenario {
             "spec": spec,
         });
         self.connections(namespace)
-            .create(&PostParams::default(), &serde_json::from_value(object).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
             .await
             .unwrap_or_else(|e| panic!("creating {namespace}/{name}: {e}"))
     }
 
     /// Waits until the object is Ready for its current generation, and returns it.
     pub async fn wait_ready(&self, namespace: &str, name: &str) -> StreamingConnection {
-        self.wait_condition(namespace, name, "Ready", "True", None).await
+        self.wait_condition(namespace, name, "Ready", "True", None)
+            .await
     }
 
     /// Waits until condition `type_` has `status` (and `reason`, when given) for the current generation.
@@ -288,21 +346,41 @@ impl Scenario {
     pub async fn delete_and_wait(&self, namespace: &str, name: &str) {
         let api = self.connections(namespace);
         api.delete(name, &DeleteParams::default()).await.unwrap();
-        let gone = wait_for(&format!("{namespace}/{name} to be deleted"), Duration::from_secs(60), || async {
-            api.get_opt(name).await.unwrap().is_none()
-        })
+        let gone = wait_for(
+            &format!("{namespace}/{name} to be deleted"),
+            Duration::from_secs(60),
+            || async { api.get_opt(name).await.unwrap().is_none() },
+        )
         .await;
-        assert!(gone, "{namespace}/{name} was not deleted\n{}", tail(&self.operator.log_text(), 40));
+        assert!(
+            gone,
+            "{namespace}/{name} was not deleted\n{}",
+            tail(&self.operator.log_text(), 40)
+        );
     }
 
     pub async fn emulator_connections(&self) -> Vec<Value> {
-        let state: Value =
-            self.http.get(format!("{}/_emulator/state", self.emulator.url())).send().await.unwrap().json().await.unwrap();
+        let state: Value = self
+            .http
+            .get(format!("{}/_emulator/state", self.emulator.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         state["connections"].as_array().cloned().unwrap_or_default()
     }
 
     pub async fn emulator_requests(&self) -> Value {
-        self.http.get(format!("{}/_emulator/requests", self.emulator.url())).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/_emulator/requests", self.emulator.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// An IMS token from the emulator for the demo client, as an application would get one.
@@ -326,10 +404,17 @@ impl Scenario {
     }
 
     /// Flow Service headers for direct calls to the emulator (as another tool would make them).
-    pub async fn flow_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub async fn flow_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let token = self.ims_token().await;
         self.http
-            .request(method, format!("{}/data/foundation/flowservice{path}", self.emulator.url()))
+            .request(
+                method,
+                format!("{}/data/foundation/flowservice{path}", self.emulator.url()),
+            )
             .bearer_auth(token)
             .header("x-api-key", DEMO_CLIENT_ID)
             .header("x-gw-ims-org-id", DEMO_ORG_ID)
@@ -342,22 +427,42 @@ impl Scenario {
         for namespace in self.namespaces.clone() {
             let api = self.connections(&namespace);
             for object in api.list(&ListParams::default()).await.unwrap() {
-                api.delete(&object.name_any(), &DeleteParams::default()).await.unwrap();
+                api.delete(&object.name_any(), &DeleteParams::default())
+                    .await
+                    .unwrap();
             }
             let emptied = wait_for(
                 &format!("StreamingConnections in {namespace} to be deleted"),
                 Duration::from_secs(120),
-                || async { api.list(&ListParams::default()).await.unwrap().items.is_empty() },
+                || async {
+                    api.list(&ListParams::default())
+                        .await
+                        .unwrap()
+                        .items
+                        .is_empty()
+                },
             )
             .await;
-            assert!(emptied, "cleanup of {namespace} hung\n{}", tail(&self.operator.log_text(), 40));
+            assert!(
+                emptied,
+                "cleanup of {namespace} hung\n{}",
+                tail(&self.operator.log_text(), 40)
+            );
             let namespaces: Api<Namespace> = Api::all(self.admin.clone());
-            let _ = namespaces.delete(&namespace, &DeleteParams::default()).await;
+            let _ = namespaces
+                .delete(&namespace, &DeleteParams::default())
+                .await;
         }
         self.operator.stop();
         let log = self.operator.log_text();
-        assert!(!log.contains(DEMO_CLIENT_SECRET), "the operator log contains the client secret");
-        assert!(!log.to_lowercase().contains("bearer "), "the operator log contains a bearer token");
+        assert!(
+            !log.contains(DEMO_CLIENT_SECRET),
+            "the operator log contains the client secret"
+        );
+        assert!(
+            !log.to_lowercase().contains("bearer "),
+            "the operator log contains a bearer token"
+        );
     }
 }
 
@@ -370,7 +475,14 @@ pub async fn put_secret(admin: &Client, namespace: &str, name: &str, client_secr
         "metadata": {"name": name, "namespace": namespace},
         "stringData": {"clientId": DEMO_CLIENT_ID, "clientSecret": client_secret, "orgId": DEMO_ORG_ID},
     });
-    secrets.patch(name, &PatchParams::apply(E2E_MANAGER).force(), &Patch::Apply(&secret)).await.unwrap();
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(E2E_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
 }
 
 /// Polls `check` until it is true or `timeout` passes; returns whether it became true.

@@ -55,7 +55,11 @@ impl FakeApiServer {
         let state = self.state.lock().unwrap();
         let core = format!("/api/v1/namespaces/{namespace}/{kind_path}");
         let custom = format!("{GROUP_PATH}/namespaces/{namespace}/{kind_path}");
-        state.objects.get(&core).or_else(|| state.objects.get(&custom)).cloned()
+        state
+            .objects
+            .get(&core)
+            .or_else(|| state.objects.get(&custom))
+            .cloned()
     }
 
     /// Every call so far, as `VERB path` (queries stripped), events included.
@@ -86,17 +90,31 @@ impl FakeApiServer {
     async fn handle(&self, request: Request<Body>) -> Response<Full<Bytes>> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let content_type =
-            request.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = request
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        };
         let mut state = self.state.lock().unwrap();
         state.calls.push(format!("{method} {path}"));
 
         if path.ends_with("/events") && method == Method::POST {
-            state
-                .events
-                .push((body["type"].as_str().unwrap_or("").into(), body["reason"].as_str().unwrap_or("").into()));
+            state.events.push((
+                body["type"].as_str().unwrap_or("").into(),
+                body["reason"].as_str().unwrap_or("").into(),
+            ));
             return respond(StatusCode::CREATED, body);
         }
         if path.contains("/events/") {
@@ -104,14 +122,26 @@ impl FakeApiServer {
         }
 
         let (object_path, subresource) = match path.strip_suffix("/status") {
-            Some(base) if base.contains("/streamingconnections/") => (base.to_string(), Some("status")),
+            Some(base) if base.contains("/streamingconnections/") => {
+                (base.to_string(), Some("status"))
+            }
             _ => (path.clone(), None),
         };
         match method {
-            Method::GET if object_path.ends_with("/streamingconnections") || object_path.ends_with("/secrets") => {
-                let items: Vec<Value> =
-                    state.objects.iter().filter(|(p, _)| p.starts_with(&object_path)).map(|(_, v)| v.clone()).collect();
-                respond(StatusCode::OK, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
+            Method::GET
+                if object_path.ends_with("/streamingconnections")
+                    || object_path.ends_with("/secrets") =>
+            {
+                let items: Vec<Value> = state
+                    .objects
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(&object_path))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                respond(
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}),
+                )
             }
             Method::GET => match state.objects.get(&object_path) {
                 Some(object) => respond(StatusCode::OK, object.clone()),
@@ -142,7 +172,10 @@ impl FakeApiServer {
                     }
                     let patch: json_patch::Patch = serde_json::from_value(body).unwrap();
                     if json_patch::patch(&mut object, &patch).is_err() {
-                        return respond(StatusCode::UNPROCESSABLE_ENTITY, status_body(422, "Invalid", "patch test failed"));
+                        return respond(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            status_body(422, "Invalid", "patch test failed"),
+                        );
                     }
                 } else if subresource == Some("status") {
                     object["status"] = body["status"].clone();
@@ -153,7 +186,10 @@ impl FakeApiServer {
                 state.objects.insert(object_path, object.clone());
                 respond(StatusCode::OK, object)
             }
-            _ => respond(StatusCode::METHOD_NOT_ALLOWED, status_body(405, "MethodNotAllowed", "not supported by the fake")),
+            _ => respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                status_body(405, "MethodNotAllowed", "not supported by the fake"),
+            ),
         }
     }
 }
@@ -171,12 +207,16 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 fn object_path(value: &Value) -> String {
-    let namespace = value["metadata"]["namespace"].as_str().expect("namespaced object");
+    let namespace = value["metadata"]["namespace"]
+        .as_str()
+        .expect("namespaced object");
     let name = value["metadata"]["name"].as_str().expect("named object");
     match value["kind"].as_str() {
         Some("Secret") => format!("/api/v1/namespaces/{namespace}/secrets/{name}"),
         Some("ConfigMap") => format!("/api/v1/namespaces/{namespace}/configmaps/{name}"),
-        Some("StreamingConnection") => format!("{GROUP_PATH}/namespaces/{namespace}/streamingconnections/{name}"),
+        Some("StreamingConnection") => {
+            format!("{GROUP_PATH}/namespaces/{namespace}/streamingconnections/{name}")
+        }
         other => panic!("the fake does not store {other:?}"),
     }
 }
@@ -194,5 +234,8 @@ fn status_body(code: u16, reason: &str, message: &str) -> Value {
 }
 
 fn not_found(path: &str) -> Response<Full<Bytes>> {
-    respond(StatusCode::NOT_FOUND, status_body(404, "NotFound", &format!("{path} not found")))
+    respond(
+        StatusCode::NOT_FOUND,
+        status_body(404, "NotFound", &format!("{path} not found")),
+    )
 }
