@@ -279,9 +279,18 @@ async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_read
     h.reconcile("web").await.unwrap();
     assert_eq!(
         h.kube.calls(),
-        vec![k8s("PATCH", &format!("{SC_PATH}/web"))],
-        "first the finalizer, nothing else"
+        vec![
+            k8s("PATCH", &format!("{SC_PATH}/web/status")),
+            k8s("PATCH", &format!("{SC_PATH}/web"))
+        ],
+        "first the conditions (kstatus), then the finalizer, nothing else"
     );
+    assert_eq!(
+        h.condition("web", "Reconciling"),
+        ("True".into(), "Initializing".into())
+    );
+    assert_eq!(h.condition("web", "Ready").0, "False");
+    assert_eq!(h.condition("web", "Stalled").0, "False");
     assert_eq!(h.flow_calls().await, Vec::<String>::new());
     h.clear_calls().await;
 

@@ -155,6 +155,13 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
             Error::InvalidObject("a StreamingConnection must be namespaced".into())
         })?;
         let api: Api<StreamingConnection> = Api::namespaced(ctx.client.clone(), &namespace);
+        let first_sight = object.status.is_none()
+            && object.metadata.deletion_timestamp.is_none()
+            && !object.finalizers().iter().any(|f| f == FINALIZER);
+        if first_sight {
+            // kstatus: the conditions are there from the first reconcile, before the finalizer is added.
+            Reconciliation::new(&object, &ctx)?.acknowledge().await?;
+        }
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
                 Finalizer::Apply(object) => Reconciliation::new(&object, &ctx)?.apply().await,

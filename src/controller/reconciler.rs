@@ -71,6 +71,15 @@ impl<'a> Reconciliation<'a> {
         })
     }
 
+    /// Writes the first status of a new object: `Reconciling`, not yet `Ready`, not `Stalled`.
+    pub(crate) async fn acknowledge(&self) -> Result<()> {
+        let progress = Progress::Reconciling {
+            reason: "Initializing",
+            message: "The operator has seen the object and is starting to reconcile it".to_string(),
+        };
+        self.write_status(self.status(), &progress).await
+    }
+
     /// Converges the object; on failure records the reason in the status and an event.
     pub(crate) async fn apply(&self) -> Result<Action> {
         match self.converge().await {
