@@ -80,6 +80,10 @@ pub struct RunArgs {
     #[arg(long, env = "AEP_LEADER_ELECTION_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
 
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it (e.g. `15s`).
+    #[arg(long, env = "AEP_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+
     /// Log format.
     #[arg(long, env = "AEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

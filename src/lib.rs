@@ -10,6 +10,7 @@
 //! - [`flow`]: the Flow Service and IMS client (knows nothing of Kubernetes).
 //! - [`emulator`]: `aep-emulator`, a local stand-in for IMS, Flow Service and the streaming inlet
 //!   (knows nothing of Kubernetes or of the client).
+//! - [`leader`]: leader election on a Lease, for several replicas.
 //! - [`metrics`], [`http`], [`telemetry`]: what operators of the operator look at.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod controller;
 pub mod emulator;
 pub mod flow;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod telemetry;

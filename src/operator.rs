@@ -18,6 +18,7 @@ use crate::cli::RunArgs;
 use crate::controller::{self, Settings};
 use crate::flow::{FlowClient, FlowClientConfig};
 use crate::http::{self, Health};
+use crate::leader::{self, LeaderElection, LeaseTiming};
 use crate::metrics::{FlowMetrics, Metrics};
 
 /// Runs the operator until SIGTERM or SIGINT.
@@ -50,15 +51,58 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         health.clone(),
         stopped(stop_rx.clone()),
     ));
-
-    metrics.leader.set(1);
     health.set_ready(true);
+
+    // With leader election, wait (as a standby) until this replica holds the Lease.
+    let election = match args.leader_election {
+        true => Some(Arc::new(leader_election(&client, &args)?)),
+        false => None,
+    };
+    if let Some(election) = &election {
+        tokio::select! {
+            () = election.acquire() => {}
+            () = stopped(stop_rx.clone()) => {
+                server.await.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+                info!("stopped before becoming the leader");
+                return Ok(());
+            }
+        }
+    }
+    metrics.leader.set(1);
+
+    // The controller stops on SIGTERM, or when the Lease can no longer be renewed.
+    let (lost_tx, lost_rx) = watch::channel(false);
+    if let Some(election) = election.clone() {
+        tokio::spawn(async move {
+            election.keep_renewing().await;
+            let _ = lost_tx.send(true);
+        });
+    }
+    let mut stop = stop_rx.clone();
+    let mut lost = lost_rx.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => {}
+            _ = lost.wait_for(|lost| *lost) => {}
+        }
+    };
     info!(
         platform_url = %args.platform_url,
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "starting the StreamingConnection controller"
     );
-    controller::run(client, flow, settings, metrics, stopped(stop_rx)).await;
+    controller::run(client, flow, settings, metrics.clone(), shutdown).await;
+    metrics.leader.set(0);
+
+    if *lost_rx.borrow() {
+        // Another replica may already reconcile: exit so that this one restarts as a standby.
+        anyhow::bail!(
+            "lost the leader-election Lease; exiting so that this replica restarts as a standby"
+        );
+    }
+    if let Some(election) = &election {
+        election.release().await;
+    }
     health.set_ready(false);
     server
         .await
@@ -66,6 +110,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("the HTTP server failed")?;
     info!("stopped");
     Ok(())
+}
+
+fn leader_election(client: &Client, args: &RunArgs) -> anyhow::Result<LeaderElection> {
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(leader::default_namespace)
+        .context("--leader-election needs --leader-election-namespace outside a pod")?;
+    Ok(LeaderElection::new(
+        client.clone(),
+        &namespace,
+        leader::default_identity(),
+        LeaseTiming::new(args.leader_election_lease_duration),
+    ))
 }
 
 /// The Kubernetes client. Its User-Agent names the operator, so that the API server records the

@@ -11,6 +11,7 @@ mod support;
 use std::time::Duration;
 
 use aep_streaming_operator::api::StreamingConnection;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -552,6 +553,91 @@ async fn a_config_map_of_someone_else_is_never_taken_over() {
     assert_eq!(
         config_maps.get("web-inlet").await.unwrap().data.unwrap()["owner"],
         "another team"
+    );
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn leader_election_one_replica_reconciles_and_a_standby_takes_over() {
+    let election = [
+        "--leader-election",
+        "--leader-election-namespace",
+        "aep-streaming-operator",
+        "--leader-election-lease-duration",
+        "4s",
+    ];
+    let mut scenario = Scenario::start_with(&["leader"], &election).await;
+    let ns = scenario.namespace().to_string();
+    let kubeconfig = scenario.operator_kubeconfig();
+    let leases: Api<Lease> = Api::namespaced(scenario.admin.clone(), "aep-streaming-operator");
+    let leads = |identity: &'static str| {
+        let leases = leases.clone();
+        move || {
+            let leases = leases.clone();
+            async move {
+                let lease = leases.get_opt("aep-streaming-operator").await.unwrap();
+                lease
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity)
+                    .as_deref()
+                    == Some(identity)
+            }
+        }
+    };
+    assert!(
+        wait_for(
+            "operator-a to lead",
+            Duration::from_secs(30),
+            leads("operator-a")
+        )
+        .await
+    );
+    let mut standby = scenario.start_operator(&kubeconfig, &election, "operator-b");
+    scenario.create(&ns, "first", spec(json!({}))).await;
+    scenario.wait_ready(&ns, "first").await;
+    assert!(
+        standby.log_text().contains("another replica leads"),
+        "{}",
+        standby.log_text()
+    );
+    assert!(
+        !standby
+            .log_text()
+            .contains("starting the StreamingConnection controller")
+    );
+
+    // A graceful stop releases the Lease: the standby takes over at once.
+    scenario.operator.stop();
+    assert!(
+        wait_for(
+            "operator-b to lead",
+            Duration::from_secs(15),
+            leads("operator-b")
+        )
+        .await
+    );
+    scenario.create(&ns, "second", spec(json!({}))).await;
+    scenario.wait_ready(&ns, "second").await;
+
+    // A crash leaves the Lease held: a new standby takes over once it expires.
+    scenario.operator = scenario.start_operator(&kubeconfig, &election, "operator-a");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    standby.kill();
+    assert!(
+        wait_for(
+            "operator-a to lead again",
+            Duration::from_secs(30),
+            leads("operator-a")
+        )
+        .await
+    );
+    scenario.create(&ns, "third", spec(json!({}))).await;
+    scenario.wait_ready(&ns, "third").await;
+    assert_eq!(
+        scenario.emulator_connections().await.len(),
+        3,
+        "one connection per object across three leaders"
     );
     scenario.finish().await;
 }

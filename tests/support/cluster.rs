@@ -167,7 +167,13 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub fn start(kubeconfig: &Path, platform_url: &str, log: PathBuf, extra_args: &[&str]) -> Self {
+    pub fn start(
+        kubeconfig: &Path,
+        platform_url: &str,
+        log: PathBuf,
+        extra_args: &[&str],
+        identity: &str,
+    ) -> Self {
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_aep-streaming-operator"))
             .arg("run")
@@ -175,6 +181,7 @@ impl Operator {
             .args(["--metrics-addr", "127.0.0.1:0", "--flow-service-qps", "100"])
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", identity)
             .env("RUST_LOG", "info,aep_streaming_operator=debug")
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
@@ -238,6 +245,11 @@ impl Scenario {
     /// Starts a scenario whose operator watches `namespaces[0]` only, or every namespace when there
     /// are several.
     pub async fn start(namespaces: &[&str]) -> Self {
+        Self::start_with(namespaces, &[]).await
+    }
+
+    /// Like [`Scenario::start`], with extra flags for the operator (named `operator-a`).
+    pub async fn start_with(namespaces: &[&str], operator_args: &[&str]) -> Self {
         let admin = admin_client().await;
         install(&admin).await;
         let suffix = format!("{:x}", rand::random::<u32>());
@@ -255,24 +267,39 @@ impl Scenario {
         let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
         let directory = tempfile::tempdir().unwrap();
         let kubeconfig = operator_kubeconfig(&admin, directory.path()).await;
-        let mut args = vec!["--resync-interval", "3s"];
-        if namespaces.len() == 1 {
-            args.extend(["--namespace", namespaces[0].as_str()]);
-        }
-        let operator = Operator::start(
-            &kubeconfig,
-            &emulator.url(),
-            directory.path().join("operator.log"),
-            &args,
-        );
-        Self {
+        let mut scenario = Self {
             admin,
             emulator,
-            operator,
+            operator: Operator {
+                child: None,
+                log: PathBuf::new(),
+            },
             namespaces,
             http: reqwest::Client::new(),
             directory,
+        };
+        scenario.operator = scenario.start_operator(&kubeconfig, operator_args, "operator-a");
+        scenario
+    }
+
+    /// Starts (another) operator process for this scenario, logging to `<identity>.log`.
+    pub fn start_operator(
+        &self,
+        kubeconfig: &Path,
+        extra_args: &[&str],
+        identity: &str,
+    ) -> Operator {
+        let mut args = vec!["--resync-interval", "3s"];
+        if self.namespaces.len() == 1 {
+            args.extend(["--namespace", self.namespaces[0].as_str()]);
         }
+        args.extend(extra_args);
+        let log = self.directory.path().join(format!("{identity}.log"));
+        Operator::start(kubeconfig, &self.emulator.url(), log, &args, identity)
+    }
+
+    pub fn operator_kubeconfig(&self) -> PathBuf {
+        self.directory.path().join("operator-kubeconfig")
     }
 
     pub fn namespace(&self) -> &str {
