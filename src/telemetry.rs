@@ -1,5 +1,7 @@
 //! Logging: `tracing` with an `RUST_LOG`-style filter, as text or JSON lines.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -11,7 +13,12 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    // Colours only for a person at a terminal, not in log files.
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
             .init(),
         LogFormat::Json => registry
             .with(
