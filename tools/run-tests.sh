@@ -23,5 +23,6 @@ if [[ -z ${AEP_E2E_KUBECONFIG:-} ]]; then
   # shellcheck disable=SC1091
   source "$cluster_dir/env"
 fi
-# The end-to-end tests share one cluster and watch all namespaces, so they run one at a time.
-cargo test --locked --test e2e -- --ignored --test-threads=1
+# The end-to-end and reliability tests share one cluster and some watch all namespaces, so they
+# run one at a time.
+cargo test --locked --test e2e --test reliability -- --ignored --test-threads=1

@@ -234,7 +234,9 @@ impl Drop for Operator {
 /// One end-to-end scenario: its namespaces, a credentials Secret in each, the emulator, the operator.
 pub struct Scenario {
     pub admin: Client,
-    pub emulator: emulator::RunningEmulator,
+    /// Base URL of the emulator (IMS, Flow Service and inlet); stable across emulator restarts.
+    pub emulator_url: String,
+    emulator: Option<emulator::RunningEmulator>,
     pub operator: Operator,
     pub namespaces: Vec<String>,
     pub http: reqwest::Client,
@@ -264,12 +266,18 @@ impl Scenario {
             .unwrap();
             put_secret(&admin, namespace, "aep-credentials", DEMO_CLIENT_SECRET).await;
         }
-        let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
         let directory = tempfile::tempdir().unwrap();
+        let emulator = emulator::start(EmulatorConfig {
+            state_file: Some(directory.path().join("emulator-state.json")),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .unwrap();
         let kubeconfig = operator_kubeconfig(&admin, directory.path()).await;
         let mut scenario = Self {
             admin,
-            emulator,
+            emulator_url: emulator.url(),
+            emulator: Some(emulator),
             operator: Operator {
                 child: None,
                 log: PathBuf::new(),
@@ -295,7 +303,34 @@ impl Scenario {
         }
         args.extend(extra_args);
         let log = self.directory.path().join(format!("{identity}.log"));
-        Operator::start(kubeconfig, &self.emulator.url(), log, &args, identity)
+        Operator::start(kubeconfig, &self.emulator_url, log, &args, identity)
+    }
+
+    /// Stops the emulator and starts it again on the same address with the same state file, as a
+    /// restart of the platform would look to the operator (tokens it issued are gone).
+    pub async fn restart_emulator(&mut self, downtime: Duration) {
+        let running = self.emulator.take().expect("the emulator runs");
+        let listen = running.local_addr();
+        running.shutdown().await;
+        tokio::time::sleep(downtime).await;
+        let config = EmulatorConfig {
+            listen,
+            state_file: Some(self.directory.path().join("emulator-state.json")),
+            ..EmulatorConfig::default()
+        };
+        for attempt in 0.. {
+            match emulator::start(config.clone()).await {
+                Ok(emulator) => {
+                    self.emulator = Some(emulator);
+                    return;
+                }
+                Err(error) if attempt < 50 => {
+                    eprintln!("restarting the emulator: {error}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("the emulator did not restart: {error}"),
+            }
+        }
     }
 
     pub fn operator_kubeconfig(&self) -> PathBuf {
@@ -389,7 +424,7 @@ impl Scenario {
     pub async fn emulator_connections(&self) -> Vec<Value> {
         let state: Value = self
             .http
-            .get(format!("{}/_emulator/state", self.emulator.url()))
+            .get(format!("{}/_emulator/state", self.emulator_url))
             .send()
             .await
             .unwrap()
@@ -401,7 +436,7 @@ impl Scenario {
 
     pub async fn emulator_requests(&self) -> Value {
         self.http
-            .get(format!("{}/_emulator/requests", self.emulator.url()))
+            .get(format!("{}/_emulator/requests", self.emulator_url))
             .send()
             .await
             .unwrap()
@@ -414,7 +449,7 @@ impl Scenario {
     pub async fn ims_token(&self) -> String {
         let token: Value = self
             .http
-            .post(format!("{}/ims/token/v3", self.emulator.url()))
+            .post(format!("{}/ims/token/v3", self.emulator_url))
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", DEMO_CLIENT_ID),
@@ -440,7 +475,7 @@ impl Scenario {
         self.http
             .request(
                 method,
-                format!("{}/data/foundation/flowservice{path}", self.emulator.url()),
+                format!("{}/data/foundation/flowservice{path}", self.emulator_url),
             )
             .bearer_auth(token)
             .header("x-api-key", DEMO_CLIENT_ID)
