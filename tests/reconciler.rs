@@ -817,3 +817,95 @@ async fn a_config_map_owned_by_someone_else_is_not_taken_over() {
         "someone else"
     );
 }
+
+#[tokio::test]
+async fn deleting_an_object_whose_adoption_conflicted_leaves_the_other_objects_connection() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("first"));
+    h.converge("first").await.unwrap();
+    let id = h.object("first").status.unwrap().connection_id.unwrap();
+    let mut second = finalized(streaming_connection("second"));
+    second.spec.connection_id = Some(id.clone());
+    h.apply(second);
+    h.reconcile("second").await.unwrap_err();
+    let mut deleting = h.object("second");
+    deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    h.apply(deleting);
+    h.clear_calls().await;
+
+    h.reconcile("second").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        Vec::<String>::new(),
+        "no DELETE of a connection it never owned"
+    );
+    assert!(
+        h.object("second")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(h.emulator_connections().await.len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_during_an_ambiguous_create_orphans_instead_of_hanging() {
+    let mut h = Harness::new().await;
+    let mut object = finalized(streaming_connection("web"));
+    object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
+        pending_create: Some(PendingCreate {
+            connection_name: "marketing/web".into(),
+            started_at: Time(Timestamp::now()),
+        }),
+        ..Default::default()
+    });
+    h.apply(object);
+    h.create_in_emulator("marketing/web").await;
+    h.create_in_emulator("marketing/web").await;
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![format!("GET {CONNECTIONS} 200")],
+        "a lookup, no DELETE"
+    );
+    assert_eq!(h.kube.events(), vec![("Warning".into(), "Orphaned".into())]);
+    assert!(
+        h.object("web")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(h.emulator_connections().await.len(), 2);
+}
+
+#[tokio::test]
+async fn deleting_during_a_create_that_committed_deletes_what_it_created() {
+    let mut h = Harness::new().await;
+    let mut object = finalized(streaming_connection("web"));
+    object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
+        pending_create: Some(PendingCreate {
+            connection_name: "marketing/web".into(),
+            started_at: Time(Timestamp::now()),
+        }),
+        ..Default::default()
+    });
+    h.apply(object);
+    h.create_in_emulator("marketing/web").await;
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET {CONNECTIONS} 200"),
+            format!("DELETE {CONNECTION} 204")
+        ]
+    );
+    assert_eq!(h.emulator_connections().await.len(), 0);
+}

@@ -20,7 +20,9 @@ fn spec() -> Value {
 async fn create_many(scenario: &Scenario, count: usize) {
     let ns = scenario.namespace().to_string();
     for index in 0..count {
-        scenario.create(&ns, &format!("conn-{index:02}"), spec()).await;
+        scenario
+            .create(&ns, &format!("conn-{index:02}"), spec())
+            .await;
     }
 }
 
@@ -34,12 +36,25 @@ async fn assert_exactly_one_connection_each(scenario: &Scenario, count: usize) {
         ids.push(object.status.unwrap().connection_id.unwrap());
     }
     let connections = scenario.emulator_connections().await;
-    let mut names: Vec<String> = connections.iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = connections
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
     names.sort();
-    let expected: Vec<String> = (0..count).map(|index| format!("{ns}/conn-{index:02}")).collect();
-    assert_eq!(names, expected, "exactly one connection per object\n{}", tail(&scenario.operator.log_text(), 40));
+    let expected: Vec<String> = (0..count)
+        .map(|index| format!("{ns}/conn-{index:02}"))
+        .collect();
+    assert_eq!(
+        names,
+        expected,
+        "exactly one connection per object\n{}",
+        tail(&scenario.operator.log_text(), 40)
+    );
     for id in ids {
-        assert!(connections.iter().any(|c| c["id"] == id.as_str()), "status names a connection that does not exist");
+        assert!(
+            connections.iter().any(|c| c["id"] == id.as_str()),
+            "status names a connection that does not exist"
+        );
     }
 }
 
@@ -51,11 +66,20 @@ async fn add_faults(scenario: &Scenario, rules: Value) {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
 }
 
 async fn clear_faults(scenario: &Scenario) {
-    scenario.http.delete(format!("{}/_emulator/faults", scenario.emulator_url)).send().await.unwrap();
+    scenario
+        .http
+        .delete(format!("{}/_emulator/faults", scenario.emulator_url))
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,8 +140,16 @@ async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() 
             .sum()
     };
     assert!(count(429) > 0 && count(503) > 0, "{requests}");
-    let total: u64 = requests["counts"].as_array().unwrap().iter().map(|c| c["count"].as_u64().unwrap()).sum();
-    assert!(total < 15 * 40, "no hot loop: {total} requests for 15 objects");
+    let total: u64 = requests["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum();
+    assert!(
+        total < 15 * 40,
+        "no hot loop: {total} requests for 15 objects"
+    );
     clear_faults(&scenario).await;
     scenario.finish().await;
 }
@@ -134,7 +166,9 @@ async fn a_platform_restart_is_ridden_out() {
     scenario.restart_emulator(Duration::from_secs(3)).await;
     let ns = scenario.namespace().to_string();
     for index in 5..8 {
-        scenario.create(&ns, &format!("conn-{index:02}"), spec()).await;
+        scenario
+            .create(&ns, &format!("conn-{index:02}"), spec())
+            .await;
     }
     assert_exactly_one_connection_each(&scenario, 8).await;
     scenario.finish().await;

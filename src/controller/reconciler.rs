@@ -546,13 +546,32 @@ impl<'a> Reconciliation<'a> {
             .await;
     }
 
-    /// Deletes (or orphans) the connection before the finalizer is removed. Idempotent.
+    /// Deletes (or orphans) the connection before the finalizer is removed. Idempotent. A failure
+    /// is reported as an event that says how to let the object go anyway.
     pub(crate) async fn cleanup(&self) -> Result<Action> {
+        let result = self.delete_or_orphan().await;
+        if let Err(error) = &result {
+            let hint = if error.is_permanent() {
+                "; to delete the object without deleting the connection, set spec.deletionPolicy to Orphan"
+            } else {
+                ""
+            };
+            warn!(reason = error.reason(), %error, "cleanup failed");
+            self.publish(
+                EventType::Warning,
+                error.reason(),
+                format!("Cannot delete the connection: {error}{hint}"),
+            )
+            .await;
+        }
+        result
+    }
+
+    async fn delete_or_orphan(&self) -> Result<Action> {
         let status = self.status();
-        let known_id = status
-            .connection_id
-            .clone()
-            .or_else(|| self.object.spec.connection_id.clone());
+        // Only a connection this object recorded as its own is deleted: a spec.connectionId whose
+        // adoption never completed (say, a ConnectionConflict) belongs to someone else.
+        let known_id = status.connection_id.clone();
         if self.object.spec.deletion_policy == DeletionPolicy::Orphan {
             if let Some(id) = &known_id {
                 self.publish(
@@ -591,16 +610,36 @@ impl<'a> Reconciliation<'a> {
             credentials: &credentials,
             sandbox: &self.object.spec.sandbox,
         };
-        let id = match known_id {
-            Some(id) => id,
-            None => match status.pending_create.as_ref() {
-                Some(marker) => match self.resolve_pending_create(&scope, marker).await? {
-                    Some(connection) => connection.id,
-                    None => return Ok(Action::await_change()),
-                },
-                None => return Ok(Action::await_change()),
+        let id = match (known_id, status.pending_create.as_ref()) {
+            (Some(id), _) => id,
+            (None, Some(marker)) => match self.resolve_pending_create(&scope, marker).await {
+                Ok(Some(connection)) => connection.id,
+                Ok(None) => return Ok(Action::await_change()),
+                Err(error @ Error::AmbiguousCreate { .. }) => {
+                    // Which one is ours cannot be told, so none is deleted rather than a wrong one.
+                    self.publish(
+                        EventType::Warning,
+                        "Orphaned",
+                        format!("Deleted nothing: {error}"),
+                    )
+                    .await;
+                    return Ok(Action::await_change());
+                }
+                Err(error) => return Err(error),
             },
+            (None, None) => return Ok(Action::await_change()),
         };
+        if let Some(owner) = self.ctx.owner_of(&id, self.object) {
+            self.publish(
+                EventType::Warning,
+                "Orphaned",
+                format!(
+                    "Left connection {id} in place: StreamingConnection {owner} manages it now"
+                ),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
         self.ctx
             .flow
             .delete_connection(&scope, &id)
