@@ -172,35 +172,22 @@ impl Harness {
         state["connections"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Creates a connection directly in the emulator, as another tool would.
+    /// Creates a connection directly in the emulator, as another tool would (no description).
     async fn create_in_emulator(&self, name: &str) -> String {
-        let token: Value = self
-            .http
-            .post(format!("{}/ims/token/v3", self.emulator.url()))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", DEMO_CLIENT_ID),
-                ("client_secret", DEMO_CLIENT_SECRET),
-                ("scope", "openid"),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = self.emulator.url();
+        let token =
+            support::emulator::fetch_token(&self.http, &url, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+                .await;
+        let mut body = support::emulator::streaming_connection(name);
+        body.as_object_mut().unwrap().remove("description");
         let created: Value = self
             .http
-            .post(format!("{}{CONNECTIONS}", self.emulator.url()))
-            .bearer_auth(token["access_token"].as_str().unwrap())
+            .post(format!("{url}{CONNECTIONS}"))
+            .bearer_auth(token)
             .header("x-api-key", DEMO_CLIENT_ID)
             .header("x-gw-ims-org-id", DEMO_ORG_ID)
             .header("x-sandbox-name", "prod")
-            .json(&json!({
-                "name": name,
-                "connectionSpec": {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb", "version": "1.0"},
-                "auth": {"specName": "Streaming Connection", "params": {"dataType": "xdm", "name": name}}
-            }))
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -259,6 +246,21 @@ fn streaming_connection(name: &str) -> StreamingConnection {
     object.metadata.namespace = Some(NAMESPACE.into());
     object.metadata.uid = Some(format!("uid-{name}"));
     object.metadata.generation = Some(1);
+    object
+}
+
+/// The object as an interrupted create leaves it: a create-pending marker and no connection id.
+fn with_pending_create(
+    mut object: StreamingConnection,
+    started_at: Timestamp,
+) -> StreamingConnection {
+    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
+        pending_create: Some(PendingCreate {
+            connection_name: format!("{NAMESPACE}/{}", object.metadata.name.as_deref().unwrap()),
+            started_at: Time(started_at),
+        }),
+        ..Default::default()
+    });
     object
 }
 
@@ -401,14 +403,10 @@ async fn a_connection_managed_by_another_object_is_not_adopted() {
 #[tokio::test]
 async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
     let mut h = Harness::new().await;
-    let mut object = finalized(streaming_connection("web"));
-    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
-        pending_create: Some(PendingCreate {
-            connection_name: "marketing/web".into(),
-            started_at: Time(Timestamp::now() - Duration::from_secs(30)),
-        }),
-        ..Default::default()
-    });
+    let object = with_pending_create(
+        finalized(streaming_connection("web")),
+        Timestamp::now() - Duration::from_secs(30),
+    );
     h.apply(object);
     // The POST of the interrupted attempt reached Flow Service.
     let id = h.create_in_emulator("marketing/web").await;
@@ -439,14 +437,7 @@ async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
 #[tokio::test]
 async fn an_interrupted_create_that_never_arrived_is_created_again() {
     let mut h = Harness::new().await;
-    let mut object = finalized(streaming_connection("web"));
-    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
-        pending_create: Some(PendingCreate {
-            connection_name: "marketing/web".into(),
-            started_at: Time(Timestamp::now()),
-        }),
-        ..Default::default()
-    });
+    let object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
     h.apply(object);
     h.clear_calls().await;
 
@@ -466,14 +457,7 @@ async fn an_interrupted_create_that_never_arrived_is_created_again() {
 #[tokio::test]
 async fn an_ambiguous_interrupted_create_stalls_without_creating() {
     let mut h = Harness::new().await;
-    let mut object = finalized(streaming_connection("web"));
-    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
-        pending_create: Some(PendingCreate {
-            connection_name: "marketing/web".into(),
-            started_at: Time(Timestamp::now()),
-        }),
-        ..Default::default()
-    });
+    let object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
     h.apply(object);
     h.create_in_emulator("marketing/web").await;
     h.create_in_emulator("marketing/web").await;
@@ -852,15 +836,8 @@ async fn deleting_an_object_whose_adoption_conflicted_leaves_the_other_objects_c
 #[tokio::test]
 async fn deleting_during_an_ambiguous_create_orphans_instead_of_hanging() {
     let mut h = Harness::new().await;
-    let mut object = finalized(streaming_connection("web"));
+    let mut object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
     object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
-        pending_create: Some(PendingCreate {
-            connection_name: "marketing/web".into(),
-            started_at: Time(Timestamp::now()),
-        }),
-        ..Default::default()
-    });
     h.apply(object);
     h.create_in_emulator("marketing/web").await;
     h.create_in_emulator("marketing/web").await;
@@ -886,15 +863,8 @@ async fn deleting_during_an_ambiguous_create_orphans_instead_of_hanging() {
 #[tokio::test]
 async fn deleting_during_a_create_that_committed_deletes_what_it_created() {
     let mut h = Harness::new().await;
-    let mut object = finalized(streaming_connection("web"));
+    let mut object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
     object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
-        pending_create: Some(PendingCreate {
-            connection_name: "marketing/web".into(),
-            started_at: Time(Timestamp::now()),
-        }),
-        ..Default::default()
-    });
     h.apply(object);
     h.create_in_emulator("marketing/web").await;
     h.clear_calls().await;

@@ -447,22 +447,13 @@ impl Scenario {
 
     /// An IMS token from the emulator for the demo client, as an application would get one.
     pub async fn ims_token(&self) -> String {
-        let token: Value = self
-            .http
-            .post(format!("{}/ims/token/v3", self.emulator_url))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", DEMO_CLIENT_ID),
-                ("client_secret", DEMO_CLIENT_SECRET),
-                ("scope", "openid,AdobeID,read_organizations"),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        token["access_token"].as_str().unwrap().to_string()
+        super::emulator::fetch_token(
+            &self.http,
+            &self.emulator_url,
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+        )
+        .await
     }
 
     /// Flow Service headers for direct calls to the emulator (as another tool would make them).
