@@ -4,10 +4,17 @@
 #   tools/cluster.sh up     [DIR]   build binaries if needed (tools/build-control-plane.sh), wipe DIR, start, wait
 #   tools/cluster.sh down   [DIR]   stop everything started in DIR (SIGTERM, then SIGKILL after ~10s)
 #   tools/cluster.sh status [DIR]   show processes and readiness; exit 0 only if running and ready
+#   tools/cluster.sh restart [DIR] [COMPONENT] [--downtime SECONDS]
+#                                   stop one component (SIGTERM, SIGKILL after ~10s), wait SECONDS (default 0),
+#                                   start it again with the command line recorded by `up` (same flags, ports,
+#                                   certificates, data) and wait until it is healthy again. COMPONENT: etcd,
+#                                   kube-apiserver (default) or kube-controller-manager; a lone argument that is
+#                                   a component name is the COMPONENT (write ./etcd for a folder named etcd).
 #
 # DIR defaults to <repo>/target/cluster. After `up`:
 #   DIR/kubeconfig  admin kubeconfig (system:masters, certificates embedded)
 #   DIR/env         `source` it: exports KUBECONFIG and puts the built kubectl first on PATH
+#   DIR/cmd/<component>.args  exact command line of each component, one argument per line (used by restart)
 #   DIR/logs/*.log, DIR/pids/*.pid, DIR/certs/, DIR/etcd/ (data), DIR/cluster.info (ports, urls)
 # Environment: AEP_CLUSTER_TIMEOUT (seconds per readiness wait, default 60), plus those of build-control-plane.sh.
 set -euo pipefail
@@ -21,8 +28,8 @@ MARKER=.aep-streaming-operator-cluster
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+usage() { # the comment block at the top of this file
+  awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -45,9 +52,11 @@ pid_of() { # name -> pid from the pid file, if that process is still ours
   pid=$(<"$f")
   [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && ours "$pid" && echo "$pid"
 }
-stray_pids() { # processes of ours whose pid file is gone: our binaries with DIR/ in their arguments
+stray_pids() { # [name]: processes of ours whose pid file is gone: our binaries (or only NAME) with DIR/ in their arguments
+  local only=${1:-}
   ps -ww -e -o pid=,args= 2>/dev/null | while read -r pid exe rest; do
     case ${exe##*/} in etcd|kube-apiserver|kube-controller-manager) ;; *) continue ;; esac
+    [[ -z $only || ${exe##*/} == "$only" ]] || continue
     [[ " $rest " == *"$DIR/"* ]] && echo "$pid"
   done
 }
@@ -75,16 +84,32 @@ stop_all() {
   return $rc
 }
 
-# Start "$@" detached from this shell (own session: survives the terminal/`make` closing), log to logs/NAME.log.
-# The pid file is written by the process itself just before exec, so it is exact.
-start_proc() { # name cmd args...
-  local name=$1 i; shift
+# The command line of each component is recorded once, by `up`, in DIR/cmd/NAME.args (one argument per line) and
+# every start -- `up` and `restart` alike -- runs exactly what that file says: the flag lists exist only in cmd_up.
+record_cmd() { # name cmd args...
+  local name=$1 a; shift
+  for a; do [[ $a != *$'\n'* ]] || die "an argument of $name contains a newline; cannot record it: $a"; done
+  mkdir -p "$DIR/cmd"
+  { printf '%s\n' "$@" >"$DIR/cmd/$name.args.tmp" && mv -f "$DIR/cmd/$name.args.tmp" "$DIR/cmd/$name.args"; } \
+    || die "cannot write $DIR/cmd/$name.args"
+}
+# Start the recorded command of NAME detached from this shell (own session: survives the terminal/`make` closing),
+# log appended to logs/NAME.log. The pid file is written by the process itself just before exec, so it is exact.
+launch() { # name
+  local name=$1 f=$DIR/cmd/$1.args i cmd=()
+  [[ -s $f ]] || die "$f is missing: no recorded command line for $name"
+  mapfile -t cmd <"$f"
+  rm -f "$DIR/pids/$name.pid"
   log "starting $name"
   # shellcheck disable=SC2016 # expanded by the inner sh
-  setsid sh -c 'echo $$ >"$0"; exec "$@"' "$DIR/pids/$name.pid" "$@" \
-    </dev/null >"$DIR/logs/$name.log" 2>&1 &
+  setsid sh -c 'echo $$ >"$0"; exec "$@"' "$DIR/pids/$name.pid" "${cmd[@]}" \
+    </dev/null >>"$DIR/logs/$name.log" 2>&1 &
   for ((i = 0; i < 50; i++)); do [[ -s $DIR/pids/$name.pid ]] && return 0; sleep 0.1; done
   die "$name did not start (no pid file)"
+}
+start_proc() { # name cmd args...
+  record_cmd "$@"
+  launch "$1"
 }
 
 fail_with_log() { # name message
@@ -103,6 +128,38 @@ wait_for() { # name description cmd... : poll cmd until it succeeds, the process
     ((SECONDS < deadline)) || fail_with_log "$name" "timed out after ${TIMEOUT}s waiting for $what"
     sleep 0.2
   done
+}
+
+curl_admin() { # url: GET as the admin user (certificates in DIR/certs)
+  curl -sf --max-time 5 --cacert "$DIR/certs/ca.crt" --cert "$DIR/certs/admin.crt" --key "$DIR/certs/admin.key" "$1"
+}
+etcd_healthy() { curl -sf --max-time 2 "$ETCD_URL/health" | grep -q '"health":"true"'; }
+log_has_since() { # name byte-offset pattern: PATTERN occurs in logs/NAME.log after OFFSET
+  tail -c "+$(($2 + 1))" "$DIR/logs/$1.log" 2>/dev/null | grep -qF -- "$3"
+}
+# Bounded wait (AEP_CLUSTER_TIMEOUT per check) until component NAME works; uses ETCD_URL / API_URL.
+# With a log offset (restart), kube-controller-manager must also log "Caches are synced" after that offset
+# (it has no health endpoint with --secure-port=0; the ServiceAccount check below already passes before a
+# restart) and still be alive 2 s later.
+wait_healthy() { # name [log offset]
+  case $1 in
+    etcd) wait_for etcd "etcd $ETCD_URL/health" etcd_healthy ;;
+    kube-apiserver)
+      wait_for kube-apiserver "kube-apiserver $API_URL/readyz" curl_admin "$API_URL/readyz"
+      wait_for kube-apiserver "namespace default" curl_admin "$API_URL/api/v1/namespaces/default"
+      ;;
+    kube-controller-manager)
+      # The serviceaccount controller creating default/default proves the controller manager is working.
+      wait_for kube-controller-manager "service account default/default (kube-controller-manager)" \
+        curl_admin "$API_URL/api/v1/namespaces/default/serviceaccounts/default"
+      if [[ -n ${2:-} ]]; then
+        wait_for kube-controller-manager "kube-controller-manager to log \"Caches are synced\"" \
+          log_has_since kube-controller-manager "$2" "Caches are synced"
+        sleep 2
+        pid_of kube-controller-manager >/dev/null || fail_with_log kube-controller-manager "kube-controller-manager exited after starting"
+      fi
+      ;;
+  esac
 }
 
 free_ports() { # n -> n distinct free loopback ports
@@ -214,6 +271,7 @@ cmd_up() {
   read -r etcd_port peer_port api_port < <(free_ports 3) || true
   [[ -n ${api_port:-} ]] || die "could not find free loopback ports"
   local etcd_url=http://127.0.0.1:$etcd_port peer_url=http://127.0.0.1:$peer_port api_url=https://127.0.0.1:$api_port
+  ETCD_URL=$etcd_url API_URL=$api_url
 
   # ---- etcd
   local etcd_args=(--data-dir="$DIR/etcd" --name=default
@@ -221,11 +279,13 @@ cmd_up() {
     --listen-peer-urls="$peer_url" --initial-advertise-peer-urls="$peer_url" --initial-cluster="default=$peer_url")
   if "$BIN/etcd" --help 2>&1 | grep -q -- '--unsafe-no-fsync'; then etcd_args+=(--unsafe-no-fsync=true); fi
   start_proc etcd "$BIN/etcd" "${etcd_args[@]}"
-  wait_for etcd "etcd $etcd_url/health" sh -c "curl -sf --max-time 2 '$etcd_url/health' | grep -q '\"health\":\"true\"'"
+  wait_healthy etcd
 
   # ---- kube-apiserver
   # --endpoint-reconciler-type=none: since 1.37 the apiserver refuses a loopback --advertise-address with the
   # default (lease) endpoint reconciler; `none` leaves the `kubernetes` Service without endpoints (no pods here).
+  # --shutdown-watch-termination-grace-period=2s: on SIGTERM the apiserver closes open watches (kube-controller-manager,
+  # the operator) after 2 s and exits in ~1 s; without it, it waits for them and `restart` has to SIGKILL it after 10 s.
   start_proc kube-apiserver "$BIN/kube-apiserver" \
     --cert-dir="$c/apiserver-generated" \
     --etcd-servers="$etcd_url" \
@@ -238,10 +298,9 @@ cmd_up() {
     --service-account-key-file="$c/sa.pub" --service-account-signing-key-file="$c/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 \
     --allow-privileged=true \
-    --profiling=false
-  local curl_admin=(curl -sf --max-time 5 --cacert "$c/ca.crt" --cert "$c/admin.crt" --key "$c/admin.key")
-  wait_for kube-apiserver "kube-apiserver $api_url/readyz" "${curl_admin[@]}" "$api_url/readyz"
-  wait_for kube-apiserver "namespace default" "${curl_admin[@]}" "$api_url/api/v1/namespaces/default"
+    --profiling=false \
+    --shutdown-watch-termination-grace-period=2s
+  wait_healthy kube-apiserver
 
   # ---- kube-controller-manager
   write_kubeconfig "$DIR/kube-controller-manager.kubeconfig" kube-controller-manager "$api_url"
@@ -253,9 +312,7 @@ cmd_up() {
     --use-service-account-credentials=false \
     --service-account-private-key-file="$c/sa.key" \
     --root-ca-file="$c/ca.crt"
-  # The serviceaccount controller creating default/default proves the controller manager is working.
-  wait_for kube-controller-manager "service account default/default (kube-controller-manager)" \
-    "${curl_admin[@]}" "$api_url/api/v1/namespaces/default/serviceaccounts/default"
+  wait_healthy kube-controller-manager
 
   # ---- outputs
   write_kubeconfig "$DIR/kubeconfig" admin "$api_url"
@@ -310,11 +367,89 @@ cmd_status() {
   return $ok
 }
 
-case ${1:-} in
-  up|down|status) ;;
+now_us() { local t=${EPOCHREALTIME:-}; if [[ -n $t ]]; then echo "${t//[.,]/}"; else date +%s%6N; fi; }
+secs_since() { # start (from now_us) -> elapsed seconds with one decimal
+  local d=$(($(now_us) - $1))
+  printf '%d.%d' $((d / 1000000)) $((d % 1000000 / 100000))
+}
+
+cmd_restart() {
+  local name=$COMPONENT pid old=none new t0 t_stopped t_started off log_file=$DIR/logs/$COMPONENT.log
+  [[ -d $DIR && -e $DIR/$MARKER ]] || die "no cluster in $DIR (run: tools/cluster.sh up $DIR)"
+  [[ -f $DIR/cluster.info ]] || die "$DIR/cluster.info is missing: the last \`up\` in $DIR did not finish; run up again"
+  [[ -s $DIR/cmd/$name.args ]] \
+    || die "$DIR/cmd/$name.args is missing (cluster started by an older tools/cluster.sh?); run: tools/cluster.sh up $DIR"
+  ETCD_URL=$(sed -n 's/^ETCD_URL=//p' "$DIR/cluster.info")
+  API_URL=$(sed -n 's/^APISERVER_URL=//p' "$DIR/cluster.info")
+  [[ -n $ETCD_URL && -n $API_URL ]] || die "$DIR/cluster.info lacks ETCD_URL / APISERVER_URL"
+
+  RESTART_DONE=
+  trap 'if [[ -z $RESTART_DONE ]]; then log "restart of $COMPONENT did not complete; see: tools/cluster.sh status $DIR"; fi' EXIT
+  trap 'exit 130' INT TERM HUP
+
+  t0=$(now_us)
+  if old=$(pid_of "$name"); then
+    stop_pid "$old" "$name" || die "could not stop $name (pid $old)"
+  else
+    old=none
+    log "WARNING: $name was not running; starting it"
+  fi
+  # A copy whose pid file was lost would still hold the ports / the data folder.
+  for pid in $(stray_pids "$name"); do stop_pid "$pid" "stray $name" || die "could not stop stray $name (pid $pid)"; done
+  rm -f "$DIR/pids/$name.pid"
+  t_stopped=$(secs_since "$t0")
+
+  if [[ $DOWNTIME != 0 ]]; then log "$name down; waiting ${DOWNTIME}s"; sleep "$DOWNTIME"; fi
+
+  printf '==== %s tools/cluster.sh restart: starting %s again (previous pid %s) ====\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$old" >>"$log_file"
+  off=$(wc -c <"$log_file")
+  t_started=$(now_us)
+  launch "$name"
+  new=$(<"$DIR/pids/$name.pid")
+  wait_healthy "$name" "$off"
+  log "$name healthy again after $(secs_since "$t_started")s"
+  # The apiserver's /readyz includes etcd: after an etcd restart, wait until the apiserver has reconnected.
+  if [[ $name == etcd ]] && pid_of kube-apiserver >/dev/null; then
+    wait_healthy kube-apiserver
+    log "kube-apiserver ready again after $(secs_since "$t_started")s"
+  fi
+  RESTART_DONE=1
+  trap - EXIT INT TERM HUP
+  echo "Restarted $name in $(secs_since "$t0")s (pid $old -> $new): stop ${t_stopped}s, downtime ${DOWNTIME}s, start until healthy $(secs_since "$t_started")s"
+}
+
+is_component() { [[ " ${PROCS[*]} " == *" $1 "* ]]; }
+
+CMD=${1:-}
+(($# == 0)) || shift
+COMPONENT=kube-apiserver DOWNTIME=0
+case $CMD in
+  up|down|status) DIR=${1:-} ;;
+  restart)
+    pos=()
+    while (($#)); do
+      case $1 in
+        --downtime) (($# >= 2)) || die "--downtime needs a value"; DOWNTIME=$2; shift 2 ;;
+        --downtime=*) DOWNTIME=${1#*=}; shift ;;
+        -h|--help) usage ;;
+        --) shift; pos+=("$@"); break ;;
+        -*) die "unknown option $1 (see: tools/cluster.sh --help)" ;;
+        *) pos+=("$1"); shift ;;
+      esac
+    done
+    [[ $DOWNTIME =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--downtime wants a number of seconds, not '$DOWNTIME'"
+    case ${#pos[@]} in
+      0) DIR='' ;;
+      1) if is_component "${pos[0]}"; then DIR='' COMPONENT=${pos[0]}; else DIR=${pos[0]}; fi ;;
+      2) DIR=${pos[0]} COMPONENT=${pos[1]} ;;
+      *) usage ;;
+    esac
+    is_component "$COMPONENT" || die "unknown component '$COMPONENT' (one of: ${PROCS[*]})"
+    ;;
   *) usage ;;
 esac
-DIR=${2:-$REPO_DIR/target/cluster}
-[[ $1 != up ]] || mkdir -p "$DIR" || die "cannot create $DIR"
+DIR=${DIR:-$REPO_DIR/target/cluster}
+[[ $CMD != up ]] || mkdir -p "$DIR" || die "cannot create $DIR"
 DIR=$(resolve "$DIR")
-"cmd_$1"
+"cmd_$CMD"
