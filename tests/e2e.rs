@@ -415,7 +415,7 @@ async fn gitops_server_side_apply_twice_has_no_conflict_and_the_operator_owns_on
         .delete("aep-credentials", &Default::default())
         .await
         .unwrap();
-    let manifests = scenario.directory.path().join("manifests.yaml");
+    let manifests = scenario.directory.join("manifests.yaml");
     std::fs::write(
         &manifests,
         format!(

@@ -879,3 +879,34 @@ async fn deleting_during_a_create_that_committed_deletes_what_it_created() {
     );
     assert_eq!(h.emulator_connections().await.len(), 0);
 }
+
+#[tokio::test]
+async fn a_cache_that_lags_behind_the_operators_own_writes_does_not_hide_a_needed_write() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let ready = h.object("web");
+
+    // A failure is written while the watch is broken (an API server restart), so the cache keeps
+    // showing the Ready object.
+    h.fault(json!({"method": "GET", "route": CONNECTION, "status": 503, "times": 4}))
+        .await;
+    controller::reconcile(Arc::new(ready.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        h.condition("web", "Ready"),
+        ("False".into(), "FlowServiceUnavailable".into())
+    );
+
+    // The platform is back; the reconcile still sees the stale Ready object from the cache.
+    h.clear_calls().await;
+    controller::reconcile(Arc::new(ready), h.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        h.kube.writes(),
+        vec![k8s("PATCH", &format!("{SC_PATH}/web/status"))]
+    );
+    assert_eq!(h.condition("web", "Ready"), ("True".into(), "Ready".into()));
+}

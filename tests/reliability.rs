@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cluster::{Scenario, tail};
+use support::cluster::{Scenario, local_cluster_dir, restart_component, tail};
 
 fn spec() -> Value {
     json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}})
@@ -171,5 +171,35 @@ async fn a_platform_restart_is_ridden_out() {
             .await;
     }
     assert_exactly_one_connection_each(&scenario, 8).await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn an_api_server_restart_is_ridden_out() {
+    let Some(cluster) = local_cluster_dir() else {
+        eprintln!(
+            "skipped: the cluster was not started by tools/cluster.sh, so it cannot be restarted here"
+        );
+        return;
+    };
+    let mut scenario = Scenario::start(&["apiserver"]).await;
+    create_many(&scenario, 4).await;
+    assert_exactly_one_connection_each(&scenario, 4).await;
+
+    // The API server goes away (watches break, writes fail) and comes back with the same data.
+    restart_component(&cluster, "kube-apiserver", Duration::from_secs(3));
+    assert!(
+        scenario.operator.is_running(),
+        "the operator survives the outage\n{}",
+        scenario.operator.log_text()
+    );
+    let ns = scenario.namespace().to_string();
+    for index in 4..7 {
+        scenario
+            .create(&ns, &format!("conn-{index:02}"), spec())
+            .await;
+    }
+    assert_exactly_one_connection_each(&scenario, 7).await;
     scenario.finish().await;
 }

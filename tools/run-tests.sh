@@ -19,7 +19,7 @@ if [[ -z ${AEP_E2E_KUBECONFIG:-} ]]; then
   cluster_dir=$PWD/target/cluster-test
   trap 'tools/cluster.sh down "$cluster_dir" || true' EXIT
   tools/cluster.sh up "$cluster_dir"
-  export AEP_E2E_KUBECONFIG=$cluster_dir/kubeconfig
+  export AEP_E2E_KUBECONFIG=$cluster_dir/kubeconfig AEP_E2E_CLUSTER_DIR=$cluster_dir
   # shellcheck disable=SC1091
   source "$cluster_dir/env"
 fi

@@ -16,11 +16,11 @@ const MAX_DELAY: Duration = Duration::from_secs(300);
 
 /// Failure counts per object. Entries disappear on success, so the map holds only failing objects.
 #[derive(Debug, Default)]
-pub struct Backoff {
+pub struct ReconcileBackoff {
     failures: Mutex<HashMap<ObjectRef<StreamingConnection>, u32>>,
 }
 
-impl Backoff {
+impl ReconcileBackoff {
     /// Counts a failure and returns how long to wait before the next attempt: `1s · 2^(n-1)`,
     /// capped at five minutes, with "equal jitter" (between half and all of it) so that objects
     /// failing together spread out.
@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn delays_grow_exponentially_up_to_a_cap() {
-        let backoff = Backoff::default();
+        let backoff = ReconcileBackoff::default();
         let web = object("web");
         let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay(&web)).collect();
         assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
@@ -66,7 +66,7 @@ mod tests {
 
     #[test]
     fn success_resets_only_that_object() {
-        let backoff = Backoff::default();
+        let backoff = ReconcileBackoff::default();
         let (web, app) = (object("web"), object("app"));
         for _ in 0..5 {
             backoff.next_delay(&web);

@@ -23,15 +23,16 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use rand::Rng;
 use tracing::{Instrument, debug, info_span, warn};
 
-pub use self::backoff::Backoff;
+pub use self::backoff::ReconcileBackoff;
 pub use self::error::{Error, Result};
 use self::reconciler::Reconciliation;
-use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection};
+use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection, StreamingConnectionStatus};
 use crate::flow::{Credentials, FlowClient};
 use crate::metrics::Metrics;
 
@@ -66,11 +67,15 @@ pub struct Context {
     pub connections: Store<StreamingConnection>,
     pub settings: Settings,
     /// Per-object retry delays for transient failures.
-    pub backoff: Backoff,
+    pub backoff: ReconcileBackoff,
     /// Reconcile counters and timings.
     pub metrics: Arc<Metrics>,
     /// The credentials last used per Secret uid, to drop a token when its Secret changes.
     credentials_by_secret: Mutex<HashMap<String, Credentials>>,
+    /// The status this process last wrote, per object uid. This process is the only writer of
+    /// status while it runs (leader election makes that true with several replicas), so what it
+    /// wrote is at least as new as any cache.
+    written_status: Mutex<HashMap<String, StreamingConnectionStatus>>,
 }
 
 impl Context {
@@ -91,9 +96,10 @@ impl Context {
             flow,
             connections,
             settings,
-            backoff: Backoff::default(),
+            backoff: ReconcileBackoff::default(),
             metrics,
             credentials_by_secret: Mutex::default(),
+            written_status: Mutex::default(),
         }
     }
 
@@ -117,6 +123,35 @@ impl Context {
                     other.name_any()
                 )
             })
+    }
+
+    /// The status this process last wrote for `object`, if it wrote one.
+    fn written_status(&self, object: &StreamingConnection) -> Option<StreamingConnectionStatus> {
+        let uid = object.uid()?;
+        self.written_status
+            .lock()
+            .expect("status lock")
+            .get(&uid)
+            .cloned()
+    }
+
+    fn remember_status(&self, object: &StreamingConnection, status: &StreamingConnectionStatus) {
+        if let Some(uid) = object.uid() {
+            self.written_status
+                .lock()
+                .expect("status lock")
+                .insert(uid, status.clone());
+        }
+    }
+
+    fn forget_object(&self, object: &StreamingConnection) {
+        if let Some(uid) = object.uid() {
+            self.written_status
+                .lock()
+                .expect("status lock")
+                .remove(&uid);
+        }
+        self.backoff.reset(&ObjectRef::from_obj(object));
     }
 
     /// Notes the credentials in use for their Secret; when the Secret changed, the token minted
@@ -165,7 +200,11 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
                 Finalizer::Apply(object) => Reconciliation::new(&object, &ctx)?.apply().await,
-                Finalizer::Cleanup(object) => Reconciliation::new(&object, &ctx)?.cleanup().await,
+                Finalizer::Cleanup(object) => {
+                    let action = Reconciliation::new(&object, &ctx)?.cleanup().await?;
+                    ctx.forget_object(&object);
+                    Ok(action)
+                }
             }
         })
         .await;
@@ -213,6 +252,20 @@ pub fn retry_delay(object: &StreamingConnection, error: &Error, ctx: &Context) -
     Some(error.retry_after().map_or(delay, |asked| asked.max(delay)))
 }
 
+/// Backoff of the watches after an error: client-go's shape, capped at 5 s instead of 30 s and reset
+/// after 30 s of calm. kube-runtime gives all of a controller's watches ONE backoff, so an API
+/// server restart (connection refused, then a 410 Gone from each watch) would otherwise keep the
+/// cache stale, and new objects unseen, for a minute or more.
+fn watch_backoff() -> impl Backoff {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(watcher::ExponentialBackoff::from(exponential), Duration::from_secs(30))
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -237,7 +290,10 @@ pub async fn run(
             Api::all(client.clone()),
         ),
     };
-    let controller = Controller::new(connections, watcher::Config::default().any_semantic());
+    // Lists are consistent reads (not `any_semantic`): right after an API server restart, a list
+    // served from the fresh watch cache can be older than the cache's start, and every watch from
+    // it fails with 410 Gone while the backoff grows; the cache stays stale for a minute or more.
+    let controller = Controller::new(connections, watcher::Config::default());
     let store = controller.store();
     let ctx = Arc::new(Context::new(
         client,
@@ -263,11 +319,7 @@ pub async fn run(
     };
 
     controller
-        .watches(
-            secrets,
-            watcher::Config::default().any_semantic(),
-            users_of_secret,
-        )
+        .watches(secrets, watcher::Config::default(), users_of_secret)
         // A published ConfigMap that is edited or deleted is put back.
         .owns(
             config_maps,
@@ -277,6 +329,7 @@ pub async fn run(
                 FIELD_MANAGER
             )),
         )
+        .trigger_backoff(watch_backoff())
         .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

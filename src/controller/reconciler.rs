@@ -42,9 +42,10 @@ pub(crate) struct Reconciliation<'a> {
     ctx: &'a Context,
     namespace: String,
     connections: Api<StreamingConnection>,
-    /// The status as last stored by this reconcile (starting with what the API server sent).
-    /// Every write compares against it, and a failure report builds on it, so that a marker
-    /// written earlier in the same reconcile is never dropped.
+    /// The status as last stored: what this process last wrote for the object, else what the
+    /// cache holds. Every write compares against it, and a failure report builds on it, so that a
+    /// marker written earlier in the same reconcile is never dropped, and a cache that lags behind
+    /// our own writes (a watch broken by an API server restart) never hides a needed write.
     stored: Mutex<StreamingConnectionStatus>,
 }
 
@@ -61,7 +62,11 @@ impl<'a> Reconciliation<'a> {
             Error::InvalidObject("a StreamingConnection must be namespaced".into())
         })?;
         let connections = Api::namespaced(ctx.client.clone(), &namespace);
-        let stored = Mutex::new(object.status.clone().unwrap_or_default());
+        let stored = ctx
+            .written_status(object)
+            .or_else(|| object.status.clone())
+            .unwrap_or_default();
+        let stored = Mutex::new(stored);
         Ok(Self {
             object,
             ctx,
@@ -512,7 +517,8 @@ impl<'a> Reconciliation<'a> {
             "kind": "StreamingConnection",
             "status": next,
         });
-        self.connections
+        let written = self
+            .connections
             .patch_status(
                 &self.object.name_any(),
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -520,7 +526,9 @@ impl<'a> Reconciliation<'a> {
             )
             .await
             .map_err(Error::kube("writing the status"))?;
-        *self.stored.lock().expect("status lock") = next;
+        let stored = written.status.unwrap_or(next);
+        self.ctx.remember_status(self.object, &stored);
+        *self.stored.lock().expect("status lock") = stored;
         Ok(())
     }
 

@@ -220,6 +220,13 @@ impl Operator {
         }
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -240,7 +247,8 @@ pub struct Scenario {
     pub operator: Operator,
     pub namespaces: Vec<String>,
     pub http: reqwest::Client,
-    pub directory: tempfile::TempDir,
+    /// Logs, kubeconfig and emulator state of this scenario; kept after the run for a post-mortem.
+    pub directory: PathBuf,
 }
 
 impl Scenario {
@@ -266,14 +274,15 @@ impl Scenario {
             .unwrap();
             put_secret(&admin, namespace, "aep-credentials", DEMO_CLIENT_SECRET).await;
         }
-        let directory = tempfile::tempdir().unwrap();
+        let directory = repo().join("target/e2e-logs").join(&namespaces[0]);
+        std::fs::create_dir_all(&directory).unwrap();
         let emulator = emulator::start(EmulatorConfig {
-            state_file: Some(directory.path().join("emulator-state.json")),
+            state_file: Some(directory.join("emulator-state.json")),
             ..EmulatorConfig::default()
         })
         .await
         .unwrap();
-        let kubeconfig = operator_kubeconfig(&admin, directory.path()).await;
+        let kubeconfig = operator_kubeconfig(&admin, &directory).await;
         let mut scenario = Self {
             admin,
             emulator_url: emulator.url(),
@@ -302,7 +311,7 @@ impl Scenario {
             args.extend(["--namespace", self.namespaces[0].as_str()]);
         }
         args.extend(extra_args);
-        let log = self.directory.path().join(format!("{identity}.log"));
+        let log = self.directory.join(format!("{identity}.log"));
         Operator::start(kubeconfig, &self.emulator_url, log, &args, identity)
     }
 
@@ -315,7 +324,7 @@ impl Scenario {
         tokio::time::sleep(downtime).await;
         let config = EmulatorConfig {
             listen,
-            state_file: Some(self.directory.path().join("emulator-state.json")),
+            state_file: Some(self.directory.join("emulator-state.json")),
             ..EmulatorConfig::default()
         };
         for attempt in 0.. {
@@ -334,7 +343,7 @@ impl Scenario {
     }
 
     pub fn operator_kubeconfig(&self) -> PathBuf {
-        self.directory.path().join("operator-kubeconfig")
+        self.directory.join("operator-kubeconfig")
     }
 
     pub fn namespace(&self) -> &str {
@@ -395,8 +404,9 @@ impl Scenario {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "{namespace}/{name} never had {type_}={status} {reason:?}; status: {}\n--- operator log ---\n{}",
+                    "{namespace}/{name} never had {type_}={status} {reason:?}; status: {}\n--- operator log ({}) ---\n{}",
                     serde_json::to_string_pretty(&object.status).unwrap(),
+                    self.operator.log.display(),
                     tail(&self.operator.log_text(), 60)
                 );
             }
@@ -558,4 +568,26 @@ where
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The folder of the local control plane that `tools/cluster.sh` started, when the tests run on one
+/// (it can then restart components); `None` for a cluster from elsewhere.
+pub fn local_cluster_dir() -> Option<PathBuf> {
+    let dir = std::env::var("AEP_E2E_CLUSTER_DIR")
+        .map(PathBuf::from)
+        .ok()
+        .or_else(|| kubeconfig_path().parent().map(Path::to_path_buf))?;
+    dir.join("cmd/kube-apiserver.args").exists().then_some(dir)
+}
+
+/// Restarts one component of the local control plane (`tools/cluster.sh restart`).
+pub fn restart_component(dir: &Path, component: &str, downtime: Duration) {
+    let status = Command::new(repo().join("tools/cluster.sh"))
+        .arg("restart")
+        .arg(dir)
+        .arg(component)
+        .args(["--downtime", &downtime.as_secs().to_string()])
+        .status()
+        .expect("tools/cluster.sh runs");
+    assert!(status.success(), "restarting {component} failed");
 }

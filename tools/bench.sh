@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Performance and footprint benchmark: a real control plane, aep-emulator as the platform and the release-built
+# operator under its own service account; N StreamingConnections are created in one apply, left alone for a
+# resync interval, then deleted. It PRINTS figures (and writes target/bench/result.json); it never asserts on
+# timing. It fails only when something does not happen at all within its bound. See docs/benchmark.md.
+#
+#   tools/bench.sh
+#
+# Environment:
+#   BENCH_OBJECTS         number of StreamingConnections (default 200)
+#   BENCH_NAMESPACES      spread over this many namespaces, one credentials Secret each (default 4)
+#   BENCH_RESYNC          the operator's --resync-interval, e.g. 30s, 2m (default 30s)
+#   BENCH_STEADY_SECONDS  steady-state window (default: the resync interval + 20%)
+#   BENCH_POLL_INTERVAL   seconds between two `kubectl get sconn -A -o json` during create and delete (default 0.5)
+#   BENCH_READY_TIMEOUT   seconds to wait for all objects Ready (default 300)
+#   BENCH_DELETE_TIMEOUT  seconds to wait for all objects and connections gone (default 300)
+# Everything it starts (control plane in target/bench/cluster, emulator, operator) is stopped on every exit path.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+BENCH=$REPO/target/bench
+CLUSTER=$BENCH/cluster
+OBJECTS=${BENCH_OBJECTS:-200}
+NAMESPACES=${BENCH_NAMESPACES:-4}
+RESYNC=${BENCH_RESYNC:-30s}
+READY_TIMEOUT=${BENCH_READY_TIMEOUT:-300}
+DELETE_TIMEOUT=${BENCH_DELETE_TIMEOUT:-300}
+POLL=${BENCH_POLL_INTERVAL:-0.5}
+OPERATOR=$REPO/target/release/aep-streaming-operator
+EMULATOR=$REPO/target/release/aep-emulator
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ $OBJECTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_OBJECTS must be a positive integer (got '$OBJECTS')"
+[[ $NAMESPACES =~ ^[1-9][0-9]*$ ]] || die "BENCH_NAMESPACES must be a positive integer (got '$NAMESPACES')"
+[[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ && $DELETE_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "timeouts are whole positive seconds"
+[[ $POLL =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_POLL_INTERVAL must be a number of seconds (got '$POLL')"
+case $RESYNC in
+  *[0-9]s) resync_s=${RESYNC%s} ;;
+  *[0-9]m) resync_s=$((${RESYNC%m} * 60)) ;;
+  *[0-9]h) resync_s=$((${RESYNC%h} * 3600)) ;;
+  *) die "BENCH_RESYNC must look like 30s, 2m or 1h (got '$RESYNC')" ;;
+esac
+[[ $resync_s =~ ^[1-9][0-9]*$ ]] || die "BENCH_RESYNC must be a whole positive number of s, m or h (got '$RESYNC')"
+STEADY=${BENCH_STEADY_SECONDS:-$((resync_s * 12 / 10))}
+[[ $STEADY =~ ^[1-9][0-9]*$ ]] || die "BENCH_STEADY_SECONDS must be a positive integer (got '$STEADY')"
+
+# ------------------------------------------------------------------------- cleanup on every exit path
+operator_pid="" emulator_pid="" helper_pid="" cluster_started=""
+
+stop() { # pid name: SIGTERM, SIGKILL after 15 s
+  local pid=$1 name=$2 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    # a zombie that is not our child (cannot happen here, but do not spin on it)
+    [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && return 0
+    sleep 0.1
+  done
+  printf '[bench] %s (pid %s) did not stop after 15s; SIGKILL\n' "$name" "$pid" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  set +e
+  say "stopping the operator, the emulator and the control plane"
+  stop "$helper_pid" "bench.py"
+  stop "$operator_pid" "aep-streaming-operator"
+  stop "$emulator_pid" "aep-emulator"
+  rm -f "$BENCH/operator.pid" "$BENCH/emulator.pid"
+  if [[ -n $cluster_started ]]; then tools/cluster.sh down "$CLUSTER" >&2; fi
+  if ((rc != 0)); then
+    printf '[bench] FAILED (exit %s); logs: %s/{operator,emulator}.log, %s/logs/\n' "$rc" "$BENCH" "$CLUSTER" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# A previous run killed with SIGKILL may have left its operator or emulator behind: stop them by pid file,
+# after checking that the pid still runs our binary.
+for name in operator emulator; do
+  f=$BENCH/$name.pid
+  [[ -s $f ]] || continue
+  pid=$(<"$f")
+  if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$REPO/target/release/aep-"; then
+    printf '[bench] stopping %s left over from an earlier run (pid %s)\n' "$name" "$pid" >&2
+    kill -TERM "$pid" 2>/dev/null || true
+    sleep 1
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+done
+
+wait_http() { # url what pid: up to 30 s, failing fast if the process died
+  local i
+  for ((i = 0; i < 150; i++)); do
+    curl -sf -o /dev/null "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || die "$2 exited during start-up; see its log in $BENCH"
+    sleep 0.2
+  done
+  die "$2 did not answer $1 within 30s; see its log in $BENCH"
+}
+
+# ------------------------------------------------------------------------- 1. build and start
+mkdir -p "$BENCH"
+rm -f "$BENCH"/{emulator-state.json,emulator.log,operator.log,operator-kubeconfig,objects.yaml,result.json}
+
+say "building the operator and the emulator (release)"
+cargo build --release --locked --bins
+
+say "starting a fresh control plane in $CLUSTER"
+cluster_started=1
+tools/cluster.sh up "$CLUSTER" >&2
+# shellcheck disable=SC1091
+source "$CLUSTER/env"   # KUBECONFIG (admin) and kubectl v1.37 first on PATH
+
+read -r emulator_port metrics_port < <(python3 tools/bench.py freeports 2)
+[[ -n ${metrics_port:-} ]] || die "could not find two free loopback ports"
+EMULATOR_URL=http://127.0.0.1:$emulator_port
+METRICS_URL=http://127.0.0.1:$metrics_port
+
+say "starting aep-emulator on $EMULATOR_URL"
+"$EMULATOR" --listen "127.0.0.1:$emulator_port" --state-file "$BENCH/emulator-state.json" \
+  </dev/null >"$BENCH/emulator.log" 2>&1 &
+emulator_pid=$!
+echo "$emulator_pid" >"$BENCH/emulator.pid"
+wait_http "$EMULATOR_URL/_emulator/health" "aep-emulator" "$emulator_pid"
+
+say "installing the CRD and the operator's RBAC"
+kubectl apply --server-side -f crds/streamingconnection.yaml >&2
+kubectl wait --for=condition=Established crd/streamingconnections.streaming.aep-operator.dev --timeout=60s >&2
+kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml >&2
+
+say "starting the operator (release) as service account aep-streaming-operator"
+token=$(kubectl create token aep-streaming-operator -n aep-streaming-operator --duration=24h)
+server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
+ca=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+(
+  umask 077
+  cat >"$BENCH/operator-kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: aep-streaming-operator, user: {token: "$token"}}]
+contexts: [{name: bench, context: {cluster: bench, user: aep-streaming-operator}}]
+current-context: bench
+KUBECONFIG
+)
+unset token
+operator_flags=(--platform-url "$EMULATOR_URL" --ims-url "$EMULATOR_URL" --metrics-addr "127.0.0.1:$metrics_port"
+  --flow-service-qps 200 --max-concurrent-reconciles 8 --resync-interval "$RESYNC")
+KUBECONFIG=$BENCH/operator-kubeconfig "$OPERATOR" run "${operator_flags[@]}" \
+  </dev/null >"$BENCH/operator.log" 2>&1 &
+operator_pid=$!
+echo "$operator_pid" >"$BENCH/operator.pid"
+wait_http "$METRICS_URL/readyz" "aep-streaming-operator" "$operator_pid"
+
+# ------------------------------------------------------------------------- 2.-7. measure (tools/bench.py)
+say "benchmark: $OBJECTS objects in $NAMESPACES namespaces, resync $RESYNC, steady window ${STEADY}s"
+python3 tools/bench.py run \
+  --objects "$OBJECTS" --namespaces "$NAMESPACES" \
+  --emulator-url "$EMULATOR_URL" --metrics-url "$METRICS_URL/metrics" \
+  --operator-pid "$operator_pid" --emulator-pid "$emulator_pid" \
+  --operator-flags "--flow-service-qps 200 --max-concurrent-reconciles 8 --resync-interval $RESYNC" \
+  --resync "$resync_s" --steady "$STEADY" --poll "$POLL" \
+  --ready-timeout "$READY_TIMEOUT" --delete-timeout "$DELETE_TIMEOUT" \
+  --workdir "$BENCH" --out "$BENCH/result.json" &
+helper_pid=$!
+wait "$helper_pid"   # interruptible: a signal runs the trap at once
+helper_pid=""
