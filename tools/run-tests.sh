@@ -13,7 +13,9 @@ cargo test --locked --all-targets
 echo "== the Argo CD health check (Lua) against its test cases"
 deploy/gitops/test-health.sh
 
-echo "== tier 4: end-to-end tests against a real control plane"
+echo "== tier 4: end-to-end and reliability tests against a real control plane"
+# Each scenario keeps its operator logs, kubeconfig and emulator state here for a post-mortem.
+rm -rf target/e2e-logs
 cargo build --locked --bins
 if [[ -z ${AEP_E2E_KUBECONFIG:-} ]]; then
   cluster_dir=$PWD/target/cluster-test
