@@ -1,5 +1,5 @@
 # Everyday targets. `make demo` and `make test` are the two commands the README promises.
-.PHONY: all build test lint fmt crd demo demo-down cluster cluster-down control-plane emulator clean
+.PHONY: all build test lint fmt crd demo demo-down cluster cluster-down control-plane emulator bench clean
 
 CLUSTER_DIR ?= $(CURDIR)/target/cluster
 
@@ -41,6 +41,10 @@ cluster-down:
 ## control-plane: build (or find) kube-apiserver, kube-controller-manager, etcd and kubectl
 control-plane:
 	tools/build-control-plane.sh
+
+## bench: throughput, API calls per object, steady-state quietness and memory (prints figures)
+bench:
+	tools/bench.sh
 
 ## emulator: run aep-emulator in the foreground on 127.0.0.1:8080
 emulator:

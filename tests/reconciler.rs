@@ -41,7 +41,13 @@ struct Harness {
 }
 
 impl Harness {
+    /// Every reconcile counts as a periodic resync (resync interval zero), so each one reads the
+    /// connection from Flow Service: the call sequences below are those of a due resync.
     async fn new() -> Self {
+        Self::with_resync(Duration::ZERO).await
+    }
+
+    async fn with_resync(resync_interval: Duration) -> Self {
         let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
         let url: url::Url = emulator.url().parse().unwrap();
         let flow = FlowClient::new(FlowClientConfig {
@@ -55,7 +61,7 @@ impl Harness {
         kube.insert(&secret("aep-credentials", DEMO_CLIENT_SECRET));
         let (reader, store) = reflector::store();
         let settings = Settings {
-            resync_interval: Duration::from_secs(600),
+            resync_interval,
             max_concurrent_reconciles: 1,
             namespace: None,
         };
@@ -909,4 +915,30 @@ async fn a_cache_that_lags_behind_the_operators_own_writes_does_not_hide_a_neede
         vec![k8s("PATCH", &format!("{SC_PATH}/web/status"))]
     );
     assert_eq!(h.condition("web", "Ready"), ("True".into(), "Ready".into()));
+}
+
+#[tokio::test]
+async fn reconciles_triggered_by_the_operators_own_writes_do_not_ask_flow_service_again() {
+    let mut h = Harness::with_resync(Duration::from_secs(600)).await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    h.clear_calls().await;
+
+    // The watch delivers the object as the status write left it; long before the next resync.
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(h.kube.writes(), Vec::<String>::new());
+
+    // A spec change or an on-demand check reads it again.
+    let mut object = h.object("web");
+    object.metadata.annotations = Some(
+        [(
+            "streaming.aep-operator.dev/reconcile-requested-at".to_string(),
+            "now".to_string(),
+        )]
+        .into(),
+    );
+    h.apply(object);
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
 }

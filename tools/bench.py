@@ -28,7 +28,6 @@ import urllib.request
 from datetime import datetime, timezone
 
 GROUP = "streaming.aep-operator.dev"
-SCONN = "streamingconnections." + GROUP
 FLOW_PREFIX = "/data/foundation/flowservice"
 IMS_ROUTE = "/ims/token/v3"
 WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
@@ -103,6 +102,8 @@ def proc_sample(pid):
     fields = {}
     for line in status.splitlines():
         key, _, value = line.partition(":")
+        if key == "State" and value.split()[0] in ("Z", "X"):
+            return None  # exited, not yet reaped
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) / 1024.0  # kB -> MiB
     # Fields after the ")" that closes comm: state is field 3, utime 14, stime 15 (1-based).
@@ -455,11 +456,24 @@ def run(args):
             "poll_interval_s": args.poll,
             "operator_flags": args.operator_flags,
             "build": "release",
+            "revision": args.revision,
+            "emulator_flags": args.emulator_flags,
         },
         "load": {"start": {"loadavg": loadavg(), "compiler_processes": busy_compilers()}},
         "footprint": {},
     }
     op_pid, emu_pid, emu = args.operator_pid, args.emulator_pid, args.emulator_url
+
+    def check_alive():
+        for pid, name in ((op_pid, "operator"), (emu_pid, "emulator")):
+            if proc_sample(pid) is None:
+                raise BenchError(f"the {name} (pid {pid}) is gone; see {args.workdir}/{name}.log")
+
+    def cpu():
+        sample = proc_sample(op_pid)
+        if sample is None:
+            raise BenchError(f"the operator (pid {op_pid}) is gone; see {args.workdir}/operator.log")
+        return sample["cpu_s"]
 
     def footprint(label):
         op, em = proc_sample(op_pid), proc_sample(emu_pid)
@@ -478,7 +492,7 @@ def run(args):
         f.write(generate_yaml(args.objects, args.namespaces))
     emulator_reset_counts(emu)
     op_before, api_before = operator_metrics(args.metrics_url), apiserver_metrics()
-    cpu_before = proc_sample(op_pid)["cpu_s"]
+    cpu_before = cpu()
     log(f"create: applying {args.objects} StreamingConnections in {args.namespaces} namespaces (one kubectl apply)")
     watcher = Watcher(bench_ns)
     t0 = time.monotonic()
@@ -498,6 +512,7 @@ def run(args):
                 apply_s = time.monotonic() - t0
                 if apply.returncode != 0:
                     raise BenchError(f"kubectl apply failed ({apply.returncode}): {apply.stderr.read().strip()[-2000:]}")
+            check_alive()
             items = [o for o in kubectl_json("get", "sconn", "-A")["items"] if ours(o, bench_ns)]
             polls += 1
             poll_time += time.monotonic() - tick
@@ -535,7 +550,7 @@ def run(args):
             apply.wait()
     log(f"create: all {args.objects} Ready after {all_ready_s:.1f}s ({polls} polls; apply took {apply_s:.1f}s)")
     footprint("after_create")
-    cpu_create = proc_sample(op_pid)["cpu_s"] - cpu_before
+    cpu_create = cpu() - cpu_before
     watched = [watcher.ready[k] - watcher.first[k] for k in watcher.ready if k in watcher.first]
 
     # Per object, from the API's own timestamps (metav1.Time: whole seconds).
@@ -603,7 +618,7 @@ def run(args):
     emulator_reset_counts(emu)
     rv_before = {k: resource_versions(k, bench_ns) for k in ("sconn", "configmaps", "events.events.k8s.io")}
     op_before, api_before = operator_metrics(args.metrics_url), apiserver_metrics()
-    cpu_before = proc_sample(op_pid)["cpu_s"]
+    cpu_before = cpu()
     log(f"steady: watching for {args.steady:.0f}s (resync interval {args.resync:.0f}s)")
     t_steady = time.monotonic()
     time.sleep(args.steady)
@@ -611,7 +626,7 @@ def run(args):
     counts = emulator_counts(emu)
     op_after, api_after = operator_metrics(args.metrics_url), apiserver_metrics()
     rv_after = {k: resource_versions(k, bench_ns) for k in rv_before}
-    cpu_steady = proc_sample(op_pid)["cpu_s"] - cpu_before
+    cpu_steady = cpu() - cpu_before
     footprint("after_steady")
     resyncs = window / args.resync
     gets = sum(v for k, v in counts["flow"].items() if k.startswith("GET "))
@@ -644,13 +659,14 @@ def run(args):
     # ---------------------------------------------------------------- phase 6: delete
     emulator_reset_counts(emu)
     op_before, api_before = operator_metrics(args.metrics_url), apiserver_metrics()
-    cpu_before = proc_sample(op_pid)["cpu_s"]
+    cpu_before = cpu()
     log(f"delete: deleting all {n} StreamingConnections")
     t0 = time.monotonic()
     kubectl("delete", "sconn", "--all", "--all-namespaces", "--wait=false", timeout=max(120, n))
     left = emu_left = None
     while True:
         tick = time.monotonic()
+        check_alive()
         left = sum(1 for o in kubectl_json("get", "sconn", "-A")["items"] if ours(o, bench_ns))
         emu_left = emulator_connections(emu)
         elapsed = time.monotonic() - t0
@@ -674,7 +690,7 @@ def run(args):
         "ims_token_requests": counts["ims_token_requests"],
         "operator": summarize_operator(prom_delta(op_before, operator_metrics(args.metrics_url))),
         "apiserver_writes": summarize_apiserver_writes(prom_delta(api_before, apiserver_metrics())),
-        "operator_cpu_s": rnd(proc_sample(op_pid)["cpu_s"] - cpu_before, 2),
+        "operator_cpu_s": rnd(cpu() - cpu_before, 2),
         "emulator_connections_left": emu_left,
     }
     footprint("after_delete")
@@ -706,7 +722,9 @@ def report(r):
         f" (other cargo/rustc/go processes: {r['load']['start']['compiler_processes']} / "
         f"{r['load']['end']['compiler_processes']})")
     row("objects", f"{n} StreamingConnections in {cfg['namespaces']} namespaces, {cfg['secrets']} Secrets")
-    row("operator flags", cfg["operator_flags"])
+    row("operator", f"release build of {cfg['revision'] or '?'}, flags {cfg['operator_flags']}")
+    if cfg.get("emulator_flags"):
+        row("emulator flags", cfg["emulator_flags"])
 
     section("create (one kubectl apply -> all Ready)")
     row("kubectl apply (server-side)", f"{c['apply_s']} s")
@@ -784,6 +802,8 @@ def main():
     rp.add_argument("--operator-pid", type=int, required=True)
     rp.add_argument("--emulator-pid", type=int, required=True)
     rp.add_argument("--operator-flags", default="")
+    rp.add_argument("--revision", default="")
+    rp.add_argument("--emulator-flags", default="")
     rp.add_argument("--resync", type=float, required=True, help="resync interval, seconds")
     rp.add_argument("--steady", type=float, required=True, help="steady-state window, seconds")
     rp.add_argument("--poll", type=float, default=0.5)

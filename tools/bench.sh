@@ -12,6 +12,7 @@
 #   BENCH_RESYNC          the operator's --resync-interval, e.g. 30s, 2m (default 30s)
 #   BENCH_STEADY_SECONDS  steady-state window (default: the resync interval + 20%)
 #   BENCH_POLL_INTERVAL   seconds between two `kubectl get sconn -A -o json` during create and delete (default 0.5)
+#   BENCH_EMULATOR_FLAGS  extra aep-emulator flags, e.g. "--latency-ms 150" for a Flow Service-like latency
 #   BENCH_READY_TIMEOUT   seconds to wait for all objects Ready (default 300)
 #   BENCH_DELETE_TIMEOUT  seconds to wait for all objects and connections gone (default 300)
 # Everything it starts (control plane in target/bench/cluster, emulator, operator) is stopped on every exit path.
@@ -68,11 +69,14 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
   set +e
-  say "stopping the operator, the emulator and the control plane"
+  if [[ -n $operator_pid$emulator_pid$cluster_started ]]; then
+    say "stopping the operator, the emulator and the control plane"
+  fi
   stop "$helper_pid" "bench.py"
   stop "$operator_pid" "aep-streaming-operator"
   stop "$emulator_pid" "aep-emulator"
-  rm -f "$BENCH/operator.pid" "$BENCH/emulator.pid"
+  if [[ -n $operator_pid ]]; then rm -f "$BENCH/operator.pid"; fi
+  if [[ -n $emulator_pid ]]; then rm -f "$BENCH/emulator.pid"; fi
   if [[ -n $cluster_started ]]; then tools/cluster.sh down "$CLUSTER" >&2; fi
   if ((rc != 0)); then
     printf '[bench] FAILED (exit %s); logs: %s/{operator,emulator}.log, %s/logs/\n' "$rc" "$BENCH" "$CLUSTER" >&2
@@ -83,6 +87,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+
+# One benchmark at a time per checkout (they share target/bench). fd 9 is closed for the long-lived children.
+mkdir -p "$BENCH"
+exec 9>"$BENCH/.lock"
+flock -n 9 || { printf '[bench] ERROR: another tools/bench.sh is running (it holds %s/.lock)\n' "$BENCH" >&2; exit 1; }
 
 # A previous run killed with SIGKILL may have left its operator or emulator behind: stop them by pid file,
 # after checking that the pid still runs our binary.
@@ -110,15 +119,19 @@ wait_http() { # url what pid: up to 30 s, failing fast if the process died
 }
 
 # ------------------------------------------------------------------------- 1. build and start
-mkdir -p "$BENCH"
 rm -f "$BENCH"/{emulator-state.json,emulator.log,operator.log,operator-kubeconfig,objects.yaml,result.json}
 
 say "building the operator and the emulator (release)"
+# What is measured: the commit, and whether the operator's sources differed from it when built.
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git status --porcelain -- src Cargo.toml Cargo.lock build.rs 2>/dev/null) ]]; then
+  revision+=" + uncommitted changes in src/"
+fi
 cargo build --release --locked --bins
 
 say "starting a fresh control plane in $CLUSTER"
 cluster_started=1
-tools/cluster.sh up "$CLUSTER" >&2
+tools/cluster.sh up "$CLUSTER" >&2 9>&-
 # shellcheck disable=SC1091
 source "$CLUSTER/env"   # KUBECONFIG (admin) and kubectl v1.37 first on PATH
 
@@ -128,8 +141,9 @@ EMULATOR_URL=http://127.0.0.1:$emulator_port
 METRICS_URL=http://127.0.0.1:$metrics_port
 
 say "starting aep-emulator on $EMULATOR_URL"
-"$EMULATOR" --listen "127.0.0.1:$emulator_port" --state-file "$BENCH/emulator-state.json" \
-  </dev/null >"$BENCH/emulator.log" 2>&1 &
+read -r -a emulator_extra <<<"${BENCH_EMULATOR_FLAGS:-}"
+"$EMULATOR" --listen "127.0.0.1:$emulator_port" --state-file "$BENCH/emulator-state.json" "${emulator_extra[@]}" \
+  </dev/null >"$BENCH/emulator.log" 2>&1 9>&- &
 emulator_pid=$!
 echo "$emulator_pid" >"$BENCH/emulator.pid"
 wait_http "$EMULATOR_URL/_emulator/health" "aep-emulator" "$emulator_pid"
@@ -158,7 +172,7 @@ unset token
 operator_flags=(--platform-url "$EMULATOR_URL" --ims-url "$EMULATOR_URL" --metrics-addr "127.0.0.1:$metrics_port"
   --flow-service-qps 200 --max-concurrent-reconciles 8 --resync-interval "$RESYNC")
 KUBECONFIG=$BENCH/operator-kubeconfig "$OPERATOR" run "${operator_flags[@]}" \
-  </dev/null >"$BENCH/operator.log" 2>&1 &
+  </dev/null >"$BENCH/operator.log" 2>&1 9>&- &
 operator_pid=$!
 echo "$operator_pid" >"$BENCH/operator.pid"
 wait_http "$METRICS_URL/readyz" "aep-streaming-operator" "$operator_pid"
@@ -169,7 +183,8 @@ python3 tools/bench.py run \
   --objects "$OBJECTS" --namespaces "$NAMESPACES" \
   --emulator-url "$EMULATOR_URL" --metrics-url "$METRICS_URL/metrics" \
   --operator-pid "$operator_pid" --emulator-pid "$emulator_pid" \
-  --operator-flags "--flow-service-qps 200 --max-concurrent-reconciles 8 --resync-interval $RESYNC" \
+  --operator-flags="--flow-service-qps 200 --max-concurrent-reconciles 8 --resync-interval $RESYNC" \
+  --revision "$revision" --emulator-flags="${BENCH_EMULATOR_FLAGS:-}" \
   --resync "$resync_s" --steady "$STEADY" --poll "$POLL" \
   --ready-timeout "$READY_TIMEOUT" --delete-timeout "$DELETE_TIMEOUT" \
   --workdir "$BENCH" --out "$BENCH/result.json" &

@@ -13,7 +13,7 @@ pub(crate) mod fixtures;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -32,8 +32,11 @@ use tracing::{Instrument, debug, info_span, warn};
 pub use self::backoff::ReconcileBackoff;
 pub use self::error::{Error, Result};
 use self::reconciler::Reconciliation;
-use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection, StreamingConnectionStatus};
-use crate::flow::{Credentials, FlowClient};
+use crate::api::{
+    FIELD_MANAGER, FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection,
+    StreamingConnectionStatus,
+};
+use crate::flow::{Connection, Credentials, FlowClient};
 use crate::metrics::Metrics;
 
 /// Tunables of the controller, from the command line.
@@ -76,6 +79,17 @@ pub struct Context {
     /// status while it runs (leader election makes that true with several replicas), so what it
     /// wrote is at least as new as any cache.
     written_status: Mutex<HashMap<String, StreamingConnectionStatus>>,
+    /// The connection each object converged to, and when: the reconciles triggered by the
+    /// operator's own writes (status, finalizer, ConfigMap) reuse it instead of reading it again.
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+/// A connection as Flow Service last confirmed it for one object.
+struct Verified {
+    connection: Connection,
+    generation: Option<i64>,
+    requested_at: Option<String>,
+    at: Instant,
 }
 
 impl Context {
@@ -100,6 +114,7 @@ impl Context {
             metrics,
             credentials_by_secret: Mutex::default(),
             written_status: Mutex::default(),
+            verified: Mutex::default(),
         }
     }
 
@@ -144,12 +159,42 @@ impl Context {
         }
     }
 
+    /// The connection this process confirmed for `object` less than half a resync interval ago,
+    /// if neither the spec nor the reconcile-requested-at annotation changed since. Periodic
+    /// resyncs (at least 0.9 of the interval apart) and on-demand checks always read it again.
+    fn recently_verified(&self, object: &StreamingConnection, id: &str) -> Option<Connection> {
+        let uid = object.uid()?;
+        let verified = self.verified.lock().expect("verified lock");
+        let entry = verified.get(&uid)?;
+        let fresh = entry.connection.id == id
+            && entry.generation == object.metadata.generation
+            && entry.requested_at.as_deref() == reconcile_requested_at(object)
+            && entry.at.elapsed() < self.settings.resync_interval / 2;
+        fresh.then(|| entry.connection.clone())
+    }
+
+    fn remember_verified(&self, object: &StreamingConnection, connection: Connection) {
+        if let Some(uid) = object.uid() {
+            let entry = Verified {
+                connection,
+                generation: object.metadata.generation,
+                requested_at: reconcile_requested_at(object).map(str::to_string),
+                at: Instant::now(),
+            };
+            self.verified
+                .lock()
+                .expect("verified lock")
+                .insert(uid, entry);
+        }
+    }
+
     fn forget_object(&self, object: &StreamingConnection) {
         if let Some(uid) = object.uid() {
             self.written_status
                 .lock()
                 .expect("status lock")
                 .remove(&uid);
+            self.verified.lock().expect("verified lock").remove(&uid);
         }
         self.backoff.reset(&ObjectRef::from_obj(object));
     }
@@ -174,6 +219,14 @@ impl Context {
             self.flow.forget_token(&previous);
         }
     }
+}
+
+/// The value of the on-demand drift-check annotation.
+fn reconcile_requested_at(object: &StreamingConnection) -> Option<&str> {
+    object
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// Reconciles one StreamingConnection: the finalizer first, then apply or cleanup.
@@ -212,6 +265,15 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
             Ok(action) => action,
             Err(finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error)) => {
                 return Err(error);
+            }
+            // The cached object was older than the stored one (our own status write raced the
+            // watch): the JSON patch's `test` fails with 422 (or 409). The newer version is on its
+            // way through the watch and triggers the next reconcile; this is no failure.
+            Err(finalizer::Error::AddFinalizer(kube::Error::Api(status)))
+                if status.code == 422 || status.code == 409 =>
+            {
+                debug!("the finalizer was already added by an earlier reconcile");
+                Action::await_change()
             }
             Err(
                 finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source),
@@ -263,7 +325,10 @@ fn watch_backoff() -> impl Backoff {
         .with_factor(2.0)
         .with_jitter()
         .without_max_times();
-    ResetTimerBackoff::new(watcher::ExponentialBackoff::from(exponential), Duration::from_secs(30))
+    ResetTimerBackoff::new(
+        watcher::ExponentialBackoff::from(exponential),
+        Duration::from_secs(30),
+    )
 }
 
 /// Runs the controller until `shutdown` resolves.

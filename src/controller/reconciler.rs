@@ -140,6 +140,7 @@ impl<'a> Reconciliation<'a> {
             &Progress::Ready,
         )
         .await?;
+        self.ctx.remember_verified(self.object, connection);
         Ok(Action::requeue(self.ctx.settings.jittered_resync()))
     }
 
@@ -186,6 +187,12 @@ impl<'a> Reconciliation<'a> {
             })
         };
         let status = self.status();
+        // The reconciles that our own writes trigger need not ask Flow Service again.
+        if let Some(id) = status.connection_id.as_deref()
+            && let Some(connection) = self.ctx.recently_verified(self.object, id)
+        {
+            return existing(connection);
+        }
         if let Some(id) = &self.object.spec.connection_id {
             let adopting = status.connection_id.as_deref() != Some(id.as_str());
             let connection = match self.ctx.flow.get_connection(scope, id).await {
