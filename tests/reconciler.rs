@@ -288,10 +288,10 @@ async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_read
     assert_eq!(
         h.kube.calls(),
         vec![
-            k8s("PATCH", &format!("{SC_PATH}/web/status")),
-            k8s("PATCH", &format!("{SC_PATH}/web"))
+            k8s("PATCH", &format!("{SC_PATH}/web")),
+            k8s("PATCH", &format!("{SC_PATH}/web/status"))
         ],
-        "first the conditions (kstatus), then the finalizer, nothing else"
+        "the finalizer, then the conditions (kstatus), nothing else"
     );
     assert_eq!(
         h.condition("web", "Reconciling"),

@@ -246,10 +246,6 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
         let first_sight = object.status.is_none()
             && object.metadata.deletion_timestamp.is_none()
             && !object.finalizers().iter().any(|f| f == FINALIZER);
-        if first_sight {
-            // kstatus: the conditions are there from the first reconcile, before the finalizer is added.
-            Reconciliation::new(&object, &ctx)?.acknowledge().await?;
-        }
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
                 Finalizer::Apply(object) => Reconciliation::new(&object, &ctx)?.apply().await,
@@ -285,6 +281,12 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
             }
             Err(other) => return Err(Error::InvalidObject(other.to_string())),
         };
+        if first_sight {
+            // kstatus: the conditions are there from the first reconcile. They are written after
+            // the finalizer (which the helper has just added, returning at once), so that the next
+            // reconcile, triggered by the finalizer, never runs on a copy that lacks it.
+            Reconciliation::new(&object, &ctx)?.acknowledge().await?;
+        }
         ctx.backoff.reset(&ObjectRef::from_obj(object.as_ref()));
         Ok(action)
     }
