@@ -2,7 +2,7 @@
 //! operation and status class. Labels are bounded: never an object name, id or secret.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -91,11 +91,6 @@ impl Metrics {
             .get_or_create(&ReconcileLabels { result })
             .inc();
         self.reconcile_duration.observe(elapsed.as_secs_f64());
-    }
-
-    /// Starts timing a reconcile.
-    pub fn start(&self) -> Instant {
-        Instant::now()
     }
 
     /// The Prometheus text exposition of every metric.

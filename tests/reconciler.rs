@@ -941,4 +941,10 @@ async fn reconciles_triggered_by_the_operators_own_writes_do_not_ask_flow_servic
     h.apply(object);
     h.reconcile("web").await.unwrap();
     assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
+
+    // So does the first reconcile after the Secret changed: do the new credentials work?
+    h.clear_calls().await;
+    h.kube.insert(&secret("aep-credentials", DEMO_CLIENT_SECRET));
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
 }

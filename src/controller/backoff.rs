@@ -38,11 +38,6 @@ impl ReconcileBackoff {
     pub fn reset(&self, object: &ObjectRef<StreamingConnection>) {
         self.failures.lock().expect("backoff lock").remove(object);
     }
-
-    /// How many objects are currently backing off.
-    pub fn failing_objects(&self) -> usize {
-        self.failures.lock().expect("backoff lock").len()
-    }
 }
 
 #[cfg(test)]
@@ -75,6 +70,5 @@ mod tests {
         backoff.reset(&web);
         assert!(backoff.next_delay(&web) <= Duration::from_secs(1));
         assert!(backoff.next_delay(&app) >= Duration::from_secs(8));
-        assert_eq!(backoff.failing_objects(), 2);
     }
 }

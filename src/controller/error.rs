@@ -54,10 +54,6 @@ pub enum Error {
         ids: String,
     },
 
-    /// Flow Service has not provisioned the inlet yet; not a failure, but it needs a quick retry.
-    #[error("the inlet of connection {id} is still being provisioned")]
-    InletNotReady { id: String },
-
     /// A Kubernetes API call failed.
     #[error("{context}: {source}")]
     Kubernetes {
@@ -93,7 +89,6 @@ impl Error {
             Error::ConnectionConflict { .. } => "ConnectionConflict",
             Error::ConfigMapConflict { .. } => "ConfigMapConflict",
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
-            Error::InletNotReady { .. } => "InletProvisioning",
             Error::Kubernetes { .. } => "KubernetesApiError",
             Error::InvalidObject(_) => "InvalidSpec",
         }
@@ -111,7 +106,7 @@ impl Error {
             | Error::AmbiguousCreate { .. }
             | Error::InvalidObject(_) => true,
             Error::FlowService { source, .. } => source.is_permanent(),
-            Error::InletNotReady { .. } | Error::Kubernetes { .. } => false,
+            Error::Kubernetes { .. } => false,
         }
     }
 
@@ -150,12 +145,5 @@ mod tests {
         assert!(conflict.is_permanent());
         assert_eq!(conflict.reason(), "ConfigMapConflict");
         assert!(conflict.to_string().contains("spec.configMap.name"));
-    }
-
-    #[test]
-    fn provisioning_is_retried_quickly_not_stalled() {
-        let waiting = Error::InletNotReady { id: "x".into() };
-        assert!(!waiting.is_permanent());
-        assert_eq!(waiting.reason(), "InletProvisioning");
     }
 }

@@ -87,6 +87,8 @@ pub struct Context {
 /// A connection as Flow Service last confirmed it for one object.
 struct Verified {
     connection: Connection,
+    /// The credentials (Secret uid and version) it was confirmed with.
+    credentials: String,
     generation: Option<i64>,
     requested_at: Option<String>,
     at: Instant,
@@ -160,23 +162,36 @@ impl Context {
     }
 
     /// The connection this process confirmed for `object` less than half a resync interval ago,
-    /// if neither the spec nor the reconcile-requested-at annotation changed since. Periodic
-    /// resyncs (at least 0.9 of the interval apart) and on-demand checks always read it again.
-    fn recently_verified(&self, object: &StreamingConnection, id: &str) -> Option<Connection> {
+    /// if neither the spec, the credentials nor the reconcile-requested-at annotation changed since.
+    /// Periodic resyncs (at least 0.9 of the interval apart) and on-demand checks always read it
+    /// again; so does the first reconcile after a Secret changed, to find out whether it works.
+    fn recently_verified(
+        &self,
+        object: &StreamingConnection,
+        id: &str,
+        credentials: &Credentials,
+    ) -> Option<Connection> {
         let uid = object.uid()?;
         let verified = self.verified.lock().expect("verified lock");
         let entry = verified.get(&uid)?;
         let fresh = entry.connection.id == id
+            && entry.credentials == credentials.cache_key()
             && entry.generation == object.metadata.generation
             && entry.requested_at.as_deref() == reconcile_requested_at(object)
             && entry.at.elapsed() < self.settings.resync_interval / 2;
         fresh.then(|| entry.connection.clone())
     }
 
-    fn remember_verified(&self, object: &StreamingConnection, connection: Connection) {
+    fn remember_verified(
+        &self,
+        object: &StreamingConnection,
+        connection: Connection,
+        credentials: &Credentials,
+    ) {
         if let Some(uid) = object.uid() {
             let entry = Verified {
                 connection,
+                credentials: credentials.cache_key().to_string(),
                 generation: object.metadata.generation,
                 requested_at: reconcile_requested_at(object).map(str::to_string),
                 at: Instant::now(),

@@ -140,7 +140,8 @@ impl<'a> Reconciliation<'a> {
             &Progress::Ready,
         )
         .await?;
-        self.ctx.remember_verified(self.object, connection);
+        self.ctx
+            .remember_verified(self.object, connection, &credentials);
         Ok(Action::requeue(self.ctx.settings.jittered_resync()))
     }
 
@@ -189,7 +190,9 @@ impl<'a> Reconciliation<'a> {
         let status = self.status();
         // The reconciles that our own writes trigger need not ask Flow Service again.
         if let Some(id) = status.connection_id.as_deref()
-            && let Some(connection) = self.ctx.recently_verified(self.object, id)
+            && let Some(connection) = self
+                .ctx
+                .recently_verified(self.object, id, scope.credentials)
         {
             return existing(connection);
         }
