@@ -48,7 +48,11 @@ impl Harness {
     }
 
     async fn with_resync(resync_interval: Duration) -> Self {
-        let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
+        Self::with(resync_interval, EmulatorConfig::default()).await
+    }
+
+    async fn with(resync_interval: Duration, platform: EmulatorConfig) -> Self {
+        let emulator = emulator::start(platform).await.unwrap();
         let url: url::Url = emulator.url().parse().unwrap();
         let flow = FlowClient::new(FlowClientConfig {
             platform_url: url.clone(),
@@ -944,7 +948,41 @@ async fn reconciles_triggered_by_the_operators_own_writes_do_not_ask_flow_servic
 
     // So does the first reconcile after the Secret changed: do the new credentials work?
     h.clear_calls().await;
-    h.kube.insert(&secret("aep-credentials", DEMO_CLIENT_SECRET));
+    h.kube
+        .insert(&secret("aep-credentials", DEMO_CLIENT_SECRET));
     h.reconcile("web").await.unwrap();
     assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
+}
+
+#[tokio::test]
+async fn a_new_connection_whose_inlet_is_not_provisioned_yet_is_polled_until_it_is() {
+    let platform = EmulatorConfig {
+        inlet_delay: Duration::from_millis(1500),
+        ..EmulatorConfig::default()
+    };
+    let mut h = Harness::with(Duration::ZERO, platform).await;
+    h.apply(finalized(streaming_connection("web")));
+
+    let action = h.reconcile("web").await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(2)),
+        "look again soon, not at the next resync"
+    );
+    assert_eq!(
+        h.condition("web", "Reconciling"),
+        ("True".into(), "InletProvisioning".into())
+    );
+    let status = h.object("web").status.unwrap();
+    assert!(status.connection_id.is_some() && status.inlet_url.is_none());
+    assert!(
+        h.kube.get(NAMESPACE, "configmaps/web-inlet").is_none(),
+        "nothing published without an inlet"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.condition("web", "Ready").0, "True");
+    assert!(h.object("web").status.unwrap().inlet_url.is_some());
+    assert_eq!(h.emulator_connections().await.len(), 1);
 }
