@@ -641,3 +641,67 @@ async fn leader_election_one_replica_reconciles_and_a_standby_takes_over() {
     );
     scenario.finish().await;
 }
+
+/// Runs the kubectl of the control plane's release against the test cluster.
+fn kubectl(args: &[&str]) -> String {
+    let kubectl = std::env::var("AEP_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let kubeconfig = std::env::var("AEP_E2E_KUBECONFIG").unwrap();
+    let output = std::process::Command::new(&kubectl)
+        .args(["--kubeconfig", &kubeconfig])
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn kubectl_shows_the_columns_explains_the_fields_and_lists_the_events() {
+    let scenario = Scenario::start(&["kubectl"]).await;
+    let ns = scenario.namespace().to_string();
+    scenario.create(&ns, "web", spec(json!({}))).await;
+    let object = scenario.wait_ready(&ns, "web").await;
+    let status = object.status.unwrap();
+
+    let table = kubectl(&["get", "sconn", "-n", &ns]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "SANDBOX", "CONNECTION", "ID", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table.contains("True") && table.contains(status.connection_id.as_deref().unwrap()),
+        "{table}"
+    );
+    let wide = kubectl(&["get", "streamingconnections", "-n", &ns, "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("INLET URL"), "{wide}");
+    assert!(
+        wide.contains(status.inlet_url.as_deref().unwrap()),
+        "{wide}"
+    );
+    // The short name and the category work too.
+    assert!(kubectl(&["get", "aep", "-n", &ns]).contains("web"));
+
+    let explained = kubectl(&["explain", "streamingconnection.spec.sandbox"]);
+    assert!(explained.contains("x-sandbox-name"), "{explained}");
+    let explained = kubectl(&["explain", "sconn.status.conditions"]);
+    assert!(explained.contains("Reconciling"), "{explained}");
+
+    let events = kubectl(&["get", "events.events.k8s.io", "-n", &ns, "-o", "json"]);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let created = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "Created" && e["regarding"]["name"] == "web")
+        .unwrap_or_else(|| panic!("no Created event: {events}"));
+    assert_eq!(created["reportingController"], "aep-streaming-operator");
+    assert_eq!(created["type"], "Normal");
+    scenario.finish().await;
+}

@@ -24,6 +24,8 @@ if [[ -z ${AEP_E2E_KUBECONFIG:-} ]]; then
   export AEP_E2E_KUBECONFIG=$cluster_dir/kubeconfig AEP_E2E_CLUSTER_DIR=$cluster_dir
   # shellcheck disable=SC1091
   source "$cluster_dir/env"
+  AEP_E2E_KUBECTL=$(command -v kubectl)
+  export AEP_E2E_KUBECTL
 fi
 # The end-to-end and reliability tests share one cluster and some watch all namespaces, so they
 # run one at a time.
