@@ -705,3 +705,41 @@ async fn kubectl_shows_the_columns_explains_the_fields_and_lists_the_events() {
     assert_eq!(created["type"], "Normal");
     scenario.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn the_deploy_kustomization_is_accepted_by_the_api_server_and_meets_the_restricted_pod_security_level()
+ {
+    install(&admin_client().await).await;
+    let kubectl = std::env::var("AEP_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let kubeconfig = std::env::var("AEP_E2E_KUBECONFIG").unwrap();
+    let output = std::process::Command::new(&kubectl)
+        .args([
+            "--kubeconfig",
+            &kubeconfig,
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-k",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy"))
+        .output()
+        .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("PodSecurity"),
+        "the Deployment would violate the namespace's Pod Security level: {stderr}"
+    );
+    let applied = String::from_utf8_lossy(&output.stdout);
+    for kind in [
+        "customresourcedefinition",
+        "namespace",
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "deployment",
+    ] {
+        assert!(applied.contains(kind), "{kind} missing from: {applied}");
+    }
+}
