@@ -72,12 +72,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // The controller stops on SIGTERM, or when the Lease can no longer be renewed.
     let (lost_tx, lost_rx) = watch::channel(false);
-    if let Some(election) = election.clone() {
+    let renewal = election.clone().map(|election| {
         tokio::spawn(async move {
             election.keep_renewing().await;
             let _ = lost_tx.send(true);
-        });
-    }
+        })
+    });
     let mut stop = stop_rx.clone();
     let mut lost = lost_rx.clone();
     let shutdown = async move {
@@ -101,6 +101,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(election) = &election {
+        // Stop renewing first, or a renewal could take the released Lease back.
+        if let Some(renewal) = renewal {
+            renewal.abort();
+        }
         election.release().await;
     }
     health.set_ready(false);
