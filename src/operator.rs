@@ -81,9 +81,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut stop = stop_rx.clone();
     let mut lost = lost_rx.clone();
     let shutdown = async move {
+        // Without leader election nobody ever reports a lost Lease: a closed channel must not
+        // count as one, or the controller would stop at once.
+        let leadership_lost = async move {
+            if lost.wait_for(|lost| *lost).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => {}
-            _ = lost.wait_for(|lost| *lost) => {}
+            () = leadership_lost => {}
         }
     };
     info!(
