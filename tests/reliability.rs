@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::cluster::{Scenario, local_cluster_dir, restart_component, tail};
 
+const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
+const CONNECTION: &str = "/data/foundation/flowservice/connections/{id}";
+
 fn spec() -> Value {
     json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}})
 }
@@ -110,17 +113,18 @@ async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() 
     let scenario = Scenario::start(&["storm"]).await;
     add_faults(
         &scenario,
+        // The first requests of each kind surely fail (rules with `times` fire first), then a
+        // random share of the rest, so the storm is both guaranteed and unpredictable.
         json!([
-            {"method": "POST", "route": "/data/foundation/flowservice/connections",
-             "action": "commitThenFail", "status": 502, "probability": 0.2},
-            {"method": "POST", "route": "/data/foundation/flowservice/connections",
-             "status": 429, "retryAfter": 1, "probability": 0.25},
-            {"method": "GET", "route": "/data/foundation/flowservice/connections/{id}",
-             "status": 503, "probability": 0.3},
-            {"method": "GET", "route": "/data/foundation/flowservice/connections",
-             "status": 500, "probability": 0.2},
-            {"method": "POST", "route": "/data/foundation/flowservice/connections",
-             "action": "commitThenDrop", "probability": 0.1}
+            {"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 502, "times": 3},
+            {"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 1, "times": 4},
+            {"method": "POST", "route": CONNECTIONS, "action": "commitThenDrop", "times": 2},
+            {"method": "GET", "route": CONNECTION, "status": 503, "times": 4},
+            {"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 502, "probability": 0.15},
+            {"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 1, "probability": 0.2},
+            {"method": "GET", "route": CONNECTION, "status": 503, "probability": 0.3},
+            {"method": "GET", "route": CONNECTIONS, "status": 500, "probability": 0.2},
+            {"method": "POST", "route": CONNECTIONS, "action": "commitThenDrop", "probability": 0.1}
         ]),
     )
     .await;
@@ -139,7 +143,10 @@ async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() 
             .map(|c| c["count"].as_u64().unwrap())
             .sum()
     };
-    assert!(count(429) > 0 && count(503) > 0, "{requests}");
+    assert!(
+        count(502) >= 3 && count(429) >= 4 && count(503) >= 4 && count(0) >= 2,
+        "{requests}"
+    );
     let total: u64 = requests["counts"]
         .as_array()
         .unwrap()
