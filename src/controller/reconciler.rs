@@ -614,13 +614,9 @@ impl<'a> Reconciliation<'a> {
                 let what = known_id
                     .as_deref()
                     .unwrap_or("the connection being created");
-                self.publish(
-                    EventType::Warning,
-                    "Orphaned",
-                    format!("Left {what} in Adobe Experience Platform: {error}"),
-                )
-                .await;
-                return Ok(Action::await_change());
+                return Ok(self
+                    .orphaned(format!("Left {what} in Adobe Experience Platform: {error}"))
+                    .await);
             }
             Err(error) => return Err(error),
         };
@@ -635,28 +631,18 @@ impl<'a> Reconciliation<'a> {
                 Ok(None) => return Ok(Action::await_change()),
                 Err(error @ Error::AmbiguousCreate { .. }) => {
                     // Which one is ours cannot be told, so none is deleted rather than a wrong one.
-                    self.publish(
-                        EventType::Warning,
-                        "Orphaned",
-                        format!("Deleted nothing: {error}"),
-                    )
-                    .await;
-                    return Ok(Action::await_change());
+                    return Ok(self.orphaned(format!("Deleted nothing: {error}")).await);
                 }
                 Err(error) => return Err(error),
             },
             (None, None) => return Ok(Action::await_change()),
         };
         if let Some(owner) = self.ctx.owner_of(&id, self.object) {
-            self.publish(
-                EventType::Warning,
-                "Orphaned",
-                format!(
+            return Ok(self
+                .orphaned(format!(
                     "Left connection {id} in place: StreamingConnection {owner} manages it now"
-                ),
-            )
-            .await;
-            return Ok(Action::await_change());
+                ))
+                .await);
         }
         self.ctx
             .flow
@@ -671,6 +657,12 @@ impl<'a> Reconciliation<'a> {
         )
         .await;
         Ok(Action::await_change())
+    }
+
+    /// Lets the object go without deleting its connection, saying why in a Warning event.
+    async fn orphaned(&self, note: String) -> Action {
+        self.publish(EventType::Warning, "Orphaned", note).await;
+        Action::await_change()
     }
 
     async fn publish(&self, type_: EventType, reason: &str, note: String) {

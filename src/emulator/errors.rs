@@ -407,13 +407,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
         if matches!(self, Self::Ims { .. }) {
-            // OAuth responses must not be cached (RFC 6749 §5.1), errors included.
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            forbid_caching(&mut response);
         }
         response
     }
+}
+
+/// OAuth responses must not be cached (RFC 6749 §5.1), errors included.
+pub fn forbid_caching(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 #[cfg(test)]
