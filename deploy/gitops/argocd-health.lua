@@ -9,29 +9,60 @@
 --   Reconciling=True                          -> Progressing (working, or retrying a transient failure)
 --   Ready=False, neither of the two above     -> Degraded for a permanent reason, else Progressing
 --
--- argocd-cm-patch.yaml carries a copy of this file; deploy/gitops/test-health.sh runs the cases in
--- argocd-health_test.yaml and checks that the copy is identical. Written for Lua 5.1 (Argo CD's
--- gopher-lua) and tested with 5.1 and 5.4.
+-- Argo CD runs a health customization in a sandbox: gopher-lua (Lua 5.1) with only the base, table
+-- and package libraries (`os` only through require("os"), with time and date). `string` and `math`
+-- exist only with resource.customizations.useOpenLibs, which this check does not need, so it uses
+-- neither: no string.* or math.*, and no string methods such as s:sub(), which need `string` too.
+-- tostring, type, pairs, ipairs, `..` and arithmetic are base Lua and always there.
+--
+-- argocd-cm-patch.yaml carries a copy of this file. deploy/gitops/test-health.sh runs the cases in
+-- argocd-health_test.yaml in Argo CD's sandbox (tools/argocd-health, gopher-lua), and also under
+-- stock Lua 5.1 and 5.4, and checks that the copy is identical.
+
+-- The condition reasons the operator reports for failures that retrying cannot fix: each reason
+-- that Error::reason (src/controller/error.rs) gives to an error for which Error::is_permanent is
+-- true, including the FlowService errors for which FlowError::is_permanent (src/flow/error.rs) is
+-- true. ConnectionNotFound is permanent for a spec.connectionId that does not exist
+-- (AdoptedConnectionNotFound) and transient for a connection that vanished mid-reconcile; the
+-- operator tells the two apart with Stalled or Reconciling, which are checked first. The operator
+-- pairs every permanent reason with Stalled=True, so this table matters only for a status with
+-- Ready=False and neither of those. Not here because the operator retries them: AmbiguousCreate,
+-- RateLimited, FlowServiceUnavailable, ConcurrentUpdate, KubernetesApiError, NotLeader,
+-- ClaimConflict. When the operator gains or reclassifies a reason, update this table.
+local permanent_reasons = {
+  CredentialsNotFound = true,    -- Error::CredentialsNotFound
+  CredentialsInvalid = true,     -- Error::CredentialsUnusable; FlowError::Unauthorized, ::Credentials
+  PermissionDenied = true,       -- FlowError::Forbidden
+  InvalidSpec = true,            -- Error::InvalidObject; FlowError::Invalid
+  OperatorMisconfigured = true,  -- FlowError::Configuration
+  ConnectionNotFound = true,     -- Error::AdoptedConnectionNotFound (see above)
+  ConnectionConflict = true,     -- Error::ConnectionConflict
+  ConfigMapConflict = true,      -- Error::ConfigMapConflict
+}
 
 local hs = {}
 
--- Reasons the operator reports only for failures that retrying cannot fix (Error::is_permanent in
--- src/controller/error.rs). The operator pairs them with Stalled=True, so this table matters only
--- for a status written without Reconciling or Stalled.
-local permanent_reasons = {
-  CredentialsNotFound = true,
-  CredentialsInvalid = true,
-  PermissionDenied = true,
-  InvalidSpec = true,
-  OperatorMisconfigured = true,
-  ConnectionConflict = true,
-  ConfigMapConflict = true,
-  AmbiguousCreate = true,
-}
+local digits = { [0] = "0", "1", "2", "3", "4", "5", "6", "7", "8", "9" }
 
--- Argo CD hands over JSON numbers as floats: print 3, not 3.0.
+-- A whole number as digits: Argo CD hands over JSON numbers as floats, so print 3, not 3.0 (what
+-- tostring gives in Lua 5.3 and later), without string.format or math.floor (not in the sandbox).
 local function integer(number)
-  return string.format("%d", math.floor(number))
+  if type(number) ~= "number" or number ~= number or number + 1 == number then
+    return tostring(number) -- not a number, NaN, infinite or beyond 2^53
+  end
+  local rest = number - number % 1 -- math.floor
+  local sign = ""
+  if rest < 0 then
+    sign = "-"
+    rest = -rest
+  end
+  local text = ""
+  repeat
+    local digit = rest % 10
+    text = digits[digit] .. text
+    rest = (rest - digit) / 10
+  until rest == 0
+  return sign .. text
 end
 
 -- "Reason: message", or whichever of the two is set.

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Runs the Argo CD health check (argocd-health.lua) against every case in argocd-health_test.yaml
-# with a real Lua interpreter, and checks that argocd-cm-patch.yaml carries an identical copy.
+# Runs the Argo CD health check (argocd-health.lua) against every case in argocd-health_test.yaml,
+# in Argo CD's own Lua sandbox and with stock Lua interpreters, and checks that argocd-cm-patch.yaml
+# carries an identical copy.
 #
 #   deploy/gitops/test-health.sh               run the cases; exits non-zero on any mismatch
 #   deploy/gitops/test-health.sh --sync-patch  first rewrite argocd-cm-patch.yaml from the .lua file
 #
-# Each case runs under Lua 5.1 (the dialect of gopher-lua, which Argo CD embeds) and Lua 5.4.
-# Missing interpreters are installed with apt-get, and PyYAML with pip, so that a fresh machine
-# (or CI) needs nothing else. The YAML objects become Lua table literals via python3; numbers are
-# handed over as floats, as Argo CD does.
+# Each case runs three times:
+#   - gopher-lua, the Lua that Argo CD embeds, in the sandbox Argo CD gives a health customization
+#     from argocd-cm: only the base, table and package libraries and a safe os (no string, no math).
+#     This is tools/argocd-health, a Go program run with `go run`; its modules come from the Go
+#     module proxy the first time and from the module cache after that (it also works offline then).
+#   - stock Lua 5.1 and Lua 5.4, with every library: they catch code that only gopher-lua accepts.
+# Missing interpreters (and Go) are installed with apt-get, and PyYAML with pip, so that a fresh
+# machine (or CI) needs nothing else. For stock Lua the YAML objects become Lua table literals via
+# python3; numbers are handed over as floats, as Argo CD does.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,6 +55,21 @@ if [ "${#interpreters[@]}" -eq 0 ]; then
   exit 1
 fi
 
+# Go for the gopher-lua harness. A distribution's Go older than tools/argocd-health/go.mod asks for
+# fetches the newer toolchain through the module proxy by itself (GOTOOLCHAIN=auto).
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  PATH="$PATH:/usr/local/go/bin"
+fi
+if ! command -v go >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "installing golang-go with apt-get" >&2
+  apt_log="$(mktemp)"
+  if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq golang-go; } >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    echo "warning: could not install Go; the gopher-lua cases will fail" >&2
+  fi
+  rm -f "$apt_log"
+fi
+
 if ! python3 -c 'import yaml' >/dev/null 2>&1; then
   echo "installing PyYAML" >&2
   python3 -m pip install --quiet pyyaml >&2 \
@@ -63,6 +84,8 @@ fi
 
 exec python3 - "$here" "$sync_patch" "${interpreters[@]}" <<'PYTHON'
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -72,6 +95,7 @@ here, sync_patch, interpreters = sys.argv[1], sys.argv[2] == "true", sys.argv[3:
 script_path = os.path.join(here, "argocd-health.lua")
 patch_path = os.path.join(here, "argocd-cm-patch.yaml")
 tests_path = os.path.join(here, "argocd-health_test.yaml")
+harness_dir = os.path.normpath(os.path.join(here, "..", "..", "tools", "argocd-health"))
 PATCH_KEY = "resource.customizations.health.streaming.aep-operator.dev_StreamingConnection"
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 
@@ -221,6 +245,49 @@ for case in cases:
             report(True, name, "%s (%s)" % actual)
         else:
             report(False, name, "expected %s (%s), got %s (%s)" % (expected + actual))
+
+
+# The same cases in Argo CD's sandbox (gopher-lua without string and math): tools/argocd-health.
+# Its "ok"/"FAIL" lines count here; its own closing "N passed, N failed" line is checked, not shown.
+def run_gopher_lua():
+    go = shutil.which("go")
+    if go is None:
+        report(False, "gopher-lua", "go is not installed, so the cases cannot run in Argo CD's sandbox")
+        return
+    env = dict(os.environ, GOWORK="off")
+    try:
+        result = subprocess.run(
+            [go, "run", ".", "-dir", here], cwd=harness_dir, env=env,
+            capture_output=True, timeout=900,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        report(False, "gopher-lua", "cannot run tools/argocd-health: %s" % error)
+        return
+    errors = result.stderr.decode(errors="replace")
+    counted = {"ok": 0, "FAIL": 0}
+    summary = None
+    for line in result.stdout.decode(errors="replace").splitlines():
+        match = re.fullmatch(r"(\d+) passed, (\d+) failed", line)
+        if match:
+            summary = (int(match.group(1)), int(match.group(2)))
+        elif line.startswith("ok    ") or line.startswith("FAIL  "):
+            ok = line.startswith("ok")
+            counted["ok" if ok else "FAIL"] += 1
+            name, _, detail = line[6:].partition(": ")
+            report(ok, name, detail)
+        elif line:
+            print(line)
+    consistent = summary == (counted["ok"], counted["FAIL"]) and counted["ok"] > 0 \
+        and (result.returncode != 0) == (counted["FAIL"] > 0)
+    if not consistent:
+        report(False, "gopher-lua", "tools/argocd-health exited with %d after %d ok and %d FAIL lines%s" % (
+            result.returncode, counted["ok"], counted["FAIL"],
+            (": " + " ".join(errors.split())) if errors.strip() else ""))
+    elif errors.strip() and result.returncode == 0:
+        sys.stderr.write(errors)  # e.g. "go: downloading ..." on the first run
+
+
+run_gopher_lua()
 
 # Every fixture is a case: an object nobody asserts on is a test that was forgotten.
 testdata = os.path.join(here, "testdata")
