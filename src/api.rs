@@ -241,6 +241,10 @@ pub struct PendingCreate {
     pub connection_name: String,
     /// When the operator started the request; connections created before it are not candidates.
     pub started_at: Time,
+    /// When the latest create request was sent: a request whose answer never came may still be
+    /// committed by Flow Service for a while, so the lookup by name waits until it has settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempted_at: Option<Time>,
 }
 
 impl StreamingConnection {

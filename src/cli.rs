@@ -68,6 +68,11 @@ pub struct RunArgs {
     #[arg(long, env = "AEP_FLOW_SERVICE_QPS", default_value_t = 10.0)]
     pub flow_service_qps: f64,
 
+    /// Time allowed for one Flow Service or IMS request, answer included, e.g. `30s`. A create
+    /// whose answer did not come in time is looked up by name only after this plus 30 s.
+    #[arg(long, env = "AEP_FLOW_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub flow_request_timeout: Duration,
+
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "AEP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

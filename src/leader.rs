@@ -242,3 +242,18 @@ mod tests {
         assert!(timing.retry_interval < timing.renew_interval);
     }
 }
+
+/// Valid while this replica may write to Flow Service.
+#[derive(Debug, Clone, Default)]
+pub struct Fence;
+
+impl Fence {
+    /// No leader election: always valid.
+    pub fn unfenced() -> Self {
+        Self
+    }
+
+    pub fn is_valid(&self) -> bool {
+        true
+    }
+}

@@ -33,6 +33,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync_interval: args.resync_interval,
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         namespace: args.namespace.clone(),
+        create_settle: args.flow_request_timeout + controller::CREATE_SETTLE_DELAY,
+        missing_confirm_window: controller::MISSING_CONFIRM_WINDOW,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -98,7 +100,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "starting the StreamingConnection controller"
     );
-    controller::run(client, flow, settings, metrics.clone(), shutdown).await;
+    controller::run(
+        client,
+        flow,
+        settings,
+        metrics.clone(),
+        crate::leader::Fence::unfenced(),
+        shutdown,
+    )
+    .await;
     metrics.leader.set(0);
 
     if *lost_rx.borrow() {
@@ -164,6 +174,7 @@ fn flow_config(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<FlowClie
         platform_url: args.platform_url.clone(),
         ims_url: args.ims_url.clone(),
         qps: args.flow_service_qps,
+        request_timeout: args.flow_request_timeout,
         extra_ca_pem,
         observer: Some(Arc::new(FlowMetrics(metrics))),
         ..FlowClientConfig::default()

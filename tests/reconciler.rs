@@ -68,6 +68,10 @@ impl Harness {
             resync_interval,
             max_concurrent_reconciles: 1,
             namespace: None,
+            // The tests below decide create settling and deletion confirmation with faults and
+            // markers, not with the clock.
+            create_settle: Duration::ZERO,
+            missing_confirm_window: Duration::ZERO,
         };
         let ctx = Arc::new(Context::new(
             kube.client(),
@@ -268,6 +272,7 @@ fn with_pending_create(
         pending_create: Some(PendingCreate {
             connection_name: format!("{NAMESPACE}/{}", object.metadata.name.as_deref().unwrap()),
             started_at: Time(started_at),
+            attempted_at: None,
         }),
         ..Default::default()
     });
@@ -465,7 +470,7 @@ async fn an_interrupted_create_that_never_arrived_is_created_again() {
 }
 
 #[tokio::test]
-async fn an_ambiguous_interrupted_create_stalls_without_creating() {
+async fn an_ambiguous_interrupted_create_creates_nothing_and_is_looked_at_again_later() {
     let mut h = Harness::new().await;
     let object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
     h.apply(object);
@@ -480,15 +485,17 @@ async fn an_ambiguous_interrupted_create_stalls_without_creating() {
         "the message says how to resolve it: {error}"
     );
     assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTIONS} 200")]);
+    // Another object may claim one of the candidates later, which resolves it: retried with the
+    // backoff rather than given up.
     assert_eq!(
-        h.condition("web", "Stalled"),
+        h.condition("web", "Reconciling"),
         ("True".into(), "AmbiguousCreate".into())
     );
     assert_eq!(
         h.kube.events(),
         vec![("Warning".into(), "AmbiguousCreate".into())]
     );
-    assert_eq!(
+    assert_ne!(
         controller::error_policy(Arc::new(h.object("web")), &error, h.ctx.clone()),
         Action::await_change()
     );
@@ -566,11 +573,27 @@ async fn a_connection_deleted_out_of_band_is_recreated_with_an_event() {
         .unwrap();
     h.clear_calls().await;
 
+    // One 404 is not proof (Flow Service is eventually consistent): the operator reads again,
+    // and looks the name up, over a window before it concludes the connection is gone.
+    for _ in 0..2 {
+        h.reconcile("web").await.unwrap();
+        assert_eq!(
+            h.flow_calls().await,
+            vec![format!("GET {CONNECTION} 404"), format!("GET {CONNECTIONS} 200")]
+        );
+        assert_eq!(
+            h.condition("web", "Reconciling"),
+            ("True".into(), "ConfirmingDeletion".into())
+        );
+        h.clear_calls().await;
+        h.ctx.advance_clock(Duration::from_secs(60));
+    }
     h.reconcile("web").await.unwrap();
     assert_eq!(
         h.flow_calls().await,
         vec![
             format!("GET {CONNECTION} 404"),
+            format!("GET {CONNECTIONS} 200"),
             format!("POST {CONNECTIONS} 201"),
             format!("GET {CONNECTION} 200")
         ]
@@ -724,7 +747,22 @@ async fn a_missing_secret_stalls_and_waits_for_a_change() {
         Action::await_change()
     );
 
-    // The same failure again writes no new status.
+    // Whatever triggers it (its own status write, say), nothing is tried again until the object
+    // or its Secret changes: no read, no write.
+    h.clear_calls().await;
+    assert_eq!(h.reconcile("web").await.unwrap(), Action::await_change());
+    assert_eq!(h.kube.calls(), Vec::<String>::new());
+
+    // An on-demand check is a change: tried again, the same failure writes no new status.
+    let mut changed = h.object("web");
+    changed.metadata.annotations = Some(
+        [(
+            "streaming.aep-operator.dev/reconcile-requested-at".to_string(),
+            "now".to_string(),
+        )]
+        .into(),
+    );
+    h.apply(changed);
     h.clear_calls().await;
     h.reconcile("web").await.unwrap_err();
     assert!(!h.kube.writes().iter().any(|w| w.ends_with("/status")));
@@ -764,7 +802,7 @@ async fn a_rate_limited_create_retries_no_sooner_than_retry_after() {
     let mut h = Harness::new().await;
     h.apply(finalized(streaming_connection("web")));
     h.fault(
-        json!({"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 7, "times": 1}),
+        json!({"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 2, "times": 1}),
     )
     .await;
 
@@ -778,14 +816,22 @@ async fn a_rate_limited_create_retries_no_sooner_than_retry_after() {
     let delay = controller::retry_delay(&h.object("web"), &error, &h.ctx)
         .expect("a transient error is retried");
     assert!(
-        delay >= Duration::from_secs(7),
+        delay >= Duration::from_secs(2),
         "Retry-After is honoured: {delay:?}"
     );
     assert!(
-        delay <= Duration::from_secs(8),
+        delay <= Duration::from_secs(3),
         "and not exceeded by much on a first failure: {delay:?}"
     );
 
+    // Triggered before its time (by its own status write, say), the object does nothing.
+    h.clear_calls().await;
+    let action = h.reconcile("web").await.unwrap();
+    assert_ne!(action, Action::await_change());
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(h.kube.calls(), Vec::<String>::new());
+
+    tokio::time::sleep(delay).await;
     h.reconcile("web").await.unwrap();
     assert_eq!(h.emulator_connections().await.len(), 1);
 }
@@ -980,7 +1026,13 @@ async fn a_new_connection_whose_inlet_is_not_provisioned_yet_is_polled_until_it_
         "nothing published without an inlet"
     );
 
+    // Its own status write triggers a reconcile at once: it waits for the poll interval.
+    h.clear_calls().await;
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+
     tokio::time::sleep(Duration::from_millis(1600)).await;
+    h.ctx.advance_clock(Duration::from_secs(2));
     h.reconcile("web").await.unwrap();
     assert_eq!(h.condition("web", "Ready").0, "True");
     assert!(h.object("web").status.unwrap().inlet_url.is_some());

@@ -65,6 +65,17 @@ pub enum Error {
     /// The object cannot be reconciled as it is (for example it has no namespace).
     #[error("{0}")]
     InvalidObject(String),
+
+    /// This replica lost the leader-election Lease (or cannot prove it still holds it): it makes no
+    /// Flow Service write, the new leader carries on.
+    #[error("this replica does not hold the leader-election Lease; the leader takes over")]
+    NotLeader,
+
+    /// A claim written with the resourceVersion that was read lost to another writer (another
+    /// operator process, or a change of the object): nothing was sent to Flow Service, the next
+    /// reconcile starts from the newer object.
+    #[error("{what} lost a race with another writer of the object; retrying from its latest version")]
+    ClaimConflict { what: &'static str },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -91,6 +102,8 @@ impl Error {
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
             Error::Kubernetes { .. } => "KubernetesApiError",
             Error::InvalidObject(_) => "InvalidSpec",
+            Error::NotLeader => "NotLeader",
+            Error::ClaimConflict { .. } => "ClaimConflict",
         }
     }
 
@@ -103,10 +116,27 @@ impl Error {
             | Error::AdoptedConnectionNotFound { .. }
             | Error::ConnectionConflict { .. }
             | Error::ConfigMapConflict { .. }
-            | Error::AmbiguousCreate { .. }
             | Error::InvalidObject(_) => true,
             Error::FlowService { source, .. } => source.is_permanent(),
-            Error::Kubernetes { .. } => false,
+            // Another object may claim one of the candidates meanwhile, which resolves it: retried
+            // with the backoff (up to five minutes apart), not given up.
+            Error::AmbiguousCreate { .. } => false,
+            Error::Kubernetes { .. } | Error::NotLeader | Error::ClaimConflict { .. } => false,
+        }
+    }
+
+    /// The text for the object's conditions: the same for every attempt that fails the same way
+    /// (no request id, no timestamp), so that a failing object does not rewrite its status on each
+    /// retry. Events and logs carry the full [`Display`](std::fmt::Display) text instead.
+    pub fn condition_message(&self) -> String {
+        match self {
+            Error::FlowService { context, source } => {
+                format!("{context}: {}", source.stable_message())
+            }
+            Error::CredentialsUnusable { name, source } => {
+                format!("the credentials Secret `{name}` cannot be used: {source}")
+            }
+            other => other.to_string(),
         }
     }
 

@@ -2,9 +2,10 @@
 //! converges each one through [`reconcile`]. The steps of one reconcile live in `reconciler`; the
 //! pure computations in `desired` and `status`.
 
-mod backoff;
 pub mod desired;
 pub mod error;
+mod events;
+mod memory;
 mod reconciler;
 pub mod status;
 
@@ -13,14 +14,13 @@ pub(crate) mod fixtures;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
@@ -29,14 +29,18 @@ use kube::{Client, ResourceExt};
 use rand::Rng;
 use tracing::{Instrument, debug, info_span, warn};
 
-pub use self::backoff::ReconcileBackoff;
 pub use self::error::{Error, Result};
+use self::events::EventPublisher;
+use self::memory::{Inputs, Memory, Verified};
+pub use self::memory::{INITIAL_RETRY_DELAY, MAX_RETRY_DELAY};
+pub use self::reconciler::MISSING_CONFIRM_WINDOW;
 use self::reconciler::Reconciliation;
 use crate::api::{
     FIELD_MANAGER, FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection,
     StreamingConnectionStatus,
 };
 use crate::flow::{Connection, Credentials, FlowClient};
+use crate::leader::Fence;
 use crate::metrics::Metrics;
 
 /// Tunables of the controller, from the command line.
@@ -48,7 +52,17 @@ pub struct Settings {
     pub max_concurrent_reconciles: u16,
     /// Watch this namespace only.
     pub namespace: Option<String>,
+    /// How long after a create request whose answer never came the platform may still commit it
+    /// (the client's request timeout plus a settle delay): the lookup by name waits that long
+    /// before it concludes that nothing was created.
+    pub create_settle: Duration,
+    /// How long a recorded connection must keep answering 404 (and stay unlisted by name) before
+    /// it is taken for deleted outside the operator and created again.
+    pub missing_confirm_window: Duration,
 }
+
+/// The settle delay added to the request timeout for [`Settings::create_settle`].
+pub const CREATE_SETTLE_DELAY: Duration = Duration::from_secs(30);
 
 impl Settings {
     /// The resync interval with ±10% jitter, so that objects created together do not resync together.
@@ -65,33 +79,21 @@ pub struct Context {
     /// The Flow Service and IMS client, with its token cache and rate limit.
     pub flow: FlowClient,
     /// Publishes Kubernetes events.
-    pub recorder: Recorder,
+    events: EventPublisher,
     /// Every watched StreamingConnection: who owns which connection id.
     pub connections: Store<StreamingConnection>,
     pub settings: Settings,
-    /// Per-object retry delays for transient failures.
-    pub backoff: ReconcileBackoff,
     /// Reconcile counters and timings.
     pub metrics: Arc<Metrics>,
-    /// The credentials last used per Secret uid, to drop a token when its Secret changes.
+    /// Valid while this replica may write to Flow Service (it leads, or runs without election).
+    fence: Fence,
+    /// What is remembered per object between reconciles.
+    memory: Memory,
+    /// The credentials last read per Secret (namespace/name): to drop a token when the Secret
+    /// changes, and to delete a connection when the namespace's teardown removed the Secret first.
     credentials_by_secret: Mutex<HashMap<String, Credentials>>,
-    /// The status this process last wrote, per object uid. This process is the only writer of
-    /// status while it runs (leader election makes that true with several replicas), so what it
-    /// wrote is at least as new as any cache.
-    written_status: Mutex<HashMap<String, StreamingConnectionStatus>>,
-    /// The connection each object converged to, and when: the reconciles triggered by the
-    /// operator's own writes (status, finalizer, ConfigMap) reuse it instead of reading it again.
-    verified: Mutex<HashMap<String, Verified>>,
-}
-
-/// A connection as Flow Service last confirmed it for one object.
-struct Verified {
-    connection: Connection,
-    /// The credentials (Secret uid and version) it was confirmed with.
-    credentials: String,
-    generation: Option<i64>,
-    requested_at: Option<String>,
-    at: Instant,
+    /// The resourceVersion of every Secret as the Secret watch last reported it (namespace/name).
+    secret_versions: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -102,62 +104,83 @@ impl Context {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.to_string(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone()),
             client,
             flow,
             connections,
             settings,
-            backoff: ReconcileBackoff::default(),
             metrics,
+            fence: Fence::unfenced(),
+            memory: Memory::default(),
             credentials_by_secret: Mutex::default(),
-            written_status: Mutex::default(),
-            verified: Mutex::default(),
+            secret_versions: Mutex::default(),
         }
     }
 
-    /// The StreamingConnection (other than `object`) that manages connection `id`, as `namespace/name`.
+    /// Moves the controller's clock forward, as if `by` had passed: retries and waits come due
+    /// sooner. For tests that measure what an object costs over a simulated time window.
+    #[doc(hidden)]
+    pub fn advance_clock(&self, by: Duration) {
+        self.memory.advance_clock(by);
+    }
+
+    /// Only writes to Flow Service while `fence` is valid.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// The StreamingConnection (other than `object`) that manages connection `id`, as `namespace/name`:
+    /// one whose status records it (a completed claim), or one that claimed it in this process a
+    /// moment ago. A `spec.connectionId` alone is no claim: an object whose credentials cannot even
+    /// read the connection must not keep its real owner from deleting it.
     pub fn owner_of(&self, id: &str, object: &StreamingConnection) -> Option<String> {
         let own_uid = object.uid();
+        let name_of = |other: &StreamingConnection| {
+            format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any())
+        };
+        if let Some(found) = self.connections.find(|other| {
+            other.uid() != own_uid
+                && other.metadata.deletion_timestamp.is_none()
+                && other.status.as_ref().and_then(|s| s.connection_id.as_deref()) == Some(id)
+        }) {
+            return Some(name_of(&found));
+        }
+        let claimant = self.memory.claimant_of(id)?;
+        if Some(&claimant) == own_uid.as_ref() {
+            return None;
+        }
         self.connections
-            .find(|other| {
-                other.uid() != own_uid
-                    && (other.spec.connection_id.as_deref() == Some(id)
-                        || other
-                            .status
-                            .as_ref()
-                            .and_then(|s| s.connection_id.as_deref())
-                            == Some(id))
-            })
-            .map(|other| {
-                format!(
-                    "{}/{}",
-                    other.namespace().unwrap_or_default(),
-                    other.name_any()
-                )
-            })
+            .find(|other| other.uid().as_ref() == Some(&claimant))
+            .map(|other| name_of(&other))
     }
 
-    /// The status this process last wrote for `object`, if it wrote one.
-    fn written_status(&self, object: &StreamingConnection) -> Option<StreamingConnectionStatus> {
+    /// The status this process last wrote for `object` and the resourceVersion it got back.
+    fn written_status(
+        &self,
+        object: &StreamingConnection,
+    ) -> Option<(StreamingConnectionStatus, Option<String>)> {
         let uid = object.uid()?;
-        self.written_status
-            .lock()
-            .expect("status lock")
-            .get(&uid)
-            .cloned()
+        self.memory.read(&uid, |m| m.written.clone()).flatten()
     }
 
-    fn remember_status(&self, object: &StreamingConnection, status: &StreamingConnectionStatus) {
+    fn remember_status(
+        &self,
+        object: &StreamingConnection,
+        status: &StreamingConnectionStatus,
+        resource_version: Option<String>,
+    ) {
         if let Some(uid) = object.uid() {
-            self.written_status
-                .lock()
-                .expect("status lock")
-                .insert(uid, status.clone());
+            self.memory
+                .with(&uid, |m| m.written = Some((status.clone(), resource_version)));
+        }
+    }
+
+    /// Forgets what this process wrote for `object` (another writer got in between).
+    fn forget_written_status(&self, object: &StreamingConnection) {
+        if let Some(uid) = object.uid() {
+            self.memory.with(&uid, |m| m.written = None);
         }
     }
 
@@ -172,14 +195,18 @@ impl Context {
         credentials: &Credentials,
     ) -> Option<Connection> {
         let uid = object.uid()?;
-        let verified = self.verified.lock().expect("verified lock");
-        let entry = verified.get(&uid)?;
-        let fresh = entry.connection.id == id
-            && entry.credentials == credentials.cache_key()
-            && entry.generation == object.metadata.generation
-            && entry.requested_at.as_deref() == reconcile_requested_at(object)
-            && entry.at.elapsed() < self.settings.resync_interval / 2;
-        fresh.then(|| entry.connection.clone())
+        let half_resync = self.settings.resync_interval / 2;
+        self.memory
+            .read(&uid, |m| {
+                let entry = m.verified.as_ref()?;
+                let fresh = entry.connection.id == id
+                    && entry.credentials == credentials.cache_key()
+                    && entry.generation == object.metadata.generation
+                    && entry.requested_at.as_deref() == reconcile_requested_at(object)
+                    && self.memory.now().saturating_duration_since(entry.at) < half_resync;
+                fresh.then(|| entry.connection.clone())
+            })
+            .flatten()
     }
 
     fn remember_verified(
@@ -194,46 +221,76 @@ impl Context {
                 credentials: credentials.cache_key().to_string(),
                 generation: object.metadata.generation,
                 requested_at: reconcile_requested_at(object).map(str::to_string),
-                at: Instant::now(),
+                at: self.memory.now(),
             };
-            self.verified
-                .lock()
-                .expect("verified lock")
-                .insert(uid, entry);
+            self.memory.with(&uid, |m| m.verified = Some(entry));
         }
     }
 
     fn forget_object(&self, object: &StreamingConnection) {
         if let Some(uid) = object.uid() {
-            self.written_status
-                .lock()
-                .expect("status lock")
-                .remove(&uid);
-            self.verified.lock().expect("verified lock").remove(&uid);
+            self.memory.forget(&uid);
+            self.events.forget(&uid);
         }
-        self.backoff.reset(&ObjectRef::from_obj(object));
+    }
+
+    /// What the next reconcile of `object` depends on, for the failure gate.
+    fn inputs(&self, object: &StreamingConnection) -> Inputs {
+        let secret = secret_key(
+            &object.namespace().unwrap_or_default(),
+            &object.spec.credentials_ref.name,
+        );
+        Inputs {
+            generation: object.metadata.generation,
+            requested_at: reconcile_requested_at(object).map(str::to_string),
+            deleting: object.metadata.deletion_timestamp.is_some(),
+            secret_version: self
+                .secret_versions
+                .lock()
+                .expect("secret versions lock")
+                .get(&secret)
+                .cloned(),
+        }
+    }
+
+    /// Notes a Secret's version as the watch reports it.
+    fn secret_seen(&self, secret: &PartialObjectMeta<Secret>) {
+        let key = secret_key(&secret.namespace().unwrap_or_default(), &secret.name_any());
+        if let Some(version) = secret.metadata.resource_version.clone() {
+            self.secret_versions
+                .lock()
+                .expect("secret versions lock")
+                .insert(key, version);
+        }
     }
 
     /// Notes the credentials in use for their Secret; when the Secret changed, the token minted
     /// for its previous version is dropped.
-    fn remember_credentials(&self, credentials: &Credentials) {
-        let secret_uid = credentials
-            .cache_key()
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+    fn remember_credentials(&self, namespace: &str, secret_name: &str, credentials: &Credentials) {
         let previous = self
             .credentials_by_secret
             .lock()
             .expect("credentials lock")
-            .insert(secret_uid, credentials.clone());
+            .insert(secret_key(namespace, secret_name), credentials.clone());
         if let Some(previous) = previous
             && previous.cache_key() != credentials.cache_key()
         {
             self.flow.forget_token(&previous);
         }
     }
+
+    /// The credentials last read from a Secret that may be gone now.
+    fn last_credentials(&self, namespace: &str, secret_name: &str) -> Option<Credentials> {
+        self.credentials_by_secret
+            .lock()
+            .expect("credentials lock")
+            .get(&secret_key(namespace, secret_name))
+            .cloned()
+    }
+}
+
+fn secret_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
 }
 
 /// The value of the on-demand drift-check annotation.
@@ -244,7 +301,7 @@ fn reconcile_requested_at(object: &StreamingConnection) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Reconciles one StreamingConnection: the finalizer first, then apply or cleanup.
+/// Reconciles one StreamingConnection: the failure gate, the finalizer, then apply or cleanup.
 pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> Result<Action> {
     let span = info_span!(
         "reconcile",
@@ -253,6 +310,15 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
         generation = object.metadata.generation
     );
     let started = std::time::Instant::now();
+    let uid = object.uid().unwrap_or_default();
+    // After a failure nothing is tried again before its time, whatever triggered this reconcile
+    // (the operator's own status write, an owned ConfigMap, a relist): a broken object stays quiet.
+    if let Some(wait) = ctx.memory.gate(&uid, &ctx.inputs(&object)) {
+        debug!(parent: &span, retry_in = ?wait, "the last failure still holds; nothing to do yet");
+        ctx.metrics.reconciled("deferred", started.elapsed());
+        return Ok(wait.map_or_else(Action::await_change, Action::requeue));
+    }
+    ctx.memory.start_attempt(&uid);
     let result = async {
         let namespace = object.namespace().ok_or_else(|| {
             Error::InvalidObject("a StreamingConnection must be namespaced".into())
@@ -302,7 +368,7 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
             // reconcile, triggered by the finalizer, never runs on a copy that lacks it.
             Reconciliation::new(&object, &ctx)?.acknowledge().await?;
         }
-        ctx.backoff.reset(&ObjectRef::from_obj(object.as_ref()));
+        ctx.memory.record_success(&uid);
         Ok(action)
     }
     .instrument(span)
@@ -322,13 +388,14 @@ pub fn error_policy(object: Arc<StreamingConnection>, error: &Error, ctx: Arc<Co
 }
 
 /// How long to wait before retrying after `error`, or `None` to wait for a change instead.
-/// Counts the failure in the object's backoff.
+/// Counts the failure in the object's backoff and closes its gate until then.
 pub fn retry_delay(object: &StreamingConnection, error: &Error, ctx: &Context) -> Option<Duration> {
-    if error.is_permanent() {
-        return None;
-    }
-    let delay = ctx.backoff.next_delay(&ObjectRef::from_obj(object));
-    Some(error.retry_after().map_or(delay, |asked| asked.max(delay)))
+    ctx.memory.record_failure(
+        &object.uid().unwrap_or_default(),
+        ctx.inputs(object),
+        error.is_permanent(),
+        error.retry_after(),
+    )
 }
 
 /// Backoff of the watches after an error: client-go's shape, capped at 5 s instead of 30 s and reset
@@ -354,6 +421,7 @@ pub async fn run(
     flow: FlowClient,
     settings: Settings,
     metrics: Arc<Metrics>,
+    fence: Fence,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (connections, secrets, config_maps): (
@@ -377,17 +445,16 @@ pub async fn run(
     // it fails with 410 Gone while the backoff grows; the cache stays stale for a minute or more.
     let controller = Controller::new(connections, watcher::Config::default());
     let store = controller.store();
-    let ctx = Arc::new(Context::new(
-        client,
-        flow,
-        store.clone(),
-        settings.clone(),
-        metrics,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, flow, store.clone(), settings.clone(), metrics).with_fence(fence),
+    );
 
     // Only the metadata of Secrets is watched: enough to know which one changed, and no secret
     // value is ever held in a cache. The data is read when a reconcile needs it.
+    // The version each event carries opens the failure gate of the objects that use the Secret.
+    let secret_ctx = ctx.clone();
     let users_of_secret = move |secret: PartialObjectMeta<Secret>| {
+        secret_ctx.secret_seen(&secret);
         let namespace = secret.namespace();
         let name = secret.name_any();
         store
@@ -430,6 +497,12 @@ pub async fn run(
                         "reconcile failed"
                     )
                 }
+                // A reconcile scheduled for an object deleted meanwhile: nothing to do.
+                Err(controller::Error::ObjectNotFound(object)) => debug!(
+                    namespace = object.namespace,
+                    name = object.name,
+                    "the object is gone"
+                ),
                 Err(error) => warn!(%error, "controller error"),
             }
         })

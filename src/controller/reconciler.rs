@@ -10,18 +10,20 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Context;
 use super::desired;
+use super::memory::{Missing, backoff_delay};
 use super::error::{Error, Result};
 use super::status::{self, Progress};
 use crate::api::{
@@ -35,6 +37,13 @@ use crate::flow::{Connection, Credentials, FlowError, Scope};
 const CLOCK_SKEW_ALLOWANCE_MS: i64 = 5 * 60 * 1000;
 /// How soon to look again while Flow Service provisions a new connection's inlet.
 const INLET_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// A connection that answered 404 is only taken for deleted after this many reads...
+const MISSING_CONFIRM_READS: u32 = 3;
+/// ...spread over at least this long (Flow Service is eventually consistent: a connection can
+/// answer 404 for a moment right after its create returned 201).
+pub const MISSING_CONFIRM_WINDOW: Duration = Duration::from_secs(30);
+/// How soon to look again while another object of this process creates a connection of the same name.
+const SAME_NAME_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The work on one object, with what every step needs.
 pub(crate) struct Reconciliation<'a> {
@@ -47,6 +56,9 @@ pub(crate) struct Reconciliation<'a> {
     /// marker written earlier in the same reconcile is never dropped, and a cache that lags behind
     /// our own writes (a watch broken by an API server restart) never hides a needed write.
     stored: Mutex<StreamingConnectionStatus>,
+    /// The object's resourceVersion that goes with `stored`: claims are written with it as a
+    /// precondition, so that two writers can never both claim.
+    resource_version: Mutex<Option<String>>,
 }
 
 /// What a lookup found for the object, before anything is published.
@@ -56,23 +68,37 @@ struct Found {
     created: bool,
 }
 
+/// The outcome of looking for the object's connection.
+enum Lookup {
+    Found(Found),
+    /// Not decidable yet (a 404 being confirmed, a create settling, a same-name create in flight):
+    /// record why in the conditions and look again after `retry_in`.
+    Wait {
+        reason: &'static str,
+        message: String,
+        retry_in: Duration,
+    },
+}
+
 impl<'a> Reconciliation<'a> {
     pub(crate) fn new(object: &'a StreamingConnection, ctx: &'a Context) -> Result<Self> {
         let namespace = object.namespace().ok_or_else(|| {
             Error::InvalidObject("a StreamingConnection must be namespaced".into())
         })?;
         let connections = Api::namespaced(ctx.client.clone(), &namespace);
-        let stored = ctx
-            .written_status(object)
-            .or_else(|| object.status.clone())
-            .unwrap_or_default();
-        let stored = Mutex::new(stored);
+        let (stored, resource_version) = ctx.written_status(object).unwrap_or_else(|| {
+            (
+                object.status.clone().unwrap_or_default(),
+                object.metadata.resource_version.clone(),
+            )
+        });
         Ok(Self {
             object,
             ctx,
             namespace,
             connections,
-            stored,
+            stored: Mutex::new(stored),
+            resource_version: Mutex::new(resource_version),
         })
     }
 
@@ -103,7 +129,18 @@ impl<'a> Reconciliation<'a> {
             sandbox: &self.object.spec.sandbox,
         };
 
-        let found = self.find_or_create(&scope).await?;
+        let found = match self.find_or_create(&scope).await? {
+            Lookup::Found(found) => found,
+            Lookup::Wait {
+                reason,
+                message,
+                retry_in,
+            } => {
+                self.write_status(self.status(), &Progress::Reconciling { reason, message })
+                    .await?;
+                return Ok(self.defer(retry_in));
+            }
+        };
         let mut connection = found.connection;
         if found.created {
             self.publish(
@@ -127,7 +164,7 @@ impl<'a> Reconciliation<'a> {
                 },
             )
             .await?;
-            return Ok(Action::requeue(INLET_POLL_INTERVAL));
+            return Ok(self.defer(INLET_POLL_INTERVAL));
         }
 
         if let Some(update) = desired::connection_update(self.object, &connection) {
@@ -175,17 +212,18 @@ impl<'a> Reconciliation<'a> {
                 source,
             }
         })?;
-        self.ctx.remember_credentials(&credentials);
+        self.ctx
+            .remember_credentials(&self.namespace, name, &credentials);
         Ok(credentials)
     }
 
     /// Finds the connection this object manages, adopting or creating it when needed.
-    async fn find_or_create(&self, scope: &Scope<'_>) -> Result<Found> {
+    async fn find_or_create(&self, scope: &Scope<'_>) -> Result<Lookup> {
         let existing = |connection| {
-            Ok(Found {
+            Ok(Lookup::Found(Found {
                 connection,
                 created: false,
-            })
+            }))
         };
         let status = self.status();
         // The reconciles that our own writes trigger need not ask Flow Service again.
@@ -198,6 +236,8 @@ impl<'a> Reconciliation<'a> {
         }
         if let Some(id) = &self.object.spec.connection_id {
             let adopting = status.connection_id.as_deref() != Some(id.as_str());
+            // Read with this object's own credentials first: a connection is only ever claimed
+            // by an object that can read it.
             let connection = match self.ctx.flow.get_connection(scope, id).await {
                 Ok(connection) => connection,
                 Err(FlowError::NotFound { .. }) => {
@@ -210,6 +250,8 @@ impl<'a> Reconciliation<'a> {
             };
             if adopting {
                 self.check_adoptable(&connection)?;
+                // Claimed in this process now; durably by the status write that follows.
+                self.claim_connection(&connection.id)?;
                 self.publish(
                     EventType::Normal,
                     "Adopted",
@@ -222,26 +264,56 @@ impl<'a> Reconciliation<'a> {
 
         if let Some(id) = status.connection_id.clone() {
             match self.ctx.flow.get_connection(scope, &id).await {
-                Ok(connection) => return existing(connection),
+                Ok(connection) => {
+                    self.clear_missing();
+                    return existing(connection);
+                }
                 Err(FlowError::NotFound { .. }) => {
-                    self.publish(
-                        EventType::Warning,
-                        "Recreated",
-                        format!(
-                            "Connection {id} was deleted outside the operator; creating a new one"
-                        ),
-                    )
-                    .await;
-                    self.forget_connection();
+                    if let Some(wait) = self.confirm_missing(scope, &id).await? {
+                        return Ok(wait);
+                    }
                 }
                 Err(error) => return Err(Error::flow("reading the connection")(error)),
             }
         }
 
+        let name = desired::new_connection(self.object).name;
+        let name_key = format!(
+            "{}/{}/{}",
+            scope.credentials.org_id(),
+            scope.sandbox,
+            name
+        );
+        // One create per connection name at a time in this process: a lookup by name after an
+        // unanswered create can then tell whose connection it found.
+        if let Err(holder) = self.ctx.memory.claim_name(&name_key, &self.uid()) {
+            let holder = self
+                .ctx
+                .connections
+                .find(|other| other.uid().as_ref() == Some(&holder))
+                .map(|other| format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()))
+                .unwrap_or_else(|| "another StreamingConnection".to_string());
+            return Ok(Lookup::Wait {
+                reason: "WaitingForSameName",
+                message: format!(
+                    "StreamingConnection {holder} is creating a connection named `{name}`; \
+                     waiting for it to finish before creating this one"
+                ),
+                retry_in: SAME_NAME_POLL_INTERVAL,
+            });
+        }
+
         if let Some(marker) = status.pending_create.clone() {
+            if let Some(wait) = self.create_settling(&marker) {
+                return Ok(wait);
+            }
             match self.resolve_pending_create(scope, &marker).await? {
                 Some(connection) => {
                     info!(connection_id = %connection.id, "resumed an interrupted create");
+                    self.claim_connection(&connection.id)?;
+                    self.record_created(&connection.id, &connection.etag)
+                        .await?;
+                    self.ctx.memory.release_name(&name_key, &self.uid());
                     self.publish(
                         EventType::Normal,
                         "CreateResumed",
@@ -251,22 +323,125 @@ impl<'a> Reconciliation<'a> {
                         ),
                     )
                     .await;
-                    self.record_created(&connection.id, &connection.etag)
-                        .await?;
-                    return Ok(Found {
-                        connection,
-                        created: false,
-                    });
+                    return existing(connection);
                 }
                 None => info!("an interrupted create never reached Flow Service; creating again"),
             }
         }
 
-        self.create(scope).await
+        let created = self.create(scope).await;
+        let resolved = match &created {
+            Ok(_) => true,
+            // Certainly not applied: nothing to resolve later.
+            Err(Error::FlowService { source, .. }) => !source.maybe_committed(),
+            Err(_) => false,
+        };
+        if resolved {
+            self.ctx.memory.release_name(&name_key, &self.uid());
+        }
+        created
+    }
+
+    /// Flow Service answered 404 for the recorded connection. Eventual consistency can do that
+    /// for a moment (right after a create, say), so it is only taken for deleted once a lookup by
+    /// name does not list it either, after several reads over [`MISSING_CONFIRM_WINDOW`]. Returns
+    /// `None` when it is confirmed gone (the status forgets it), else what to wait for.
+    async fn confirm_missing(&self, scope: &Scope<'_>, id: &str) -> Result<Option<Lookup>> {
+        let name = desired::new_connection(self.object).name;
+        let listed = self
+            .ctx
+            .flow
+            .find_connections_by_name(scope, &name)
+            .await
+            .map_err(Error::flow("confirming that the connection is gone"))?;
+        if let Some(connection) = listed.into_iter().find(|c| c.id == id) {
+            // Listed, so it exists: the read was stale. Use what the list returned.
+            debug!(connection_id = %id, "a read answered 404 but the connection is listed");
+            return Ok(Some(Lookup::Found(Found {
+                connection,
+                created: false,
+            })));
+        }
+        let now = self.ctx.memory.now();
+        let missing = self.ctx.memory.with(&self.uid(), |memory| {
+            let missing = match memory.missing.take() {
+                Some(missing) if missing.id == id => Missing {
+                    reads: missing.reads + 1,
+                    ..missing
+                },
+                _ => Missing {
+                    id: id.to_string(),
+                    since: now,
+                    reads: 1,
+                },
+            };
+            memory.missing = Some(missing.clone());
+            missing
+        });
+        let window = self.ctx.settings.missing_confirm_window;
+        let elapsed = now.saturating_duration_since(missing.since);
+        if missing.reads < MISSING_CONFIRM_READS || elapsed < window {
+            let retry_in = backoff_delay(missing.reads)
+                .max(Duration::from_secs(1))
+                .min(window.saturating_sub(elapsed).max(Duration::from_secs(1)));
+            return Ok(Some(Lookup::Wait {
+                reason: "ConfirmingDeletion",
+                message: format!(
+                    "Flow Service answers 404 for connection {id} and does not list it under the name \
+                     `{name}`; confirming that it is gone before creating a new one"
+                ),
+                retry_in,
+            }));
+        }
+        self.publish(
+            EventType::Warning,
+            "Recreated",
+            format!(
+                "Connection {id} was deleted outside the operator: {} reads over {}s answered 404 and \
+                 no connection with that id is listed under the name `{name}`; creating a new one",
+                missing.reads,
+                elapsed.as_secs()
+            ),
+        )
+        .await;
+        warn!(connection_id = %id, reads = missing.reads, "connection deleted outside the operator; recreating");
+        self.clear_missing();
+        self.forget_connection();
+        Ok(None)
+    }
+
+    fn clear_missing(&self) {
+        self.ctx.memory.with(&self.uid(), |memory| memory.missing = None);
+    }
+
+    /// While a create whose answer never came may still be committed by Flow Service, a lookup
+    /// by name could miss it and lead to a second create: wait until it has settled.
+    fn create_settling(&self, marker: &PendingCreate) -> Option<Lookup> {
+        let answered = self
+            .ctx
+            .memory
+            .read(&self.uid(), |memory| memory.create_answered)
+            .unwrap_or(false);
+        if answered {
+            return None;
+        }
+        let sent = marker.attempted_at.as_ref().unwrap_or(&marker.started_at);
+        let settled_at = sent.0.as_millisecond()
+            + i64::try_from(self.ctx.settings.create_settle.as_millis()).unwrap_or(i64::MAX);
+        let left = settled_at - Timestamp::now().as_millisecond();
+        (left > 0).then(|| Lookup::Wait {
+            reason: "ConfirmingCreate",
+            message: format!(
+                "A create request for `{}` got no answer and may still be committed; \
+                 looking it up by name once it has settled",
+                marker.connection_name
+            ),
+            retry_in: Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+        })
     }
 
     /// Creates the connection: marker first, then the POST, then the id, each durably stored.
-    async fn create(&self, scope: &Scope<'_>) -> Result<Found> {
+    async fn create(&self, scope: &Scope<'_>) -> Result<Lookup> {
         let request = desired::new_connection(self.object);
         let mut marked = self.status();
         // A marker left by an earlier attempt keeps its (earlier) start: the lookup window only grows.
@@ -278,8 +453,12 @@ impl<'a> Reconciliation<'a> {
         marked.pending_create = Some(PendingCreate {
             connection_name: request.name.clone(),
             started_at,
+            attempted_at: Some(now()),
         });
-        self.write_status(
+        self.ensure_leading()?;
+        // The marker is the claim to create: written with the resourceVersion that was read, so
+        // that of two writers (two processes, a lost leader) only one goes on to the POST.
+        self.write_claim(
             marked,
             &Progress::Reconciling {
                 reason: "Creating",
@@ -288,31 +467,61 @@ impl<'a> Reconciliation<'a> {
                     request.name, scope.sandbox
                 ),
             },
+            "the create-pending marker",
         )
         .await?;
 
-        let created = self
-            .ctx
-            .flow
-            .create_connection(scope, &request)
-            .await
-            .map_err(Error::flow("creating the connection"))?;
+        self.ensure_leading()?;
+        let result = self.ctx.flow.create_connection(scope, &request).await;
+        let answered = match &result {
+            Ok(_) => true,
+            Err(error) => error.details().is_some_and(|d| d.status.is_some()),
+        };
+        self.ctx
+            .memory
+            .with(&self.uid(), |memory| memory.create_answered = answered);
+        let created = match result {
+            Ok(created) => created,
+            Err(error) => {
+                if !error.maybe_committed() {
+                    // Certainly not applied: the marker claims nothing any more.
+                    self.stored.lock().expect("status lock").pending_create = None;
+                }
+                return Err(Error::flow("creating the connection")(error));
+            }
+        };
         info!(connection_id = %created.id, "created connection");
+        self.claim_connection(&created.id)?;
         self.record_created(&created.id, &created.etag).await?;
 
-        let connection = self
-            .ctx
-            .flow
-            .get_connection(scope, &created.id)
-            .await
-            .map_err(Error::flow("reading the new connection"))?;
-        Ok(Found {
-            connection,
-            created: true,
-        })
+        match self.ctx.flow.get_connection(scope, &created.id).await {
+            Ok(connection) => Ok(Lookup::Found(Found {
+                connection,
+                created: true,
+            })),
+            // Eventual consistency right after a 201: the id is recorded, the next reconciles
+            // confirm it (and only after a confirmed absence create again).
+            Err(FlowError::NotFound { .. }) => {
+                self.publish(
+                    EventType::Normal,
+                    "Created",
+                    format!("Created connection {}", created.id),
+                )
+                .await;
+                Ok(Lookup::Wait {
+                    reason: "InletProvisioning",
+                    message: format!(
+                        "Created connection {}; waiting for Flow Service to show it",
+                        created.id
+                    ),
+                    retry_in: INLET_POLL_INTERVAL,
+                })
+            }
+            Err(error) => Err(Error::flow("reading the new connection")(error)),
+        }
     }
 
-    /// Stores the id of a connection that now exists and clears the marker.
+    /// Stores the id of a connection that is now this object's and clears the marker.
     async fn record_created(&self, id: &str, etag: &str) -> Result<()> {
         let mut next = self.status();
         next.connection_id = Some(id.to_string());
@@ -350,7 +559,9 @@ impl<'a> Reconciliation<'a> {
         }
     }
 
-    /// Connections named like the marker, created since it, matching the spec, owned by no one else.
+    /// Connections named exactly like the marker, created since it, matching the spec, owned by
+    /// no one else. The name is compared here too: the server-side filter's equality (trailing
+    /// spaces, case, Unicode forms) is not something the lookup may depend on.
     async fn created_since(
         &self,
         scope: &Scope<'_>,
@@ -365,6 +576,7 @@ impl<'a> Reconciliation<'a> {
             .map_err(Error::flow("looking up an interrupted create by name"))?;
         Ok(found
             .into_iter()
+            .filter(|c| c.name == marker.connection_name)
             .filter(|c| c.created_at.is_none_or(|created| created >= since))
             .filter(|c| desired::adoption_mismatch(self.object, c).is_none())
             .filter(|c| self.ctx.owner_of(&c.id, self.object).is_none())
@@ -387,6 +599,43 @@ impl<'a> Reconciliation<'a> {
         Ok(())
     }
 
+    /// Claims connection `id` for this object in this process; the loser learns who won.
+    fn claim_connection(&self, id: &str) -> Result<()> {
+        self.ctx
+            .memory
+            .claim_id(id, &self.uid())
+            .map_err(|_| Error::ConnectionConflict {
+                id: id.to_string(),
+                why: format!(
+                    "StreamingConnection {} already manages it",
+                    self.ctx
+                        .owner_of(id, self.object)
+                        .unwrap_or_else(|| "another StreamingConnection".into())
+                ),
+            })
+    }
+
+    /// Fencing: no Flow Service write unless this replica may write.
+    fn ensure_leading(&self) -> Result<()> {
+        if self.ctx.fence.is_valid() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
+
+    fn uid(&self) -> String {
+        self.object.uid().unwrap_or_default()
+    }
+
+    /// Nothing more to do before `delay`, unless the object or its Secret changes meanwhile.
+    fn defer(&self, delay: Duration) -> Action {
+        self.ctx
+            .memory
+            .defer(&self.uid(), self.ctx.inputs(self.object), delay);
+        Action::requeue(delay)
+    }
+
     /// PATCHes name/description with `If-Match`; on a stale etag reads again and retries once.
     async fn update_connection(
         &self,
@@ -395,6 +644,7 @@ impl<'a> Reconciliation<'a> {
         update: crate::flow::ConnectionUpdate,
     ) -> Result<Connection> {
         let flow = &self.ctx.flow;
+        self.ensure_leading()?;
         let updated = match flow
             .update_connection(scope, &connection.id, &connection.etag, &update)
             .await
@@ -408,6 +658,7 @@ impl<'a> Reconciliation<'a> {
                 let Some(update) = desired::connection_update(self.object, &connection) else {
                     return Ok(connection);
                 };
+                self.ensure_leading()?;
                 flow.update_connection(scope, &connection.id, &connection.etag, &update)
                     .await
                     .map_err(Error::flow("updating the connection"))?
@@ -510,8 +761,38 @@ impl<'a> Reconciliation<'a> {
     /// Writes `next` with the conditions for `progress`, unless that changes nothing.
     async fn write_status(
         &self,
+        next: StreamingConnectionStatus,
+        progress: &Progress,
+    ) -> Result<()> {
+        self.patch_status(next, progress, None).await
+    }
+
+    /// Like [`Self::write_status`], but only if nobody wrote the object since it was read: the
+    /// write carries that resourceVersion, and a conflict means another writer won the claim.
+    async fn write_claim(
+        &self,
+        next: StreamingConnectionStatus,
+        progress: &Progress,
+        what: &'static str,
+    ) -> Result<()> {
+        match self.patch_status(next, progress, Some(what)).await {
+            Err(Error::Kubernetes {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 409 => {
+                // What this process remembers writing is not the latest: read afresh next time.
+                self.ctx.forget_written_status(self.object);
+                Err(Error::ClaimConflict { what })
+            }
+            other => other,
+        }
+    }
+
+    async fn patch_status(
+        &self,
         mut next: StreamingConnectionStatus,
         progress: &Progress,
+        claim: Option<&'static str>,
     ) -> Result<()> {
         let current = self.status();
         let generation = self.object.metadata.generation;
@@ -522,11 +803,15 @@ impl<'a> Reconciliation<'a> {
             return Ok(());
         }
         next.last_synced_at = Some(timestamp);
-        let patch = json!({
+        let mut patch = json!({
             "apiVersion": format!("{API_GROUP}/{API_VERSION}"),
             "kind": "StreamingConnection",
             "status": next,
         });
+        if claim.is_some() {
+            let resource_version = self.resource_version.lock().expect("version lock").clone();
+            patch["metadata"] = json!({ "resourceVersion": resource_version });
+        }
         let written = self
             .connections
             .patch_status(
@@ -535,28 +820,38 @@ impl<'a> Reconciliation<'a> {
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(Error::kube("writing the status"))?;
+            .map_err(Error::kube(claim.unwrap_or("writing the status")))?;
+        let resource_version = written.metadata.resource_version.clone();
         let stored = written.status.unwrap_or(next);
-        self.ctx.remember_status(self.object, &stored);
+        self.ctx
+            .remember_status(self.object, &stored, resource_version.clone());
         *self.stored.lock().expect("status lock") = stored;
+        *self.resource_version.lock().expect("version lock") = resource_version;
         Ok(())
     }
 
-    /// Records a failed reconcile in the conditions and as a Warning event.
+    /// Records a failed reconcile: the conditions get the error's stable text (the same for every
+    /// attempt that fails the same way, so a failing object writes its status once), the Warning
+    /// event and the log the full text with the request id.
     async fn report_failure(&self, error: &Error) {
         let message = error.to_string();
+        warn!(reason = error.reason(), error = %message, "reconcile failed");
+        if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
+            // Another writer holds the object: this replica must not write over it.
+            return;
+        }
+        let condition = error.condition_message();
         let progress = if error.is_permanent() {
             Progress::Stalled {
                 reason: error.reason(),
-                message: message.clone(),
+                message: condition,
             }
         } else {
             Progress::Reconciling {
                 reason: error.reason(),
-                message: message.clone(),
+                message: condition,
             }
         };
-        warn!(reason = error.reason(), error = %message, "reconcile failed");
         if let Err(status_error) = self.write_status(self.status(), &progress).await {
             warn!(error = %status_error, "could not record the failure in the status");
         }
@@ -604,8 +899,20 @@ impl<'a> Reconciliation<'a> {
         if known_id.is_none() && status.pending_create.is_none() {
             return Ok(Action::await_change());
         }
+        let secret_name = &self.object.spec.credentials_ref.name;
         let credentials = match self.credentials().await {
             Ok(credentials) => credentials,
+            // `kubectl delete namespace` deletes the Secret before the finalizer runs: the
+            // credentials last read from it (and the token they minted) still delete the connection.
+            Err(Error::CredentialsNotFound { .. })
+                if let Some(last) = self.ctx.last_credentials(&self.namespace, secret_name) =>
+            {
+                info!(
+                    secret = %secret_name,
+                    "the credentials Secret is gone; deleting with the credentials last read from it"
+                );
+                last
+            }
             Err(
                 error @ (Error::CredentialsNotFound { .. } | Error::CredentialsUnusable { .. }),
             ) => {
@@ -613,9 +920,14 @@ impl<'a> Reconciliation<'a> {
                 // namespace, so the connection is orphaned and the user told so.
                 let what = known_id
                     .as_deref()
-                    .unwrap_or("the connection being created");
+                    .map_or("the connection being created".to_string(), |id| {
+                        format!("connection {id}")
+                    });
                 return Ok(self
-                    .orphaned(format!("Left {what} in Adobe Experience Platform: {error}"))
+                    .orphaned(
+                        known_id.as_deref(),
+                        format!("Left {what} in Adobe Experience Platform: {error}"),
+                    )
                     .await);
             }
             Err(error) => return Err(error),
@@ -631,7 +943,9 @@ impl<'a> Reconciliation<'a> {
                 Ok(None) => return Ok(Action::await_change()),
                 Err(error @ Error::AmbiguousCreate { .. }) => {
                     // Which one is ours cannot be told, so none is deleted rather than a wrong one.
-                    return Ok(self.orphaned(format!("Deleted nothing: {error}")).await);
+                    return Ok(self
+                        .orphaned(None, format!("Deleted nothing: {error}"))
+                        .await);
                 }
                 Err(error) => return Err(error),
             },
@@ -639,11 +953,15 @@ impl<'a> Reconciliation<'a> {
         };
         if let Some(owner) = self.ctx.owner_of(&id, self.object) {
             return Ok(self
-                .orphaned(format!(
-                    "Left connection {id} in place: StreamingConnection {owner} manages it now"
-                ))
+                .orphaned(
+                    Some(&id),
+                    format!(
+                        "Left connection {id} in place: StreamingConnection {owner} manages it now"
+                    ),
+                )
                 .await);
         }
+        self.ensure_leading()?;
         self.ctx
             .flow
             .delete_connection(&scope, &id)
@@ -659,24 +977,24 @@ impl<'a> Reconciliation<'a> {
         Ok(Action::await_change())
     }
 
-    /// Lets the object go without deleting its connection, saying why in a Warning event.
-    async fn orphaned(&self, note: String) -> Action {
+    /// Lets the object go without deleting its connection, saying why in a Warning event and in
+    /// the log (the event is refused while the namespace is being deleted; the log line remains).
+    async fn orphaned(&self, id: Option<&str>, note: String) -> Action {
+        warn!(
+            connection_id = id.unwrap_or("<unknown>"),
+            sandbox = %self.object.spec.sandbox,
+            note = %note,
+            "left a connection in Adobe Experience Platform"
+        );
         self.publish(EventType::Warning, "Orphaned", note).await;
         Action::await_change()
     }
 
     async fn publish(&self, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
         if let Err(error) = self
             .ctx
-            .recorder
-            .publish(&event, &self.object.object_ref(&()))
+            .events
+            .publish(&self.object.object_ref(&()), type_, reason, note)
             .await
         {
             warn!(%error, reason, "could not publish an event");

@@ -235,6 +235,27 @@ impl FlowError {
         )
     }
 
+    /// The [`Display`](fmt::Display) text without what changes from one attempt to the next (the
+    /// request id), for conditions that must not change while the failure stays the same.
+    pub fn stable_message(&self) -> String {
+        let mut stable = self.clone();
+        match &mut stable {
+            Self::NotFound { details, .. }
+            | Self::PreconditionFailed { details, .. }
+            | Self::Unauthorized { details, .. }
+            | Self::Forbidden { details, .. }
+            | Self::Invalid { details, .. }
+            | Self::RateLimited { details, .. }
+            | Self::Unavailable { details, .. }
+            | Self::UnexpectedResponse { details, .. } => details.request_id = None,
+            Self::Credentials(_) | Self::Configuration(_) => {}
+        }
+        if let Self::RateLimited { retry_after, .. } = &mut stable {
+            *retry_after = None;
+        }
+        stable.to_string()
+    }
+
     /// How long Adobe asked the caller to wait (`Retry-After`), when it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
