@@ -36,6 +36,11 @@ const CONNECTION_ID_IMMUTABLE: &str = "connectionId cannot be changed or removed
 const NAME_TOO_LONG_FOR_DEFAULT_CONFIGMAP: &str = "metadata.name is too long for the default ConfigMap name \
      \"<name>-inlet\" (253 characters at most): set spec.configMap.name";
 
+const NO_CONTROL_CHARACTERS: &str = "must not contain control characters (U+0000-U+001F, U+007F-U+009F): \
+     Kubernetes cannot store them in the object's status";
+const NO_CONTROL_CHARACTERS_EXCEPT_WHITESPACE: &str = "must not contain control characters other than tab, \
+     line feed and carriage return (U+0000-U+001F, U+007F-U+009F): Kubernetes cannot store them";
+
 /// A DNS-1123 subdomain, the shape of Secret and ConfigMap names.
 const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -89,17 +94,21 @@ pub struct StreamingConnectionSpec {
     /// Changing it renames the connection in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(r"!self.matches('[\\x00-\\x1f\\x7f-\\x9f]')").message(NO_CONTROL_CHARACTERS))]
     pub connection_name: Option<String>,
 
     /// A human-readable description of the connection. Changing it updates the connection in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(r"!self.matches('[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]')")
+        .message(NO_CONTROL_CHARACTERS_EXCEPT_WHITESPACE))]
     pub description: Option<String>,
 
     /// The source id reported with every event (`auth.params.sourceId`). Flow Service defaults it
     /// to the connection name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(r"!self.matches('[\\x00-\\x1f\\x7f-\\x9f]')").message(NO_CONTROL_CHARACTERS))]
     pub source_id: Option<String>,
 
     /// What the inlet accepts: `xdm` (messages in the XDM envelope) or `raw` (any JSON, mapped by

@@ -579,7 +579,10 @@ async fn a_connection_deleted_out_of_band_is_recreated_with_an_event() {
         h.reconcile("web").await.unwrap();
         assert_eq!(
             h.flow_calls().await,
-            vec![format!("GET {CONNECTION} 404"), format!("GET {CONNECTIONS} 200")]
+            vec![
+                format!("GET {CONNECTION} 404"),
+                format!("GET {CONNECTIONS} 200")
+            ]
         );
         assert_eq!(
             h.condition("web", "Reconciling"),

@@ -210,3 +210,594 @@ async fn an_api_server_restart_is_ridden_out() {
     assert_exactly_one_connection_each(&scenario, 7).await;
     scenario.finish().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// What a broken object costs over time, and the faults production brings early. Each test injects
+// the fault, then counts: calls to IMS and Flow Service, writes to the object, connections in the
+// emulator, objects Ready.
+// ---------------------------------------------------------------------------------------------
+
+const IMS: &str = "/ims/token/v3";
+
+/// How long the cost tests leave broken objects alone: `AEP_SOAK_SECONDS`, 60 by default (CI).
+/// `AEP_SOAK_SECONDS=600 cargo test --test reliability -- --ignored broken` measures ten minutes.
+fn soak_window() -> Duration {
+    Duration::from_secs(
+        std::env::var("AEP_SOAK_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    )
+}
+
+/// Requests the emulator answered on `route` (any method and status).
+fn requests_on(requests: &Value, route: &str) -> u64 {
+    requests["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["route"] == route)
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum()
+}
+
+/// Requests to Flow Service (every route but IMS).
+fn flow_requests(requests: &Value) -> u64 {
+    requests["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["route"] != IMS)
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum()
+}
+
+/// Counts the versions of one object that a watch sees (each one a write) until `stop` fires.
+fn count_writes(
+    api: kube::Api<aep_streaming_operator::api::StreamingConnection>,
+    name: &str,
+) -> tokio::task::JoinHandle<std::collections::BTreeSet<String>> {
+    use futures::StreamExt;
+    let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let window = soak_window() + Duration::from_secs(5);
+    tokio::spawn(async move {
+        let mut versions = std::collections::BTreeSet::new();
+        let stream = kube::runtime::watcher(api, config);
+        let mut stream = std::pin::pin!(stream);
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, stream.next()).await {
+            if let Ok(kube::runtime::watcher::Event::Apply(object)) = event {
+                versions.insert(object.metadata.resource_version.unwrap_or_default());
+            }
+        }
+        versions
+    })
+}
+
+#[derive(Debug)]
+struct Cost {
+    ims: u64,
+    flow: u64,
+    writes: usize,
+    events: usize,
+}
+
+/// Creates `web` with `spec` in a fresh scenario, leaves it for the soak window and counts.
+async fn cost_of(
+    scenario: &Scenario,
+    spec: Value,
+    expect_reason: &str,
+    expect_stalled: bool,
+) -> Cost {
+    let ns = scenario.namespace().to_string();
+    let writes = count_writes(scenario.connections(&ns), "web");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    scenario.create(&ns, "web", spec).await;
+    let (type_, status) = if expect_stalled {
+        ("Stalled", "True")
+    } else {
+        ("Reconciling", "True")
+    };
+    let object = scenario
+        .wait_condition(&ns, "web", type_, status, Some(expect_reason))
+        .await;
+    let message = object.status.unwrap().conditions[0].message.clone();
+    assert!(
+        !message.contains("request id") && !message.contains("interrupted create"),
+        "the condition carries the stable text only: {message}"
+    );
+    let writes = writes.await.unwrap();
+    let requests = scenario.emulator_requests().await;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(scenario.admin.clone(), &ns);
+    let events = events
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    Cost {
+        ims: requests_on(&requests, IMS),
+        flow: flow_requests(&requests),
+        // The object's creation itself is one version.
+        writes: writes.len().saturating_sub(1),
+        events,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn broken_objects_cost_a_handful_of_calls_and_writes_over_a_window() {
+    let window = soak_window();
+    let (wrong_secret, unknown_sandbox, throttled) = tokio::join!(
+        async {
+            let scenario = Scenario::start(&["cost-secret"]).await;
+            support::cluster::put_secret(
+                &scenario.admin,
+                scenario.namespace(),
+                "wrong",
+                "not-the-secret",
+            )
+            .await;
+            let cost = cost_of(
+                &scenario,
+                json!({"sandbox": "prod", "credentialsRef": {"name": "wrong"}}),
+                "CredentialsInvalid",
+                true,
+            )
+            .await;
+            scenario.finish().await;
+            cost
+        },
+        async {
+            let scenario = Scenario::start(&["cost-sandbox"]).await;
+            let cost = cost_of(
+                &scenario,
+                json!({"sandbox": "no-such-sandbox", "credentialsRef": {"name": "aep-credentials"}}),
+                "InvalidSpec",
+                true,
+            )
+            .await;
+            scenario.finish().await;
+            cost
+        },
+        async {
+            let scenario = Scenario::start(&["cost-429"]).await;
+            add_faults(
+                &scenario,
+                json!({"path": "/data/foundation/flowservice/*", "status": 429, "retryAfter": 7}),
+            )
+            .await;
+            let cost = cost_of(&scenario, spec(), "RateLimited", false).await;
+            clear_faults(&scenario).await;
+            scenario.finish().await;
+            cost
+        },
+    );
+    eprintln!(
+        "over {}s: wrong client secret {wrong_secret:?}; unknown sandbox {unknown_sandbox:?}; \
+         429 with Retry-After 7 {throttled:?}",
+        window.as_secs()
+    );
+    // A permanent error: one attempt, then nothing until the object or its Secret changes.
+    assert!(
+        wrong_secret.ims <= 2 && wrong_secret.flow == 0,
+        "{wrong_secret:?}"
+    );
+    assert!(
+        wrong_secret.writes <= 4 && wrong_secret.events <= 2,
+        "{wrong_secret:?}"
+    );
+    assert!(
+        unknown_sandbox.ims <= 2 && unknown_sandbox.flow <= 2,
+        "{unknown_sandbox:?}"
+    );
+    assert!(
+        unknown_sandbox.writes <= 5 && unknown_sandbox.events <= 2,
+        "{unknown_sandbox:?}"
+    );
+    // Throttled: never sooner than Retry-After (7 s), backing off beyond it.
+    let most = window.as_secs() / 7 + 2;
+    assert!(throttled.flow <= most, "at most {most}: {throttled:?}");
+    assert!(throttled.ims <= 2 && throttled.writes <= 5, "{throttled:?}");
+}
+
+/// Waits until `count` objects named `conn-NN` are Ready and returns their connection ids.
+async fn ready_ids(scenario: &Scenario, count: usize) -> Vec<String> {
+    let ns = scenario.namespace().to_string();
+    let mut ids = Vec::new();
+    for index in 0..count {
+        let object = scenario.wait_ready(&ns, &format!("conn-{index:02}")).await;
+        ids.push(object.status.unwrap().connection_id.unwrap());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn a_404_right_after_a_201_or_an_id_that_is_no_uuid_creates_no_second_connection() {
+    let scenario = Scenario::start(&["consistency"]).await;
+    // Eventual consistency: the first reads of a new connection answer 404.
+    add_faults(
+        &scenario,
+        json!([
+            {"method": "GET", "route": CONNECTION, "status": 404, "times": 6},
+            {"method": "POST", "route": CONNECTIONS, "action": "corruptId", "times": 1}
+        ]),
+    )
+    .await;
+    create_many(&scenario, 3).await;
+    assert_exactly_one_connection_each(&scenario, 3).await;
+    let requests = scenario.emulator_requests().await;
+    let posts: u64 = requests["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "POST" && c["route"] == CONNECTIONS)
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(posts, 3, "one POST per object: {requests}");
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn a_create_committed_after_the_client_gave_up_is_adopted_not_repeated() {
+    // The client gives up after 3 s; a proxy forwards the POST after 5 s: the connection appears
+    // two seconds after the operator stopped waiting for it.
+    let scenario = Scenario::start_with(&["late-commit"], &["--flow-request-timeout", "3s"]).await;
+    add_faults(
+        &scenario,
+        json!({"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 5000, "times": 1}),
+    )
+    .await;
+    create_many(&scenario, 1).await;
+    let ids = ready_ids(&scenario, 1).await;
+    let connections = scenario.emulator_connections().await;
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert_eq!(connections[0]["id"], ids[0].as_str());
+    let log = scenario.operator.log_text();
+    assert!(
+        log.contains("resumed an interrupted create"),
+        "{}",
+        tail(&log, 30)
+    );
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn deleting_the_namespace_deletes_every_connection_with_the_delete_policy() {
+    let scenario = Scenario::start(&["teardown"]).await;
+    create_many(&scenario, 3).await;
+    let ids = ready_ids(&scenario, 3).await;
+    assert_eq!(scenario.emulator_connections().await.len(), 3);
+
+    // The namespace controller deletes the Secret before the finalizers have run.
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(scenario.admin.clone());
+    namespaces
+        .delete(scenario.namespace(), &Default::default())
+        .await
+        .unwrap();
+    let gone =
+        support::cluster::wait_for("the namespace to go", Duration::from_secs(120), || async {
+            namespaces
+                .get_opt(scenario.namespace())
+                .await
+                .unwrap()
+                .is_none()
+        })
+        .await;
+    assert!(gone, "{}", tail(&scenario.operator.log_text(), 40));
+    let left = scenario.emulator_connections().await;
+    assert!(
+        left.is_empty(),
+        "leaked {left:?}\n{}",
+        tail(&scenario.operator.log_text(), 40)
+    );
+    let log = scenario.operator.log_text();
+    for id in ids {
+        assert!(
+            log.contains(&id),
+            "the log names each connection it deleted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn another_namespace_cannot_hijack_a_connection_and_one_of_two_adopters_wins() {
+    let scenario = Scenario::start(&["victim", "intruder"]).await;
+    let (victim, intruder) = (
+        scenario.namespaces[0].clone(),
+        scenario.namespaces[1].clone(),
+    );
+    scenario.create(&victim, "web", spec()).await;
+    let id = scenario
+        .wait_ready(&victim, "web")
+        .await
+        .status
+        .unwrap()
+        .connection_id
+        .unwrap();
+
+    // An object elsewhere, with credentials that cannot read it, names the victim's connection.
+    support::cluster::put_secret(&scenario.admin, &intruder, "stolen", "not-the-secret").await;
+    scenario
+        .create(
+            &intruder,
+            "thief",
+            json!({"sandbox": "prod", "credentialsRef": {"name": "stolen"}, "connectionId": id}),
+        )
+        .await;
+    scenario
+        .wait_condition(
+            &intruder,
+            "thief",
+            "Stalled",
+            "True",
+            Some("CredentialsInvalid"),
+        )
+        .await;
+    // The victim's Delete still deletes: the intruder's spec is no claim.
+    scenario.delete_and_wait(&victim, "web").await;
+    assert!(
+        scenario.emulator_connections().await.is_empty(),
+        "deleted, not orphaned"
+    );
+
+    // Two objects adopting the same connection at once: exactly one wins, the other names it.
+    let created_id = {
+        let response: Value = scenario
+            .flow_request(reqwest::Method::POST, "/connections")
+            .await
+            .json(&support::emulator::streaming_connection("shared"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        response["id"].as_str().unwrap().to_string()
+    };
+    for name in ["first", "second"] {
+        scenario
+            .create(&victim, name, json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}, "connectionId": created_id, "deletionPolicy": "Orphan"}))
+            .await;
+    }
+    let api = scenario.connections(&victim);
+    let settled = support::cluster::wait_for(
+        "one adopter Ready, one Stalled",
+        Duration::from_secs(60),
+        || async {
+            let mut ready = 0;
+            let mut conflict = 0;
+            for name in ["first", "second"] {
+                let object = api.get(name).await.unwrap();
+                let conditions = object.status.map(|s| s.conditions).unwrap_or_default();
+                if conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+                {
+                    ready += 1;
+                }
+                if conditions.iter().any(|c| {
+                    c.type_ == "Stalled" && c.status == "True" && c.reason == "ConnectionConflict"
+                }) {
+                    conflict += 1;
+                }
+            }
+            ready == 1 && conflict == 1
+        },
+    )
+    .await;
+    assert!(settled, "{}", tail(&scenario.operator.log_text(), 40));
+    for (loser, winner) in [("first", "second"), ("second", "first")] {
+        let object = api.get(loser).await.unwrap();
+        let conditions = object.status.map(|s| s.conditions).unwrap_or_default();
+        if let Some(stalled) = conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+        {
+            assert!(
+                stalled.message.contains(&format!("{victim}/{winner}")),
+                "the loser names the real owner: {}",
+                stalled.message
+            );
+        }
+    }
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn two_operators_without_leader_election_create_no_duplicate() {
+    let mut scenario = Scenario::start(&["twins"]).await;
+    let kubeconfig = scenario.operator_kubeconfig();
+    let twin = scenario.start_operator(&kubeconfig, &[], "operator-b");
+    // Creates are slow, so both operators are in the middle of them at once.
+    add_faults(
+        &scenario,
+        json!({"method": "POST", "route": CONNECTIONS, "latencyMs": 300}),
+    )
+    .await;
+    create_many(&scenario, 30).await;
+    assert_exactly_one_connection_each(&scenario, 30).await;
+    clear_faults(&scenario).await;
+    drop(twin);
+    scenario.operator.stop();
+    let kubeconfig = scenario.operator_kubeconfig();
+    scenario.operator = scenario.start_operator(&kubeconfig, &[], "operator-a");
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn twenty_objects_with_one_connection_name_under_commit_then_fail_each_get_one() {
+    let scenario = Scenario::start(&["same-name"]).await;
+    add_faults(
+        &scenario,
+        json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 502, "probability": 0.5}),
+    )
+    .await;
+    let ns = scenario.namespace().to_string();
+    for index in 0..20 {
+        scenario
+            .create(
+                &ns,
+                &format!("conn-{index:02}"),
+                json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}, "connectionName": "Web events"}),
+            )
+            .await;
+    }
+    let mut ids = ready_ids(&scenario, 20).await;
+    clear_faults(&scenario).await;
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "twenty different connections");
+    let connections = scenario.emulator_connections().await;
+    assert_eq!(
+        connections.len(),
+        20,
+        "none left unreferenced: {connections:?}"
+    );
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn control_characters_are_refused_at_admission_so_nothing_retries_forever() {
+    let scenario = Scenario::start(&["control"]).await;
+    let ns = scenario.namespace().to_string();
+    let api = scenario.connections(&ns);
+    for (field, value) in [
+        ("connectionName", "web\u{1}events"),
+        ("connectionName", "web\u{7f}"),
+        ("sourceId", "store\u{85}front"),
+        ("description", "bell\u{7}"),
+    ] {
+        let mut object_spec = spec();
+        object_spec[field] = json!(value);
+        let object = json!({
+            "apiVersion": "streaming.aep-operator.dev/v1alpha1", "kind": "StreamingConnection",
+            "metadata": {"name": "web", "namespace": ns}, "spec": object_spec,
+        });
+        let result = api
+            .create(
+                &Default::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
+            .await;
+        match result {
+            Err(kube::Error::Api(status)) => assert!(
+                status.code == 422
+                    && status
+                        .message
+                        .contains("must not contain control characters"),
+                "{status:?}"
+            ),
+            other => panic!("{field}: expected a 422, got {other:?}"),
+        }
+    }
+    // A multi-line description is fine.
+    let mut object_spec = spec();
+    object_spec["description"] = json!("line one\nline two\twith a tab");
+    scenario.create(&ns, "web", object_spec).await;
+    scenario.wait_ready(&ns, "web").await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn a_name_with_a_trailing_space_never_adopts_the_name_without_it() {
+    let mut scenario = Scenario::start(&["spaces"]).await;
+    let ns = scenario.namespace().to_string();
+    // Another tool made "Web events"; this object wants "Web events " and was interrupted.
+    let foreign: Value = scenario
+        .flow_request(reqwest::Method::POST, "/connections")
+        .await
+        .json(&support::emulator::streaming_connection("Web events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let foreign_id = foreign["id"].as_str().unwrap().to_string();
+    scenario.operator.kill();
+    scenario
+        .create(
+            &ns,
+            "web",
+            json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}, "connectionName": "Web events "}),
+        )
+        .await;
+    let marker = json!({
+        "apiVersion": "streaming.aep-operator.dev/v1alpha1", "kind": "StreamingConnection",
+        "status": {"pendingCreate": {"connectionName": "Web events ", "startedAt": "2020-01-01T00:00:00Z"}}
+    });
+    scenario
+        .connections(&ns)
+        .patch_status(
+            "web",
+            &kube::api::PatchParams::apply("e2e-test").force(),
+            &kube::api::Patch::Apply(&marker),
+        )
+        .await
+        .unwrap();
+    let kubeconfig = scenario.operator_kubeconfig();
+    scenario.operator = scenario.start_operator(&kubeconfig, &[], "operator-a");
+    let object = scenario.wait_ready(&ns, "web").await;
+    let id = object.status.unwrap().connection_id.unwrap();
+    assert_ne!(id, foreign_id, "the other tool's connection is not adopted");
+    let connections = scenario.emulator_connections().await;
+    assert_eq!(connections.len(), 2, "{connections:?}");
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn events_name_each_new_fact_and_deleted_objects_are_no_warning() {
+    let scenario = Scenario::start(&["events"]).await;
+    create_many(&scenario, 3).await;
+    let ids = ready_ids(&scenario, 3).await;
+    let ns = scenario.namespace().to_string();
+    for index in 0..3 {
+        scenario
+            .delete_and_wait(&ns, &format!("conn-{index:02}"))
+            .await;
+    }
+    assert!(scenario.emulator_connections().await.is_empty());
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(scenario.admin.clone(), &ns);
+    let notes: Vec<String> = events
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect();
+    for id in &ids {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n == &format!("Created connection {id}")),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n == &format!("Deleted connection {id}")),
+            "{notes:?}"
+        );
+    }
+    let log = scenario.operator.log_text();
+    assert!(
+        !log.contains("not found in local store"),
+        "{}",
+        tail(&log, 30)
+    );
+    scenario.finish().await;
+}

@@ -74,7 +74,9 @@ pub enum Error {
     /// A claim written with the resourceVersion that was read lost to another writer (another
     /// operator process, or a change of the object): nothing was sent to Flow Service, the next
     /// reconcile starts from the newer object.
-    #[error("{what} lost a race with another writer of the object; retrying from its latest version")]
+    #[error(
+        "{what} lost a race with another writer of the object; retrying from its latest version"
+    )]
     ClaimConflict { what: &'static str },
 }
 

@@ -181,8 +181,11 @@ impl Memory {
                 .as_ref()
                 .map_or(0, |failure| failure.count)
                 .saturating_add(1);
-            let delay = (!permanent)
-                .then(|| retry_after.map_or(backoff_delay(count), |asked| asked.max(backoff_delay(count))));
+            let delay = (!permanent).then(|| {
+                retry_after.map_or(backoff_delay(count), |asked| {
+                    asked.max(backoff_delay(count))
+                })
+            });
             memory.failure = Some(Failure {
                 inputs,
                 count,
@@ -275,11 +278,23 @@ mod tests {
         let memory = Memory::default();
         assert_eq!(memory.record_failure("a", inputs(1), true, None), None);
         assert_eq!(memory.gate("a", &inputs(1)), Some(None));
-        assert_eq!(memory.gate("a", &inputs(2)), None, "a new generation opens it");
+        assert_eq!(
+            memory.gate("a", &inputs(2)),
+            None,
+            "a new generation opens it"
+        );
         let mut secret_changed = inputs(1);
         secret_changed.secret_version = Some("8".into());
-        assert_eq!(memory.gate("a", &secret_changed), None, "a new Secret version opens it");
-        assert_eq!(memory.gate("b", &inputs(1)), None, "other objects are not gated");
+        assert_eq!(
+            memory.gate("a", &secret_changed),
+            None,
+            "a new Secret version opens it"
+        );
+        assert_eq!(
+            memory.gate("b", &inputs(1)),
+            None,
+            "other objects are not gated"
+        );
     }
 
     #[tokio::test]

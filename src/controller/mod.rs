@@ -31,8 +31,8 @@ use tracing::{Instrument, debug, info_span, warn};
 
 pub use self::error::{Error, Result};
 use self::events::EventPublisher;
-use self::memory::{Inputs, Memory, Verified};
 pub use self::memory::{INITIAL_RETRY_DELAY, MAX_RETRY_DELAY};
+use self::memory::{Inputs, Memory, Verified};
 pub use self::reconciler::MISSING_CONFIRM_WINDOW;
 use self::reconciler::Reconciliation;
 use crate::api::{
@@ -138,12 +138,20 @@ impl Context {
     pub fn owner_of(&self, id: &str, object: &StreamingConnection) -> Option<String> {
         let own_uid = object.uid();
         let name_of = |other: &StreamingConnection| {
-            format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any())
+            format!(
+                "{}/{}",
+                other.namespace().unwrap_or_default(),
+                other.name_any()
+            )
         };
         if let Some(found) = self.connections.find(|other| {
             other.uid() != own_uid
                 && other.metadata.deletion_timestamp.is_none()
-                && other.status.as_ref().and_then(|s| s.connection_id.as_deref()) == Some(id)
+                && other
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.connection_id.as_deref())
+                    == Some(id)
         }) {
             return Some(name_of(&found));
         }
@@ -172,8 +180,9 @@ impl Context {
         resource_version: Option<String>,
     ) {
         if let Some(uid) = object.uid() {
-            self.memory
-                .with(&uid, |m| m.written = Some((status.clone(), resource_version)));
+            self.memory.with(&uid, |m| {
+                m.written = Some((status.clone(), resource_version))
+            });
         }
     }
 

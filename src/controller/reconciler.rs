@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -23,8 +22,8 @@ use tracing::{debug, info, warn};
 
 use super::Context;
 use super::desired;
-use super::memory::{Missing, backoff_delay};
 use super::error::{Error, Result};
+use super::memory::{Missing, backoff_delay};
 use super::status::{self, Progress};
 use crate::api::{
     API_GROUP, API_VERSION, DeletionPolicy, FIELD_MANAGER, PendingCreate, StreamingConnection,
@@ -278,12 +277,7 @@ impl<'a> Reconciliation<'a> {
         }
 
         let name = desired::new_connection(self.object).name;
-        let name_key = format!(
-            "{}/{}/{}",
-            scope.credentials.org_id(),
-            scope.sandbox,
-            name
-        );
+        let name_key = format!("{}/{}/{}", scope.credentials.org_id(), scope.sandbox, name);
         // One create per connection name at a time in this process: a lookup by name after an
         // unanswered create can then tell whose connection it found.
         if let Err(holder) = self.ctx.memory.claim_name(&name_key, &self.uid()) {
@@ -291,7 +285,13 @@ impl<'a> Reconciliation<'a> {
                 .ctx
                 .connections
                 .find(|other| other.uid().as_ref() == Some(&holder))
-                .map(|other| format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()))
+                .map(|other| {
+                    format!(
+                        "{}/{}",
+                        other.namespace().unwrap_or_default(),
+                        other.name_any()
+                    )
+                })
                 .unwrap_or_else(|| "another StreamingConnection".to_string());
             return Ok(Lookup::Wait {
                 reason: "WaitingForSameName",
@@ -411,7 +411,9 @@ impl<'a> Reconciliation<'a> {
     }
 
     fn clear_missing(&self) {
-        self.ctx.memory.with(&self.uid(), |memory| memory.missing = None);
+        self.ctx
+            .memory
+            .with(&self.uid(), |memory| memory.missing = None);
     }
 
     /// While a create whose answer never came may still be committed by Flow Service, a lookup
