@@ -81,11 +81,15 @@ pub struct RunArgs {
     #[arg(long, env = "AEP_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
 
-    /// Namespace of the leader-election Lease (default: the operator's own namespace).
+    /// Namespace of the leader-election Lease (default: the operator's own namespace). Without
+    /// --leader-election the operator still reads this Lease, and refuses to run next to a replica
+    /// that holds and renews it.
     #[arg(long, env = "AEP_LEADER_ELECTION_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
 
-    /// How long a leader's Lease lasts without renewal; a standby takes over after it (e.g. `15s`).
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it has seen the
+    /// Lease unchanged for that long on its own clock (e.g. `15s`). The leader stops writing to Flow
+    /// Service when it has not renewed for two thirds of it.
     #[arg(long, env = "AEP_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
 

@@ -1,5 +1,9 @@
 //! The operator's own HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive) and `/readyz` (the controller's caches are filled and it can reconcile).
+//! alive) and `/readyz` (this replica reconciles: it leads, and the controller's watches work).
+//!
+//! A standby is alive but not ready, and so is a leader whose watches fail (for example because the
+//! CRD was deleted): `/readyz` answers what an alert or a Service should know, "is this replica doing
+//! the work", while `/healthz` stays 200 so that the kubelet does not restart a healthy standby.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,24 +17,40 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// What the endpoints report on.
+/// What the endpoints report on. Cheap to clone; every clone shares the same state.
 #[derive(Clone)]
 pub struct Health {
     pub metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    leading: Arc<AtomicBool>,
+    watches_healthy: Arc<AtomicBool>,
 }
 
 impl Health {
+    /// Not ready (not leading yet); watches are assumed healthy until the controller says otherwise.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             metrics,
-            ready: Arc::default(),
+            leading: Arc::new(AtomicBool::new(false)),
+            // Until the controller reports, "unknown" must not read as "broken": otherwise a
+            // controller that never reports would keep every replica unready forever.
+            watches_healthy: Arc::new(AtomicBool::new(true)),
         }
     }
 
-    /// Marks the operator ready (or not) for `/readyz`.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Whether this replica reconciles: it holds the Lease, or runs without leader election.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Relaxed);
+    }
+
+    /// Reported by the controller: false while any of its watches fails (a list or watch error),
+    /// true again once they all deliver events.
+    pub fn set_watches_healthy(&self, healthy: bool) {
+        self.watches_healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// What `/readyz` answers.
+    pub fn is_ready(&self) -> bool {
+        self.leading.load(Ordering::Relaxed) && self.watches_healthy.load(Ordering::Relaxed)
     }
 }
 
@@ -67,9 +87,57 @@ async fn metrics(State(health): State<Health>) -> impl IntoResponse {
 }
 
 async fn readyz(State(health): State<Health>) -> impl IntoResponse {
-    if health.ready.load(Ordering::Relaxed) {
+    if health.is_ready() {
         (StatusCode::OK, "ready")
+    } else if !health.leading.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: not the leader")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: watches failing",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    async fn status(health: &Health, path: &str) -> StatusCode {
+        router(health.clone())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn a_standby_is_alive_but_not_ready() {
+        let health = Health::new(Arc::new(Metrics::default()));
+        assert_eq!(status(&health, "/healthz").await, StatusCode::OK);
+        assert_eq!(
+            status(&health, "/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        health.set_leading(true);
+        assert_eq!(status(&health, "/readyz").await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_leader_with_failing_watches_is_not_ready() {
+        let health = Health::new(Arc::new(Metrics::default()));
+        health.set_leading(true);
+        let reported_by_the_controller = health.clone();
+        reported_by_the_controller.set_watches_healthy(false);
+        assert_eq!(
+            status(&health, "/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(&health, "/healthz").await, StatusCode::OK);
+        reported_by_the_controller.set_watches_healthy(true);
+        assert_eq!(status(&health, "/readyz").await, StatusCode::OK);
     }
 }

@@ -40,6 +40,7 @@ use crate::api::{
     StreamingConnectionStatus,
 };
 use crate::flow::{Connection, Credentials, FlowClient};
+use crate::http::Health;
 use crate::leader::Fence;
 use crate::metrics::Metrics;
 
@@ -431,6 +432,7 @@ pub async fn run(
     settings: Settings,
     metrics: Arc<Metrics>,
     fence: Fence,
+    health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (connections, secrets, config_maps): (
@@ -476,6 +478,24 @@ pub async fn run(
             .collect::<Vec<_>>()
     };
 
+    // Readiness follows the watches: a watch that keeps failing (the CRD deleted, RBAC revoked)
+    // errors at least every few seconds (its backoff is capped at 5 s); thirty seconds without an
+    // error means they are all flowing again.
+    let last_watch_error: Arc<Mutex<Option<std::time::Instant>>> = Arc::default();
+    let watch_health = {
+        let last_watch_error = last_watch_error.clone();
+        tokio::spawn(async move {
+            loop {
+                let failing = last_watch_error
+                    .lock()
+                    .expect("watch error lock")
+                    .is_some_and(|at| at.elapsed() < WATCH_RECOVERY);
+                health.set_watches_healthy(!failing);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
     controller
         .watches(secrets, watcher::Config::default(), users_of_secret)
         // A published ConfigMap that is edited or deleted is put back.
@@ -491,29 +511,41 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => debug!(
-                    namespace = object.namespace,
-                    name = object.name,
-                    "reconciled"
-                ),
-                Err(controller::Error::ReconcilerFailed(error, object)) => {
-                    debug!(
+        .for_each(|result| {
+            let last_watch_error = last_watch_error.clone();
+            async move {
+                match result {
+                    Ok((object, _)) => debug!(
                         namespace = object.namespace,
                         name = object.name,
-                        reason = error.reason(),
-                        "reconcile failed"
-                    )
+                        "reconciled"
+                    ),
+                    Err(controller::Error::ReconcilerFailed(error, object)) => {
+                        debug!(
+                            namespace = object.namespace,
+                            name = object.name,
+                            reason = error.reason(),
+                            "reconcile failed"
+                        )
+                    }
+                    // A reconcile scheduled for an object deleted meanwhile: nothing to do.
+                    Err(controller::Error::ObjectNotFound(object)) => debug!(
+                        namespace = object.namespace,
+                        name = object.name,
+                        "the object is gone"
+                    ),
+                    Err(controller::Error::QueueError(error)) => {
+                        *last_watch_error.lock().expect("watch error lock") =
+                            Some(std::time::Instant::now());
+                        warn!(%error, "a watch failed");
+                    }
+                    Err(error) => warn!(%error, "controller error"),
                 }
-                // A reconcile scheduled for an object deleted meanwhile: nothing to do.
-                Err(controller::Error::ObjectNotFound(object)) => debug!(
-                    namespace = object.namespace,
-                    name = object.name,
-                    "the object is gone"
-                ),
-                Err(error) => warn!(%error, "controller error"),
             }
         })
         .await;
+    watch_health.abort();
 }
+
+/// How long without a watch error before the watches count as healthy again.
+const WATCH_RECOVERY: Duration = Duration::from_secs(30);
