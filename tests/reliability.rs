@@ -801,3 +801,48 @@ async fn events_name_each_new_fact_and_deleted_objects_are_no_warning() {
     );
     scenario.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn an_operator_without_leader_election_refuses_to_run_beside_a_leader() {
+    let election = [
+        "--leader-election",
+        "--leader-election-namespace",
+        "aep-streaming-operator",
+        "--leader-election-lease-duration",
+        "4s",
+    ];
+    let scenario = Scenario::start_with(&["refusal"], &election).await;
+    let ns = scenario.namespace().to_string();
+    scenario.create(&ns, "web", spec()).await;
+    scenario.wait_ready(&ns, "web").await;
+
+    let kubeconfig = scenario.operator_kubeconfig();
+    let mut rogue = scenario.start_operator(
+        &kubeconfig,
+        &["--leader-election-namespace", "aep-streaming-operator"],
+        "rogue",
+    );
+    let mut exited = false;
+    for _ in 0..200 {
+        if !rogue.is_running() {
+            exited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = rogue.log_text();
+    assert!(
+        exited,
+        "it should have refused to start\n{}",
+        tail(&log, 20)
+    );
+    assert!(
+        log.contains("Enable --leader-election"),
+        "{}",
+        tail(&log, 20)
+    );
+    assert!(!log.contains("starting the StreamingConnection controller"));
+    assert_eq!(scenario.emulator_connections().await.len(), 1);
+    scenario.finish().await;
+}
