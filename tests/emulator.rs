@@ -878,6 +878,44 @@ async fn list_filters_with_and_or_dotted_paths_and_url_decoded_values() {
 }
 
 #[tokio::test]
+async fn list_name_equality_is_exact_so_trailing_spaces_make_distinct_names() {
+    let harness = Harness::start().await;
+    harness.create("web").await;
+    harness.create("web ").await;
+    harness.create(" web").await;
+    assert_eq!(list_names(&harness, "property=name==web").await, ["web"]);
+    assert_eq!(
+        list_names(&harness, "property=name==web%20").await,
+        ["web "]
+    );
+    assert_eq!(list_names(&harness, "property=name==web+").await, ["web "]);
+    assert_eq!(
+        list_names(&harness, "property=name==%20web").await,
+        [" web"]
+    );
+    assert_eq!(
+        list_names(&harness, "property=name!=web%20").await,
+        ["web", " web"]
+    );
+    for (query, expected) in [
+        ("count=true&property=name==web", 1),
+        ("count=true&property=name==web%20", 1),
+        ("count=true&property=name==web,web%20", 2),
+        ("count=true&property=name==web%20%20", 0),
+    ] {
+        let body: Value = harness
+            .flow(Method::GET, &format!("{CONNECTIONS}?{query}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body, json!({"count": expected}), "{query}");
+    }
+}
+
+#[tokio::test]
 async fn list_orders_by_name_either_way_and_by_creation_time() {
     let harness = Harness::start().await;
     for name in ["bravo", "alpha", "charlie"] {

@@ -1,6 +1,6 @@
 //! The emulator's admin API and operations: fault injection (status, Retry-After, times, probability, latency,
-//! commit-then-fail, dropped connections), the request log, reset, `--latency-ms`, the state file across
-//! restarts, and the `aep-emulator` binary itself.
+//! commit-then-fail, dropped connections, late commits, corrupted ids, not-found lookalikes), the request log,
+//! reset, `--latency-ms`, the state file across restarts, and the `aep-emulator` binary itself.
 
 #[path = "support/emulator.rs"]
 mod support;
@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aep_streaming_operator::emulator::{EmulatorConfig, start};
+use aep_streaming_operator::emulator::{DEMO_CLIENT_ID, DEMO_ORG_ID, EmulatorConfig, start};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::*;
@@ -243,6 +243,249 @@ async fn commit_then_drop_creates_the_connection_though_the_client_sees_a_connec
     assert_eq!(last["fault"], "fault-1");
 }
 
+/// `count=true` of connections named `name` in `prod`, as a client would ask.
+async fn listed_count(harness: &Harness, name: &str) -> u64 {
+    let body: Value = harness
+        .flow(
+            Method::GET,
+            &format!("{CONNECTIONS}?count=true&property=name=={name}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["count"].as_u64().unwrap()
+}
+
+/// A client that gives up after `timeout`, as the operator's does.
+fn impatient_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder().timeout(timeout).build().unwrap()
+}
+
+async fn post_impatiently(harness: &Harness, timeout: Duration, name: &str) -> reqwest::Error {
+    impatient_client(timeout)
+        .post(harness.url(CONNECTIONS))
+        .bearer_auth(&harness.token)
+        .header("x-api-key", DEMO_CLIENT_ID)
+        .header("x-gw-ims-org-id", DEMO_ORG_ID)
+        .header("x-sandbox-name", "prod")
+        .json(&streaming_connection(name))
+        .send()
+        .await
+        .expect_err("the client gives up before the answer")
+}
+
+async fn sleep_until(started: Instant, after: Duration) {
+    tokio::time::sleep_until((started + after).into()).await;
+}
+
+#[tokio::test]
+async fn commit_after_delay_creates_the_connection_after_the_client_gave_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("state.json");
+    let harness = Harness::with(EmulatorConfig {
+        state_file: Some(state_file.clone()),
+        ..Default::default()
+    })
+    .await;
+    harness
+        .add_fault(json!({"id": "late", "method": "POST", "route": CONNECTIONS,
+                          "action": "commitAfterDelay", "latencyMs": 2000, "times": 1}))
+        .await;
+    let started = Instant::now();
+    let error = post_impatiently(&harness, Duration::from_secs(1), "late-commit").await;
+    assert!(error.is_timeout(), "{error:?}");
+
+    sleep_until(started, Duration::from_millis(1_500)).await;
+    assert_eq!(count_connections(&harness).await, 0, "not committed yet");
+    assert_eq!(listed_count(&harness, "late-commit").await, 0);
+
+    sleep_until(started, Duration::from_secs(3)).await;
+    assert_eq!(
+        count_connections(&harness).await,
+        1,
+        "committed although the client had gone"
+    );
+    assert_eq!(listed_count(&harness, "late-commit").await, 1);
+    let state = harness.admin_json("/_emulator/state").await;
+    let id = state["connections"][0]["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+
+    let log = harness.admin_json("/_emulator/requests").await;
+    let creates: Vec<&Value> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "POST" && e["route"] == CONNECTIONS)
+        .collect();
+    assert_eq!(creates.len(), 1, "logged once: {log}");
+    assert_eq!(creates[0]["status"], 201);
+    assert_eq!(creates[0]["fault"], "late");
+
+    let persisted = std::fs::read_to_string(&state_file).unwrap();
+    assert!(
+        persisted.contains(&id) && persisted.contains("late-commit"),
+        "the late commit is in the state file"
+    );
+}
+
+#[tokio::test]
+async fn a_delay_fault_is_lost_when_the_client_gives_up_unlike_commit_after_delay() {
+    // The contrast that makes commitAfterDelay necessary: with `delay`, the client's disconnect cancels the
+    // operation, because the delay runs inside the request.
+    let harness = Harness::start().await;
+    harness
+        .add_fault(json!({"method": "POST", "route": CONNECTIONS, "latencyMs": 1000, "times": 1}))
+        .await;
+    let started = Instant::now();
+    let error = post_impatiently(&harness, Duration::from_millis(300), "lost").await;
+    assert!(error.is_timeout(), "{error:?}");
+    sleep_until(started, Duration::from_millis(1_800)).await;
+    assert_eq!(count_connections(&harness).await, 0);
+}
+
+#[tokio::test]
+async fn commit_after_delay_answers_a_waiting_client_late_with_the_real_answer_or_the_rule_status()
+{
+    let harness = Harness::start().await;
+    harness
+        .add_fault(json!([
+            {"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 300, "times": 1},
+            {"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 300,
+             "status": 504, "retryAfter": 3, "times": 1}
+        ]))
+        .await;
+    let started = Instant::now();
+    let response = harness
+        .flow(Method::POST, CONNECTIONS)
+        .json(&streaming_connection("patient"))
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(response.headers().contains_key("location"));
+    assert!(response.headers().contains_key("x-request-id"));
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(
+        harness.connection(created["id"].as_str().unwrap()).await["name"],
+        "patient"
+    );
+
+    let started = Instant::now();
+    let response = harness
+        .flow(Method::POST, CONNECTIONS)
+        .json(&streaming_connection("late failure"))
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(response.headers()["retry-after"], "3");
+    assert_flow_error(response, 504, "1104-504").await;
+    assert_eq!(listed_count(&harness, "late%20failure").await, 1);
+
+    let log = harness.admin_json("/_emulator/requests").await;
+    let statuses: Vec<&Value> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "POST" && e["route"] == CONNECTIONS)
+        .map(|e| &e["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!(201), &json!(504)],
+        "each request logged once: {log}"
+    );
+}
+
+#[tokio::test]
+async fn an_injected_404_reads_exactly_like_a_missing_connection_then_the_connection_appears() {
+    let harness = Harness::start().await;
+    let missing = uuid::Uuid::new_v4().to_string();
+    let genuine = harness
+        .flow(Method::GET, &format!("{CONNECTIONS}/{missing}"))
+        .send()
+        .await
+        .unwrap();
+    let genuine_type = genuine.headers()["content-type"].clone();
+    let genuine = assert_flow_error(genuine, 404, "1101-404").await;
+
+    let (id, _) = harness.create("eventually consistent").await;
+    harness
+        .add_fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 404, "times": 2}))
+        .await;
+    for _ in 0..2 {
+        let injected = harness
+            .flow(Method::GET, &format!("{CONNECTIONS}/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(injected.headers()["content-type"], genuine_type);
+        assert!(!injected.headers().contains_key("retry-after"));
+        let injected = assert_flow_error(injected, 404, "1101-404").await;
+        // Same body but for the id and the request id.
+        let mut expected = serde_json::to_string(&genuine)
+            .unwrap()
+            .replace(&missing, &id);
+        expected = expected.replace(
+            genuine["report"]["request-id"].as_str().unwrap(),
+            injected["report"]["request-id"].as_str().unwrap(),
+        );
+        assert_eq!(injected, serde_json::from_str::<Value>(&expected).unwrap());
+        assert_eq!(injected["report"]["id"], id.as_str());
+    }
+    assert_eq!(
+        harness.connection(&id).await["name"],
+        "eventually consistent"
+    );
+}
+
+#[tokio::test]
+async fn corrupt_id_commits_the_connection_but_answers_201_with_a_non_uuid_id() {
+    let harness = Harness::start().await;
+    harness
+        .add_fault(
+            json!({"method": "POST", "route": CONNECTIONS, "action": "corruptId", "times": 1}),
+        )
+        .await;
+    let response = harness
+        .flow(Method::POST, CONNECTIONS)
+        .json(&streaming_connection("garbled"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.ends_with(&format!("{CONNECTIONS}/not-a-uuid")),
+        "{location}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], "not-a-uuid");
+    assert!(body["etag"].as_str().unwrap().starts_with('"'));
+
+    let state = harness.admin_json("/_emulator/state").await;
+    let real_id = state["connections"][0]["id"].as_str().unwrap();
+    assert!(
+        uuid::Uuid::parse_str(real_id).is_ok(),
+        "stored with a real id"
+    );
+    assert_eq!(state["connections"][0]["etag"], body["etag"]);
+    assert_eq!(listed_count(&harness, "garbled").await, 1);
+    let response = harness
+        .flow(Method::GET, &format!("{CONNECTIONS}/not-a-uuid"))
+        .send()
+        .await
+        .unwrap();
+    assert_flow_error(response, 404, "1101-404").await;
+    // The rule fired once: the next create answers normally.
+    let (next, _) = harness.create("plain").await;
+    assert!(uuid::Uuid::parse_str(&next).is_ok());
+}
+
 #[tokio::test]
 async fn invalid_fault_rules_are_refused_with_400() {
     let harness = Harness::start().await;
@@ -251,6 +494,8 @@ async fn invalid_fault_rules_are_refused_with_400() {
         json!({"status": 503, "probability": 1.5}),
         json!({"status": 503, "unknownField": true}),
         json!({"action": "explode"}),
+        json!({"action": "commitAfterDelay"}),
+        json!({"action": "corruptId", "status": 201}),
     ] {
         let response = harness
             .http

@@ -362,6 +362,15 @@ impl ApiError {
         }
     }
 
+    /// The inlet's 404: unknown inlet, deleted connection, or not provisioned yet.
+    pub fn inlet_not_found(inlet_id: &str) -> Self {
+        Self::inlet_problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            format!("inletId: [{inlet_id}] The inlet does not exist."),
+        )
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -1,5 +1,6 @@
-//! Fault injection: rules posted to `/_emulator/faults` that make matching requests fail, slow down, or commit and
-//! then fail (the ambiguous outcomes a client must survive without creating duplicates).
+//! Fault injection: rules posted to `/_emulator/faults` that make matching requests fail, slow down, commit and
+//! then fail, commit late (after the client gave up), or answer a corrupted id: the ambiguous outcomes a client
+//! must survive without creating duplicates.
 //!
 //! A rule matches on method, route template and/or a path glob; the first rule (in the order they were added)
 //! that matches, still has `times` left and wins its `probability` roll decides the request. The JSON format is
@@ -8,11 +9,13 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::connections::CONNECTION_ROUTE;
 use super::errors::{ApiError, FlowError};
 
 /// What a firing rule does to the request.
@@ -29,6 +32,13 @@ pub enum FaultAction {
     CommitThenDrop,
     /// Only add `latencyMs`, then serve normally.
     Delay,
+    /// After `latencyMs`, perform the operation in a detached task, so that it commits even when the client has
+    /// gone (a proxy forwarding a request the client already gave up on). A client still waiting gets the real
+    /// answer, or `status` when the rule has one.
+    CommitAfterDelay,
+    /// Perform the operation; a successful JSON answer carrying an `id` gets [`CORRUPT_ID`] instead (in
+    /// `Location` too).
+    CorruptId,
 }
 
 impl FaultAction {
@@ -36,6 +46,9 @@ impl FaultAction {
         matches!(self, Self::CommitThenFail | Self::CommitThenDrop)
     }
 }
+
+/// The id a `corruptId` rule puts in the answer: not a UUID, as no Flow Service id is.
+pub const CORRUPT_ID: &str = "not-a-uuid";
 
 /// `Retry-After` as seconds or as literal header text (an HTTP date, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,15 +113,22 @@ impl FaultRule {
             FaultAction::CommitThenFail if self.status.is_none() => {
                 self.status = Some(DEFAULT_COMMIT_THEN_FAIL_STATUS);
             }
-            FaultAction::Drop | FaultAction::CommitThenDrop | FaultAction::Delay
+            FaultAction::Drop
+            | FaultAction::CommitThenDrop
+            | FaultAction::Delay
+            | FaultAction::CorruptId
                 if self.status.is_some() =>
             {
                 return Err(
-                    "status is only meaningful with action fail or commitThenFail".to_owned(),
+                    "status is only meaningful with action fail, commitThenFail or commitAfterDelay"
+                        .to_owned(),
                 );
             }
             FaultAction::Delay if self.latency_ms.is_none() => {
                 return Err("action delay needs latencyMs".to_owned());
+            }
+            FaultAction::CommitAfterDelay if self.latency_ms.is_none() => {
+                return Err("action commitAfterDelay needs latencyMs".to_owned());
             }
             _ => {}
         }
@@ -223,9 +243,17 @@ impl FaultDecision {
         self.action.commits()
     }
 
-    /// The answer of a `fail`/`commitThenFail` rule. Without a body, the shape of the component the route
-    /// belongs to (IMS, inlet or Flow Service), so that clients parse it as they would a real failure.
-    pub fn response(&self, route: &str) -> Response {
+    /// Whether the rule names a status that replaces the real answer (always for `fail`/`commitThenFail`,
+    /// optionally for `commitAfterDelay`).
+    pub fn replaces_answer(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// The answer of a `fail`/`commitThenFail`/`commitAfterDelay` rule. Without a body, the shape of the
+    /// component the route belongs to (IMS, inlet or Flow Service), so that clients parse it as they would a
+    /// real failure. A 404 on an item route (`resource_id` is its decoded `{id}` or `{inletId}`) is exactly the
+    /// genuine not-found answer, so that a client cannot tell an injected 404 from a missing resource.
+    pub fn response(&self, route: &str, resource_id: Option<&str>) -> Response {
         let status = StatusCode::from_u16(self.status.unwrap_or(DEFAULT_COMMIT_THEN_FAIL_STATUS))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = match &self.body {
@@ -237,13 +265,23 @@ impl FaultDecision {
                 description: format!("injected fault {}", self.rule_id),
             }
             .into_response(),
-            None if route.starts_with("/collection/") => ApiError::inlet_problem(
-                status,
-                "Injected fault",
-                format!("injected fault {}", self.rule_id),
-            )
-            .into_response(),
-            None => ApiError::Flow(FlowError::for_status(status)).into_response(),
+            None if route.starts_with("/collection/") => match resource_id {
+                Some(inlet_id) if status == StatusCode::NOT_FOUND => {
+                    ApiError::inlet_not_found(inlet_id).into_response()
+                }
+                _ => ApiError::inlet_problem(
+                    status,
+                    "Injected fault",
+                    format!("injected fault {}", self.rule_id),
+                )
+                .into_response(),
+            },
+            None => match resource_id {
+                Some(id) if status == StatusCode::NOT_FOUND && route == CONNECTION_ROUTE => {
+                    ApiError::Flow(FlowError::not_found(id)).into_response()
+                }
+                _ => ApiError::Flow(FlowError::for_status(status)).into_response(),
+            },
         };
         // ApiError bodies carry their own status; the rule's status wins.
         *response.status_mut() = status;
@@ -258,6 +296,43 @@ impl FaultDecision {
         }
         response
     }
+}
+
+/// The answer of a `corruptId` rule: a successful JSON object's string `id` becomes [`CORRUPT_ID`], and the same
+/// id at the end of `Location` too, so that the client has no other way to learn the real one. Anything else
+/// (an error, a body without an id) passes unchanged.
+pub async fn corrupt_id(response: Response) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%error, "corruptId: could not read the answer");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut document = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(document @ Value::Object(_)) => document,
+        _ => return Response::from_parts(parts, Body::from(bytes)),
+    };
+    let Some(real_id) = document["id"].as_str().map(str::to_owned) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    document["id"] = json!(CORRUPT_ID);
+    let location = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|location| location.strip_suffix(real_id.as_str()))
+        .and_then(|prefix| HeaderValue::from_str(&format!("{prefix}{CORRUPT_ID}")).ok());
+    if let Some(location) = location {
+        parts.headers.insert(header::LOCATION, location);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&document).expect("JSON serializes");
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// The installed rules.
@@ -339,6 +414,7 @@ impl FaultBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emulator::connections::CONNECTIONS_ROUTE;
 
     fn rule(value: Value) -> FaultRule {
         serde_json::from_value(value).unwrap()
@@ -406,6 +482,69 @@ mod tests {
         );
         assert!(book.list().is_empty());
         assert!(serde_json::from_value::<FaultRule>(json!({"statuss": 500})).is_err());
+    }
+
+    #[test]
+    fn commit_after_delay_needs_latency_and_takes_an_optional_status() {
+        let mut book = FaultBook::default();
+        assert!(
+            book.add(vec![rule(json!({"action": "commitAfterDelay"}))])
+                .unwrap_err()
+                .contains("latencyMs")
+        );
+        assert!(
+            book.add(vec![rule(json!({"action": "corruptId", "status": 201}))])
+                .is_err()
+        );
+        book.add(vec![
+            rule(json!({"route": "/a", "action": "commitAfterDelay", "latencyMs": 10})),
+            rule(json!({"route": "/b", "action": "commitAfterDelay", "latencyMs": 10, "status": 504})),
+            rule(json!({"route": "/c", "action": "corruptId"})),
+        ])
+        .unwrap();
+        let plain = book.decide("POST", "/a", "/a").unwrap();
+        assert_eq!(plain.action, FaultAction::CommitAfterDelay);
+        assert!(!plain.replaces_answer() && !plain.commits());
+        assert!(book.decide("POST", "/b", "/b").unwrap().replaces_answer());
+        assert_eq!(
+            book.decide("POST", "/c", "/c").unwrap().action,
+            FaultAction::CorruptId
+        );
+    }
+
+    #[tokio::test]
+    async fn corrupt_id_replaces_the_id_in_the_body_and_location_only_on_success() {
+        let id = "a59d368a-1152-4673-a46e-bd52e8cdb9a9";
+        let mut created = (
+            StatusCode::CREATED,
+            Json(json!({"id": id, "etag": "\"e\""})),
+        )
+            .into_response();
+        created.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&format!("http://h{CONNECTIONS_ROUTE}/{id}")).unwrap(),
+        );
+        let corrupted = corrupt_id(created).await;
+        assert_eq!(corrupted.status(), StatusCode::CREATED);
+        assert!(
+            corrupted.headers()[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .ends_with("/connections/not-a-uuid")
+        );
+        let body = axum::body::to_bytes(corrupted.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap(),
+            json!({"id": CORRUPT_ID, "etag": "\"e\""})
+        );
+        let failed = (StatusCode::NOT_FOUND, Json(json!({"id": id}))).into_response();
+        let passed = corrupt_id(failed).await;
+        let body = axum::body::to_bytes(passed.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["id"], id);
     }
 
     #[test]

@@ -6,20 +6,28 @@
 //! [`std::panic::resume_unwind`]. The unwind ends the per-connection task that `axum::serve` spawned, so the
 //! socket is closed without a response and the client sees a connection error (an incomplete message or reset).
 //! `resume_unwind` does not run the panic hook, so nothing is printed, and only that one connection's task ends.
+//!
+//! Committing late (`commitAfterDelay`): the body is read at once, then a detached task waits, runs the handler
+//! and records the request itself, so that the operation and its log entry happen even after axum dropped this
+//! request's future because the client disconnected. A client still waiting gets the task's answer.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::RequestExt;
+use axum::body::Body;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use super::app::AppState;
 use super::errors::{REQUEST_ID, REQUEST_ID_HEADER};
-use super::faults::FaultAction;
+use super::faults::{self, FaultAction, FaultDecision};
 
 /// Admin routes live under this prefix; the front door lets them through untouched.
 pub const ADMIN_PREFIX: &str = "/_emulator";
@@ -29,6 +37,9 @@ pub const UNMATCHED_ROUTE: &str = "*";
 pub const DROPPED_STATUS: u16 = 0;
 /// The log keeps the most recent entries only, so that a benchmark cannot grow it without bound.
 pub const MAX_LOG_ENTRIES: usize = 10_000;
+/// The most a `commitAfterDelay` request body may hold: it is read into memory before the client may leave.
+/// Above every limit the routes themselves enforce (the inlet drains up to 32 MiB before its 413).
+const DETACHED_BODY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 /// A client-supplied request id longer than this is replaced: it ends up in bodies and logs.
 const MAX_CLIENT_REQUEST_ID_LENGTH: usize = 128;
 
@@ -119,21 +130,36 @@ fn request_id_for(request: &Request) -> String {
 enum Outcome {
     Respond(Response, Option<String>),
     Drop(String),
+    /// The answer of a detached commit, which recorded the request in the log itself.
+    Logged(Response),
 }
 
-async fn serve(app: &AppState, route: &str, request: Request, next: Next) -> Outcome {
+/// The decoded `{id}` or `{inletId}` of an item route, for fault answers that must look like the real ones.
+async fn resource_id(request: &mut Request) -> Option<String> {
+    let params = request.extract_parts::<RawPathParams>().await.ok()?;
+    params
+        .iter()
+        .find(|(name, _)| matches!(*name, "id" | "inletId"))
+        .map(|(_, value)| value.to_owned())
+}
+
+async fn serve(app: &Arc<AppState>, entry: &LogEntry, mut request: Request, next: Next) -> Outcome {
     if !app.latency.is_zero() {
         tokio::time::sleep(app.latency).await;
     }
-    let path = request.uri().path().to_owned();
-    let decision =
-        app.faults
-            .lock()
-            .expect("fault lock")
-            .decide(request.method().as_str(), route, &path);
+    let route = entry.route.as_str();
+    let decision = app.faults.lock().expect("fault lock").decide(
+        request.method().as_str(),
+        route,
+        &entry.path,
+    );
     let Some(fault) = decision else {
         return Outcome::Respond(next.run(request).await, None);
     };
+    let resource_id = resource_id(&mut request).await;
+    if fault.action == FaultAction::CommitAfterDelay {
+        return commit_after_delay(app, entry, fault, request, next, resource_id).await;
+    }
     if !fault.latency.is_zero() {
         tokio::time::sleep(fault.latency).await;
     }
@@ -143,13 +169,95 @@ async fn serve(app: &AppState, route: &str, request: Request, next: Next) -> Out
         tracing::debug!(rule = %fault.rule_id, status = %committed.status(), "fault: committed, answer replaced");
         return match fault.action {
             FaultAction::CommitThenDrop => Outcome::Drop(fault.rule_id),
-            _ => Outcome::Respond(fault.response(route), Some(fault.rule_id)),
+            _ => Outcome::Respond(
+                fault.response(route, resource_id.as_deref()),
+                Some(fault.rule_id),
+            ),
         };
     }
     match fault.action {
         FaultAction::Delay => Outcome::Respond(next.run(request).await, Some(fault.rule_id)),
+        FaultAction::CorruptId => {
+            let answer = faults::corrupt_id(next.run(request).await).await;
+            Outcome::Respond(answer, Some(fault.rule_id))
+        }
         FaultAction::Drop => Outcome::Drop(fault.rule_id),
-        _ => Outcome::Respond(fault.response(route), Some(fault.rule_id)),
+        _ => Outcome::Respond(
+            fault.response(route, resource_id.as_deref()),
+            Some(fault.rule_id),
+        ),
+    }
+}
+
+/// `commitAfterDelay`: the operation runs in a detached task after the rule's latency, so that it happens even
+/// if the client disconnects meanwhile (axum then drops this future, but not the task). The task records the
+/// request in the log, because this future may no longer exist to do it.
+async fn commit_after_delay(
+    app: &Arc<AppState>,
+    entry: &LogEntry,
+    fault: FaultDecision,
+    request: Request,
+    next: Next,
+    resource_id: Option<String>,
+) -> Outcome {
+    // Read the body now: once the client is gone, hyper can no longer deliver what it has not read yet.
+    let (parts, body) = request.into_parts();
+    let bytes = match Limited::new(body, DETACHED_BODY_LIMIT_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let status = if error.is::<LengthLimitError>() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let detail = format!(
+                "fault {}: the request body could not be read: {error}",
+                fault.rule_id
+            );
+            return Outcome::Respond((status, detail).into_response(), Some(fault.rule_id));
+        }
+    };
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let (answer, answered) = oneshot::channel::<Response>();
+    let task_app = Arc::clone(app);
+    let mut task_entry = entry.clone();
+    let rule_id = fault.rule_id.clone();
+    tokio::spawn(REQUEST_ID.scope(entry.request_id.clone(), async move {
+        tokio::time::sleep(fault.latency).await;
+        let committed = next.run(request).await;
+        let response = if fault.replaces_answer() {
+            fault.response(&task_entry.route, resource_id.as_deref())
+        } else {
+            committed
+        };
+        task_entry.status = response.status().as_u16();
+        task_entry.fault = Some(fault.rule_id.clone());
+        tracing::debug!(
+            rule = %fault.rule_id,
+            path = %task_entry.path,
+            status = task_entry.status,
+            "fault: committed after delay"
+        );
+        task_app
+            .requests
+            .lock()
+            .expect("request log lock")
+            .record(task_entry);
+        // The client may have gone: then nobody receives the answer, and that is the point.
+        let _ = answer.send(response);
+    }));
+    match answered.await {
+        Ok(response) => Outcome::Logged(response),
+        Err(_) => {
+            tracing::error!(rule = %rule_id, "the detached commit ended without an answer");
+            Outcome::Respond(
+                StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                Some(rule_id),
+            )
+        }
     }
 }
 
@@ -169,29 +277,37 @@ pub async fn front_door(
         .map(|matched| normalize_route(matched.as_str()))
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
     let method: Method = request.method().clone();
-    let query = request.uri().query().map(str::to_owned);
     let request_id = request_id_for(&request);
-    let outcome = REQUEST_ID
-        .scope(request_id.clone(), serve(&app, &route, request, next))
-        .await;
-    let (status, fault, response) = match outcome {
-        Outcome::Respond(response, fault) => (response.status().as_u16(), fault, Some(response)),
-        Outcome::Drop(fault) => (DROPPED_STATUS, Some(fault), None),
+    let mut entry = LogEntry {
+        seq: 0,
+        method: method.to_string(),
+        route,
+        path,
+        query: request.uri().query().map(str::to_owned),
+        status: DROPPED_STATUS,
+        fault: None,
+        request_id: request_id.clone(),
     };
-    tracing::debug!(%method, %path, status, fault = fault.as_deref(), "served");
-    app.requests
-        .lock()
-        .expect("request log lock")
-        .record(LogEntry {
-            seq: 0,
-            method: method.to_string(),
-            route,
-            path,
-            query,
-            status,
-            fault,
-            request_id: request_id.clone(),
-        });
+    let outcome = REQUEST_ID
+        .scope(request_id.clone(), serve(&app, &entry, request, next))
+        .await;
+    let (response, logged) = match outcome {
+        Outcome::Logged(response) => (Some(response), true),
+        Outcome::Respond(response, fault) => {
+            entry.status = response.status().as_u16();
+            entry.fault = fault;
+            (Some(response), false)
+        }
+        Outcome::Drop(fault) => {
+            entry.status = DROPPED_STATUS;
+            entry.fault = Some(fault);
+            (None, false)
+        }
+    };
+    if !logged {
+        tracing::debug!(%method, path = %entry.path, status = entry.status, fault = entry.fault.as_deref(), "served");
+        app.requests.lock().expect("request log lock").record(entry);
+    }
     let Some(mut response) = response else {
         std::panic::resume_unwind(Box::new(ConnectionDropped));
     };

@@ -50,13 +50,7 @@ fn open_inlet(app: &AppState, inlet_id: &str, headers: &HeaderMap) -> Result<Inl
         let connection = store
             .by_inlet(inlet_id)
             .filter(|c| c.inlet_ready(now_ms()))
-            .ok_or_else(|| {
-                ApiError::inlet_problem(
-                    StatusCode::NOT_FOUND,
-                    "Not Found",
-                    format!("inletId: [{inlet_id}] The inlet does not exist."),
-                )
-            })?;
+            .ok_or_else(|| ApiError::inlet_not_found(inlet_id))?;
         (
             Inlet {
                 connection_id: connection.id.clone(),

@@ -238,8 +238,10 @@ fn split_path(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// `path<op>values`. The path may be padded with spaces; the values are taken exactly as decoded (`==` is exact
+/// equality: `name==web%20` finds `"web "`, not `"web"`).
 fn parse_filter(expression: &str) -> Result<Filter, FlowError> {
-    let expression = expression.trim();
+    let expression = expression.trim_start();
     let found = expression.char_indices().find_map(|(index, _)| {
         OPERATORS
             .iter()
@@ -253,15 +255,15 @@ fn parse_filter(expression: &str) -> Result<Filter, FlowError> {
                 .split(',')
                 .map(str::to_owned)
                 .collect();
-            (&expression[..index], operator, values)
+            (expression[..index].trim_end(), operator, values)
         }
         Some(_) => return Err(FlowError::invalid_filter_field(expression)),
-        None => match expression.strip_prefix('!') {
+        None => match expression.trim_end().strip_prefix('!') {
             Some(path) => (path, Operator::NotExists, Vec::new()),
             None if expression.contains('=') => {
                 return Err(FlowError::invalid_filter_operator(expression));
             }
-            None => (expression, Operator::Exists, Vec::new()),
+            None => (expression.trim_end(), Operator::Exists, Vec::new()),
         },
     };
     if !valid_path(path) {
@@ -303,11 +305,17 @@ fn lookup<'a>(value: &'a Value, path: &[String]) -> Vec<&'a Value> {
     }
 }
 
+/// Strings compare exactly; numbers and booleans by value, so spaces around them do not matter.
 fn equals(found: &Value, wanted: &str) -> bool {
     match found {
         Value::String(s) => s == wanted,
-        Value::Number(n) => n.to_string() == wanted || wanted.parse::<f64>().ok() == n.as_f64(),
-        Value::Bool(b) => wanted.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            let wanted = wanted.trim();
+            n.to_string() == wanted || wanted.parse::<f64>().ok() == n.as_f64()
+        }
+        Value::Bool(b) => wanted
+            .trim()
+            .eq_ignore_ascii_case(if *b { "true" } else { "false" }),
         _ => false,
     }
 }
@@ -315,7 +323,7 @@ fn equals(found: &Value, wanted: &str) -> bool {
 /// Numbers compare numerically, everything else as text.
 fn compare_to(found: &Value, wanted: &str) -> Option<Ordering> {
     match found {
-        Value::Number(n) => n.as_f64()?.partial_cmp(&wanted.parse::<f64>().ok()?),
+        Value::Number(n) => n.as_f64()?.partial_cmp(&wanted.trim().parse::<f64>().ok()?),
         Value::String(s) => Some(s.as_str().cmp(wanted)),
         _ => None,
     }
@@ -446,6 +454,31 @@ mod tests {
         assert_eq!(names(&run("property=createdAt>=20")), ["b", "c d"]);
         assert_eq!(names(&run("property=!auth.params.inletId")), ["c d"]);
         assert_eq!(names(&run("property=nothing.here==1")), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn equality_is_exact_for_strings_and_by_value_for_numbers() {
+        let docs = vec![
+            (1, json!({"name": "web", "createdAt": 5})),
+            (2, json!({"name": "web ", "createdAt": 6})),
+            (3, json!({"name": " web", "createdAt": 7})),
+        ];
+        let run = |query: &str| {
+            ListRequest::parse(Some(query))
+                .unwrap()
+                .respond(docs.clone())
+        };
+        assert_eq!(names(&run("property=name==web")), ["web"]);
+        assert_eq!(names(&run("property=name==web%20")), ["web "]);
+        assert_eq!(names(&run("property=name==web+")), ["web "]);
+        assert_eq!(names(&run("property=name==%20web")), [" web"]);
+        assert_eq!(names(&run("property=name!=web%20")), ["web", " web"]);
+        assert_eq!(names(&run("property=name==web,web%20")), ["web", "web "]);
+        // Spaces around the path, and around numbers, still do not matter.
+        assert_eq!(names(&run("property=%20name%20==web")), ["web"]);
+        assert_eq!(names(&run("property=createdAt==6%20")), ["web "]);
+        assert_eq!(names(&run("property=createdAt>=6%20")), ["web ", " web"]);
+        assert_eq!(names(&run("property=%20name%20")).len(), 3);
     }
 
     #[test]
