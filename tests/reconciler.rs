@@ -1041,3 +1041,112 @@ async fn a_new_connection_whose_inlet_is_not_provisioned_yet_is_polled_until_it_
     assert!(h.object("web").status.unwrap().inlet_url.is_some());
     assert_eq!(h.emulator_connections().await.len(), 1);
 }
+
+/// Ten minutes of simulated time in which the object is reconciled every second, as if something
+/// (its own status writes, a noisy watch) triggered it without pause, the error policy running
+/// after each failure as the controller runs it. Returns (IMS requests, Flow requests, Kubernetes
+/// writes, events).
+async fn ten_simulated_minutes(h: &mut Harness, name: &str) -> (usize, usize, usize, usize) {
+    for _ in 0..600 {
+        let object = Arc::new(h.object(name));
+        if let Err(error) = h.reconcile(name).await {
+            controller::error_policy(object, &error, h.ctx.clone());
+        }
+        h.ctx.advance_clock(Duration::from_secs(1));
+    }
+    let log: Value = h
+        .http
+        .get(format!("{}/_emulator/requests", h.emulator.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = log["log"].as_array().unwrap();
+    let ims = entries
+        .iter()
+        .filter(|entry| entry["route"] == "/ims/token/v3")
+        .count();
+    (
+        ims,
+        entries.len() - ims,
+        h.kube.writes().len(),
+        h.kube.events().len(),
+    )
+}
+
+#[tokio::test]
+async fn ten_minutes_with_a_wrong_client_secret_cost_one_token_request_and_a_few_writes() {
+    let mut h = Harness::new().await;
+    h.kube.insert(&secret("wrong", "not-the-secret-42"));
+    let mut object = streaming_connection("web");
+    object.spec.credentials_ref.name = "wrong".into();
+    h.apply(object);
+    h.clear_calls().await;
+
+    let (ims, flow, writes, events) = ten_simulated_minutes(&mut h, "web").await;
+    eprintln!(
+        "wrong client secret, 10 simulated minutes: {ims} IMS, {flow} Flow, {writes} writes, {events} events"
+    );
+    assert_eq!((ims, flow), (1, 0), "one mint, remembered as failed");
+    assert!(
+        writes <= 3,
+        "finalizer, first status, Stalled: {:?}",
+        h.kube.writes()
+    );
+    assert_eq!(events, 1);
+    assert_eq!(
+        h.condition("web", "Stalled"),
+        ("True".into(), "CredentialsInvalid".into())
+    );
+}
+
+#[tokio::test]
+async fn ten_minutes_in_an_unknown_sandbox_cost_one_flow_request_and_a_few_writes() {
+    let mut h = Harness::new().await;
+    let mut object = streaming_connection("web");
+    object.spec.sandbox = "no-such-sandbox".into();
+    h.apply(object);
+    h.clear_calls().await;
+
+    let (ims, flow, writes, events) = ten_simulated_minutes(&mut h, "web").await;
+    eprintln!(
+        "unknown sandbox, 10 simulated minutes: {ims} IMS, {flow} Flow, {writes} writes, {events} events"
+    );
+    assert_eq!((ims, flow), (1, 1), "one token, one refused create");
+    assert!(
+        writes <= 4,
+        "finalizer, first status, marker, Stalled: {:?}",
+        h.kube.writes()
+    );
+    assert_eq!(events, 1);
+    let status = h.object("web").status.unwrap();
+    assert!(
+        status.pending_create.is_none(),
+        "a create refused for sure leaves no marker"
+    );
+    assert_eq!(
+        h.condition("web", "Stalled"),
+        ("True".into(), "InvalidSpec".into())
+    );
+}
+
+#[tokio::test]
+async fn ten_minutes_of_5xx_back_off_to_a_handful_of_attempts() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.fault(json!({"method": "POST", "route": CONNECTIONS, "status": 503}))
+        .await;
+    h.clear_calls().await;
+
+    let (_, flow, writes, _) = ten_simulated_minutes(&mut h, "web").await;
+    eprintln!(
+        "Flow Service answering 503 to creates, 10 simulated minutes: {flow} Flow requests, {writes} writes"
+    );
+    // 1 s doubling with jitter, capped at 5 min: about ten attempts in ten minutes (at most
+    // twelve), each a lookup by name (the last POST may have been committed) and a POST; the
+    // status changes once per attempt (the marker's time), the conditions once.
+    assert!(flow <= 26, "{flow} Flow requests");
+    assert!(writes <= 16, "{:?}", h.kube.writes());
+}

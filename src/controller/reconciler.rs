@@ -447,6 +447,7 @@ impl<'a> Reconciliation<'a> {
         let request = desired::new_connection(self.object);
         let mut marked = self.status();
         // A marker left by an earlier attempt keeps its (earlier) start: the lookup window only grows.
+        let retrying = marked.pending_create.is_some();
         let started_at = marked
             .pending_create
             .as_ref()
@@ -460,18 +461,20 @@ impl<'a> Reconciliation<'a> {
         self.ensure_leading()?;
         // The marker is the claim to create: written with the resourceVersion that was read, so
         // that of two writers (two processes, a lost leader) only one goes on to the POST.
-        self.write_claim(
-            marked,
-            &Progress::Reconciling {
+        // A retry keeps the conditions that report the last failure: only the marker's time changes.
+        let progress = if retrying {
+            Progress::Unchanged
+        } else {
+            Progress::Reconciling {
                 reason: "Creating",
                 message: format!(
                     "Creating connection `{}` in sandbox `{}`",
                     request.name, scope.sandbox
                 ),
-            },
-            "the create-pending marker",
-        )
-        .await?;
+            }
+        };
+        self.write_claim(marked, &progress, "the create-pending marker")
+            .await?;
 
         self.ensure_leading()?;
         let result = self.ctx.flow.create_connection(scope, &request).await;

@@ -24,6 +24,9 @@ pub enum Progress {
         reason: &'static str,
         message: String,
     },
+    /// The conditions stay as they are (a retry of a step whose failure they already report);
+    /// only other status fields change.
+    Unchanged,
 }
 
 /// The three conditions for `progress`, keeping `lastTransitionTime` of any condition whose status
@@ -34,6 +37,16 @@ pub fn conditions(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
+    if *progress == Progress::Unchanged && !previous.is_empty() {
+        return previous
+            .iter()
+            .cloned()
+            .map(|mut condition| {
+                condition.observed_generation = generation;
+                condition
+            })
+            .collect();
+    }
     let (ready, reconciling, stalled) = match progress {
         Progress::Ready => (
             (
@@ -53,6 +66,11 @@ pub fn conditions(
             ("False", *reason, message.clone()),
             ("False", *reason, String::new()),
             ("True", *reason, message.clone()),
+        ),
+        Progress::Unchanged => (
+            ("False", "Reconciling", String::new()),
+            ("True", "Reconciling", String::new()),
+            ("False", "Reconciling", String::new()),
         ),
     };
     [
