@@ -164,6 +164,25 @@ impl Env {
             .sum()
     }
 
+    /// Every request the emulator served so far, of any route.
+    async fn admin_json_requests_total(&self) -> u64 {
+        let log: Value = self
+            .admin
+            .get(self.admin_url("requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|count| count["count"].as_u64().unwrap())
+            .sum()
+    }
+
     async fn tokens_minted(&self) -> u64 {
         self.served("POST", TOKEN_ROUTE, None).await
     }
@@ -1148,12 +1167,448 @@ async fn ims_outages_are_transient() {
     );
     assert_eq!(error.operation(), Some(Operation::Token));
     assert!(!error.maybe_committed(), "no create was sent");
-    // The failure is not cached: the next call mints.
+    assert!(!error.is_permanent());
+    let hold = error
+        .retry_after()
+        .expect("the client says how long it holds IMS back");
+    assert_eq!(hold, Duration::from_secs(1));
+    // Held for a short while: the next call gets the same failure without asking IMS again...
+    let again = assert_reason(
+        env.client.get_connection(&env.scope(), "x").await,
+        "FlowServiceUnavailable",
+    );
+    assert_eq!(again.stable_message(), error.stable_message());
+    assert!(again.retry_after().is_some_and(|left| left <= hold));
+    assert_eq!(env.tokens_minted().await, 1);
+    // ...and once the hold has passed, the next call mints.
+    tokio::time::sleep(hold).await;
     env.client
         .create_connection(&env.scope(), &new_connection("x"))
         .await
         .unwrap();
     assert_eq!(env.tokens_minted().await, 2);
+}
+
+// ----- broken objects stay quiet ------------------------------------------------------------------
+
+fn wrong_secret_credentials(cache_key: &str) -> Credentials {
+    Credentials::from_secret_data(
+        &secret_data(&[
+            ("clientId", DEMO_CLIENT_ID),
+            ("clientSecret", "not-the-secret"),
+            ("orgId", DEMO_ORG_ID),
+        ]),
+        cache_key,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn fifty_calls_with_a_wrong_client_secret_make_one_ims_request() {
+    let env = env().await;
+    let wrong = wrong_secret_credentials("wrong/1");
+    let scope = Scope {
+        credentials: &wrong,
+        sandbox: "prod",
+    };
+    let mut messages = std::collections::BTreeSet::new();
+    for call in 0..50 {
+        let result = match call % 4 {
+            0 => env.client.get_connection(&scope, "x").await.map(drop),
+            1 => env
+                .client
+                .find_connections_by_name(&scope, "n")
+                .await
+                .map(drop),
+            2 => env
+                .client
+                .create_connection(&scope, &new_connection("x"))
+                .await
+                .map(drop),
+            _ => env.client.delete_connection(&scope, "x").await,
+        };
+        let error = assert_reason(result, "CredentialsInvalid");
+        assert!(error.is_permanent());
+        assert_eq!(error.operation(), Some(Operation::Token));
+        messages.insert(error.stable_message());
+    }
+    assert_eq!(env.tokens_minted().await, 1);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(env.observer.count(Operation::Token, "4xx"), 1);
+
+    // Forgetting the credentials (their Secret changed) lets one new attempt through.
+    env.client.forget_token(&wrong);
+    for _ in 0..5 {
+        assert_reason(
+            env.client.get_connection(&scope, "x").await,
+            "CredentialsInvalid",
+        );
+    }
+    assert_eq!(env.tokens_minted().await, 2);
+
+    // So does a new Secret version, which is a new cache slot; the old version stays quiet.
+    let next = wrong_secret_credentials("wrong/2");
+    let next_scope = Scope {
+        credentials: &next,
+        sandbox: "prod",
+    };
+    for _ in 0..5 {
+        assert_reason(
+            env.client.get_connection(&next_scope, "x").await,
+            "CredentialsInvalid",
+        );
+        assert_reason(
+            env.client.get_connection(&scope, "x").await,
+            "CredentialsInvalid",
+        );
+    }
+    assert_eq!(env.tokens_minted().await, 3);
+    // Valid credentials of the same client are unaffected.
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    assert_eq!(env.tokens_minted().await, 4);
+}
+
+#[tokio::test]
+async fn an_ims_429_holds_every_token_request_until_its_retry_after() {
+    let env = env().await;
+    env.fault(
+        json!({"method": "POST", "route": TOKEN_ROUTE, "status": 429, "retryAfter": 7, "times": 1}),
+    )
+    .await;
+    let error = assert_reason(
+        env.client.get_connection(&env.scope(), "x").await,
+        "RateLimited",
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+    for _ in 0..20 {
+        let error = assert_reason(
+            env.client.get_connection(&env.scope(), "x").await,
+            "RateLimited",
+        );
+        let left = error.retry_after().expect("the remaining wait");
+        assert!(
+            left > Duration::ZERO && left <= Duration::from_secs(7),
+            "{left:?}"
+        );
+    }
+    // New credentials of the same client are held back too: Adobe throttles the integration.
+    let next = demo_credentials("secret-uid/2");
+    let scope = Scope {
+        credentials: &next,
+        sandbox: "prod",
+    };
+    assert_reason(
+        env.client.find_connections_by_name(&scope, "n").await,
+        "RateLimited",
+    );
+    assert_eq!(env.tokens_minted().await, 1);
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, None).await, 0);
+}
+
+#[tokio::test]
+async fn a_429_stops_every_call_of_the_integration_until_its_retry_after() {
+    let env = env().await;
+    let scope = env.scope();
+    let created = env
+        .client
+        .create_connection(&scope, &new_connection("Throttled"))
+        .await
+        .unwrap();
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 7, "times": 1}))
+        .await;
+    let first = assert_reason(
+        env.client
+            .create_connection(&scope, &new_connection("x"))
+            .await,
+        "RateLimited",
+    );
+    assert_eq!(first.retry_after(), Some(Duration::from_secs(7)));
+    let requests_so_far = env.admin_json_requests_total().await;
+
+    let started = Instant::now();
+    let update = ConnectionUpdate {
+        name: Some("y".into()),
+        description: None,
+    };
+    let errors = vec![
+        env.client
+            .create_connection(&scope, &new_connection("x"))
+            .await
+            .unwrap_err(),
+        env.client
+            .get_connection(&scope, &created.id)
+            .await
+            .unwrap_err(),
+        env.client
+            .find_connections_by_name(&scope, "Throttled")
+            .await
+            .unwrap_err(),
+        env.client
+            .update_connection(&scope, &created.id, &created.etag, &update)
+            .await
+            .unwrap_err(),
+        env.client
+            .delete_connection(&scope, &created.id)
+            .await
+            .unwrap_err(),
+    ];
+    assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
+    for error in &errors {
+        assert_eq!(error.reason(), "RateLimited", "{error}");
+        let left = error.retry_after().expect("the remaining wait");
+        assert!(
+            left > Duration::ZERO && left <= Duration::from_secs(7),
+            "{left:?}"
+        );
+        assert!(
+            error.to_string().contains("not sent"),
+            "says it was not sent: {error}"
+        );
+        assert!(!error.maybe_committed());
+    }
+    assert_eq!(
+        env.admin_json_requests_total().await,
+        requests_so_far,
+        "nothing was sent inside the window"
+    );
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_holds_the_integration_for_a_second() {
+    let env = env().await;
+    let scope = env.scope();
+    env.client
+        .find_connections_by_name(&scope, "n")
+        .await
+        .unwrap();
+    env.fault(json!({"method": "DELETE", "route": CONNECTION_ROUTE, "status": 429, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client.delete_connection(&scope, "x").await,
+        "RateLimited",
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(1)));
+    let held = assert_reason(
+        env.client.find_connections_by_name(&scope, "n").await,
+        "RateLimited",
+    );
+    assert!(
+        held.retry_after()
+            .is_some_and(|left| left <= Duration::from_secs(1))
+    );
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, None).await, 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.client
+        .find_connections_by_name(&scope, "n")
+        .await
+        .unwrap();
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, None).await, 2);
+}
+
+#[tokio::test]
+async fn a_read_retry_never_goes_out_before_the_retry_after() {
+    let env = env().await;
+    let scope = env.scope();
+    env.client
+        .find_connections_by_name(&scope, "n")
+        .await
+        .unwrap();
+    // The list is throttled for 2 s; its own retry must wait until then, and so must other calls.
+    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 2, "times": 1}))
+        .await;
+    let started = Instant::now();
+    let (list, get) = tokio::join!(env.client.find_connections_by_name(&scope, "n"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.client.get_connection(&scope, "x").await
+    });
+    list.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_reason(get, "RateLimited");
+    assert_eq!(env.served("GET", CONNECTION_ROUTE, None).await, 0);
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, None).await, 3);
+}
+
+#[tokio::test]
+async fn ims_requests_count_against_the_rate_limit_and_the_concurrency_cap() {
+    // One request a second: the token request and the call it serves are two.
+    let env = env_with(EmulatorConfig::default(), |config| config.qps = 1.0).await;
+    let started = Instant::now();
+    env.client
+        .find_connections_by_name(&env.scope(), "n")
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One request at a time: two token requests of 400 ms each cannot overlap.
+    let env = env_with(EmulatorConfig::default(), |config| {
+        config.max_concurrency = 1
+    })
+    .await;
+    env.fault(json!({"method": "POST", "route": TOKEN_ROUTE, "latencyMs": 400}))
+        .await;
+    let (first, second) = (demo_credentials("a/1"), demo_credentials("b/1"));
+    let (first, second) = (
+        Scope {
+            credentials: &first,
+            sandbox: "prod",
+        },
+        Scope {
+            credentials: &second,
+            sandbox: "prod",
+        },
+    );
+    let started = Instant::now();
+    let (one, two) = tokio::join!(
+        env.client.find_connections_by_name(&first, "n"),
+        env.client.find_connections_by_name(&second, "n"),
+    );
+    one.unwrap();
+    two.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(780),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.tokens_minted().await, 2);
+}
+
+#[tokio::test]
+async fn a_created_id_that_is_not_a_uuid_may_have_committed() {
+    let env = env().await;
+    for body in [
+        json!({"id": "not-a-uuid", "etag": "\"e1\""}),
+        json!({"id": "../../flows", "etag": "\"e1\""}),
+        json!({"etag": "\"e1\""}),
+        json!({"id": 42, "etag": "\"e1\""}),
+    ] {
+        env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 201, "body": body, "times": 1}))
+            .await;
+        let error = assert_reason(
+            env.client
+                .create_connection(&env.scope(), &new_connection("x"))
+                .await,
+            "UnexpectedResponse",
+        );
+        assert!(error.maybe_committed(), "look it up by name: {error}");
+        assert!(!error.is_permanent());
+        assert_eq!(error.status(), Some(201));
+    }
+}
+
+#[tokio::test]
+async fn a_connection_read_back_with_an_id_that_is_not_a_uuid_is_unexpected() {
+    let env = env().await;
+    let created = env
+        .client
+        .create_connection(&env.scope(), &new_connection("Odd"))
+        .await
+        .unwrap();
+    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 200,
+                     "body": {"items": [{"id": "12345", "name": "Odd", "etag": "\"e\""}]}, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client.get_connection(&env.scope(), &created.id).await,
+        "UnexpectedResponse",
+    );
+    assert!(!error.maybe_committed());
+    assert!(error.to_string().contains("not a UUID"), "{error}");
+    // Another connection than the one asked for is not trusted either.
+    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 200,
+                     "body": {"items": [{"id": "a59d368a-1152-4673-a46e-bd52e8cdb9a9", "name": "Odd"}]},
+                     "times": 1}))
+        .await;
+    assert_reason(
+        env.client.get_connection(&env.scope(), &created.id).await,
+        "UnexpectedResponse",
+    );
+
+    // In a lookup, only a match with an odd id is a problem; strangers are ignored.
+    env.fault(
+        json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 200,
+                     "body": {"items": [
+                         {"id": "stranger-id", "name": "Someone else"},
+                         {"id": created.id, "name": "Odd"},
+                     ], "_links": {}}, "times": 1}),
+    )
+    .await;
+    let found = env
+        .client
+        .find_connections_by_name(&env.scope(), "Odd")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 200,
+                     "body": {"items": [{"id": "odd-id", "name": "Odd"}], "_links": {}}, "times": 1}))
+        .await;
+    assert_reason(
+        env.client
+            .find_connections_by_name(&env.scope(), "Odd")
+            .await,
+        "UnexpectedResponse",
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_html_page_becomes_its_title() {
+    let env = env().await;
+    let page = "<!DOCTYPE html><html><head><title>503 Service Temporarily Unavailable</title>\
+                <style>body{font:x}</style></head><body><h1>503 Service Temporarily Unavailable</h1>\
+                <hr><center>nginx</center></body></html>";
+    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "body": page, "times": 1}))
+        .await;
+    let error = assert_reason(
+        env.client
+            .create_connection(&env.scope(), &new_connection("x"))
+            .await,
+        "FlowServiceUnavailable",
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains(": 503 Service Temporarily Unavailable)"),
+        "{text}"
+    );
+    assert!(!text.contains('<') && !text.contains("nginx"), "{text}");
+}
+
+#[tokio::test]
+async fn encoded_echoes_of_the_client_secret_are_redacted() {
+    let env = env().await;
+    // "demo-secret" as base64 (standard and URL-safe are the same here), with and without padding,
+    // percent-encoded with either case of escapes, and upper-cased.
+    let echoes = [
+        "ZGVtby1zZWNyZXQ=",
+        "ZGVtby1zZWNyZXQ",
+        "demo%2Dsecret",
+        "demo%2dsecret",
+        "DEMO-SECRET",
+    ];
+    for echo in echoes {
+        env.fault(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 400,
+                         "body": {"message": format!("credential {echo} rejected")}, "times": 1}),
+        )
+        .await;
+        let error = assert_reason(
+            env.client
+                .create_connection(&env.scope(), &new_connection("x"))
+                .await,
+            "InvalidSpec",
+        );
+        let text = format!("{error} {error:?}");
+        assert!(text.contains("credential <redacted> rejected"), "{text}");
+        assert!(!text.contains(echo), "{echo} leaked into {text}");
+    }
 }
 
 // ----- limits and observer ------------------------------------------------------------------------

@@ -459,6 +459,13 @@ impl<'a> Reconciliation<'a> {
             attempted_at: Some(now()),
         });
         self.ensure_leading()?;
+        // Credentials that IMS rejects stop here, before the marker is written (a write, and a
+        // lookup by name on the next attempt, for a create that could never have been sent).
+        self.ctx
+            .flow
+            .authenticate(scope.credentials)
+            .await
+            .map_err(Error::flow("authenticating with IMS"))?;
         // The marker is the claim to create: written with the resourceVersion that was read, so
         // that of two writers (two processes, a lost leader) only one goes on to the POST.
         // A retry keeps the conditions that report the last failure: only the marker's time changes.

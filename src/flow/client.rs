@@ -4,16 +4,17 @@
 //! Writes are sent once (plus one resend after a 401, when a fresh token is minted, because a 401
 //! means the request was not processed): the reconciler owns the retry of writes, since only it can
 //! look before writing again. Reads are retried here with backoff, honouring `Retry-After`.
+//!
+//! A 429 closes the door for the whole integration (see the `throttle` module): until its
+//! `Retry-After` has passed, every call with the same credentials fails fast without sending
+//! anything, and a read's own retries sleep past the window rather than into it.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderValue, Method};
-use tokio::sync::Semaphore;
 use url::Url;
 
 use super::connections::{
@@ -27,6 +28,7 @@ use super::http::{
     Response, build_client, execute,
 };
 use super::observer::{FlowObserver, NoopObserver, OUTCOME_ERROR, Operation, outcome_for_status};
+use super::throttle::{Integration, Throttle};
 use super::token::{AccessToken, TokenProvider};
 
 /// Adobe's production Platform gateway.
@@ -64,11 +66,11 @@ pub struct FlowClientConfig {
     pub platform_url: Url,
     /// `--ims-url`: where tokens are minted (`{ims_url}/ims/token/v3`).
     pub ims_url: Url,
-    /// `--flow-service-qps`: Flow Service calls per second for the whole process (every attempt,
-    /// retries included); `<= 0` is unlimited. IMS token requests are not counted: they are rare
-    /// (cached, single-flight) and go to another service.
+    /// `--flow-service-qps`: requests per second for the whole process (every attempt, retries
+    /// included), IMS token requests counted with Flow Service calls: a broken Secret must not be
+    /// able to hammer IMS faster than the operator may call Flow Service. `<= 0` is unlimited.
     pub qps: f64,
-    /// Flow Service calls in flight at once; `0` is unlimited. Like `qps`, not applied to IMS.
+    /// Requests in flight at once, IMS token requests included; `0` is unlimited.
     pub max_concurrency: usize,
     pub connect_timeout: Duration,
     /// Covers a whole request: connect, send, and reading the response body.
@@ -129,8 +131,8 @@ struct Inner {
     /// `{platform}/data/foundation/flowservice/`, always with its trailing slash.
     flow_base: Url,
     tokens: TokenProvider,
-    rate_limit: Option<DefaultDirectRateLimiter>,
-    concurrency: Option<Semaphore>,
+    /// Shared with `tokens`, so that IMS requests count against the same limits.
+    throttle: Arc<Throttle>,
     observer: Arc<dyn FlowObserver>,
 }
 
@@ -165,14 +167,18 @@ impl FlowClient {
         let observer = config
             .observer
             .unwrap_or_else(|| Arc::new(NoopObserver) as Arc<dyn FlowObserver>);
+        let throttle = Arc::new(Throttle::new(config.qps, config.max_concurrency));
         Ok(Self {
             inner: Arc::new(Inner {
-                tokens: TokenProvider::new(http.clone(), token_url, Arc::clone(&observer)),
+                tokens: TokenProvider::new(
+                    http.clone(),
+                    token_url,
+                    Arc::clone(&observer),
+                    Arc::clone(&throttle),
+                ),
                 http,
                 flow_base,
-                rate_limit: rate_limiter(config.qps),
-                concurrency: (config.max_concurrency > 0)
-                    .then(|| Semaphore::new(config.max_concurrency.min(Semaphore::MAX_PERMITS))),
+                throttle,
                 observer,
             }),
         })
@@ -197,8 +203,18 @@ impl FlowClient {
                 if_match: None,
             })
             .await?;
-        connections::parse_created(&response.body)
-            .ok_or_else(|| unusable_success(operation, &response, "no `id` and `etag`"))
+        // The create happened, whatever the body says: a caller that cannot trust the id must look
+        // the connection up by name rather than create it again.
+        let created = connections::parse_created(&response.body)
+            .ok_or_else(|| unusable_success(operation, &response, "no `id` and `etag`"))?;
+        if !connections::is_connection_id(&created.id) {
+            return Err(unusable_success(
+                operation,
+                &response,
+                "an `id` that is not a UUID",
+            ));
+        }
+        Ok(created)
     }
 
     /// `GET /connections/{id}`: `Err(FlowError::NotFound)` when it does not exist.
@@ -213,6 +229,16 @@ impl FlowClient {
             .read(operation, scope, || self.connection_url(id))
             .await?;
         match connections::parse_get(&response.body) {
+            // The id read back must be the one asked for, and a UUID unless the caller asked for
+            // exactly that id (then the response teaches the caller nothing it did not hold).
+            Ok(Some(connection)) if !connection.id.eq_ignore_ascii_case(id) => {
+                let problem = if connections::is_connection_id(&connection.id) {
+                    "a connection with another `id` than the one requested"
+                } else {
+                    "a connection whose `id` is not a UUID"
+                };
+                Err(unusable_success(operation, &response, problem))
+            }
             Ok(Some(connection)) => Ok(connection),
             // An empty `items` is how some list-shaped endpoints say "no such id".
             Ok(None) => Err(FlowError::NotFound {
@@ -255,11 +281,22 @@ impl FlowClient {
                 .await?;
             let page = connections::parse_list_page(&response.body)
                 .map_err(|problem| unusable_success(operation, &response, &problem))?;
-            found.extend(page.items.into_iter().filter(|connection| {
+            let matching = page.items.into_iter().filter(|connection| {
                 connection.name == name
                     && (connection.connection_spec_id.is_empty()
                         || connection.connection_spec_id == STREAMING_CONNECTION_SPEC_ID)
-            }));
+            });
+            for connection in matching {
+                // Only the matches are checked: a stranger's odd id must not block this lookup.
+                if !connections::is_connection_id(&connection.id) {
+                    return Err(unusable_success(
+                        operation,
+                        &response,
+                        "a matching connection whose `id` is not a UUID",
+                    ));
+                }
+                found.push(connection);
+            }
             match page.continuation_token {
                 None => return Ok(found),
                 Some(next) if token.as_deref() == Some(next.as_str()) => {
@@ -333,6 +370,13 @@ impl FlowClient {
         }
     }
 
+    /// Makes sure these credentials have a usable token (the cached one, or one minted now, within
+    /// the same rate limit and failure memory as every other call). A caller about to record that
+    /// it is creating something checks this first, so that credentials IMS rejects never get that far.
+    pub async fn authenticate(&self, credentials: &Credentials) -> Result<(), FlowError> {
+        self.inner.tokens.token(credentials).await.map(|_| ())
+    }
+
     /// Drops the cached token of these credentials (their Secret changed or was deleted).
     pub fn forget_token(&self, credentials: &Credentials) {
         self.inner.tokens.forget(credentials);
@@ -356,49 +400,66 @@ impl FlowClient {
 
     /// A read, retried on transient failures with exponential backoff and jitter; a `Retry-After` is
     /// waited out when it is short, otherwise handed to the caller.
+    ///
+    /// Inside a 429 window the read fails fast. Its retries never wake up inside a window (whether
+    /// this read's 429 or another call's opened it), and a failed token request is handed to the
+    /// caller at once: the token cache already holds IMS back, and retrying here would only wait.
     async fn read(
         &self,
         operation: Operation,
         scope: &Scope<'_>,
         url: impl Fn() -> Url,
     ) -> Result<Response, FlowError> {
-        let backoff = ExponentialBuilder::default()
+        let integration = Integration::of(scope.credentials);
+        self.inner.throttle.check(operation, &integration)?;
+        let mut backoff = ExponentialBuilder::default()
             .with_min_delay(READ_RETRY_MIN_DELAY)
             .with_max_delay(READ_RETRY_MAX_DELAY)
             .with_max_times(READ_RETRIES)
-            .with_jitter();
-        (|| {
-            self.send(Call {
-                operation,
-                scope,
-                method: Method::GET,
-                url: url(),
-                body: None,
-                if_match: None,
-            })
-        })
-        .retry(backoff)
-        .when(|error| {
-            matches!(
+            .with_jitter()
+            .build();
+        loop {
+            let error = match self
+                .send(Call {
+                    operation,
+                    scope,
+                    method: Method::GET,
+                    url: url(),
+                    body: None,
+                    if_match: None,
+                })
+                .await
+            {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let retryable = matches!(
                 error,
                 FlowError::Unavailable { .. } | FlowError::RateLimited { .. }
-            )
-        })
-        .adjust(|error, backoff| match (backoff, error.retry_after()) {
-            (None, _) => None,
-            (Some(_), Some(wait)) if wait > READ_RETRY_MAX_WAIT => None,
-            (Some(_), Some(wait)) => Some(wait),
-            (Some(delay), None) => Some(delay),
-        })
-        .notify(|error, delay| {
+            ) && error.operation() == Some(operation);
+            if !retryable {
+                return Err(error);
+            }
+            let Some(backoff_delay) = backoff.next() else {
+                return Err(error);
+            };
+            let window = self
+                .inner
+                .throttle
+                .remaining(&integration)
+                .unwrap_or_default();
+            let delay = error.retry_after().unwrap_or(backoff_delay).max(window);
+            if delay > READ_RETRY_MAX_WAIT {
+                return Err(error);
+            }
             tracing::debug!(
                 operation = operation.as_str(),
                 reason = error.reason(),
                 delay_ms = delay.as_millis() as u64,
                 "retrying a Flow Service read"
             );
-        })
-        .await
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Sends a call with a token, minting a new token and resending once if Flow Service answers 401
@@ -471,18 +532,8 @@ impl FlowClient {
                 .body(body.clone());
         }
 
-        if let Some(limit) = &self.inner.rate_limit {
-            limit.until_ready().await;
-        }
-        let _permit = match &self.inner.concurrency {
-            Some(semaphore) => Some(
-                semaphore
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed"),
-            ),
-            None => None,
-        };
+        let integration = Integration::of(credentials);
+        let _permit = self.inner.throttle.admit(operation, &integration).await?;
         let started = std::time::Instant::now();
         let result = execute(operation, request).await;
         let elapsed = started.elapsed();
@@ -516,26 +567,22 @@ impl FlowClient {
             request_id = response.header(HEADER_REQUEST_ID).unwrap_or(&request_id),
             "Flow Service request"
         );
+        let window =
+            self.inner
+                .throttle
+                .record(&integration, response.status, response.retry_after());
         if response.is_success() {
-            Ok(response)
-        } else {
-            Err(response
-                .into_error(operation, secrets())
-                .with_fallback_request_id(&request_id))
+            return Ok(response);
         }
+        let error = response
+            .into_error(operation, secrets())
+            .with_fallback_request_id(&request_id);
+        Err(match (window, error.retry_after()) {
+            // A 429 without `Retry-After`: the caller waits as long as this client will.
+            (Some(window), None) => error.with_retry_after(window),
+            _ => error,
+        })
     }
-}
-
-/// `None` (unlimited) unless `qps` is a positive finite number. The burst is one second's worth, so
-/// that a resync of many objects starts promptly but the average stays at `qps`.
-fn rate_limiter(qps: f64) -> Option<DefaultDirectRateLimiter> {
-    if !(qps.is_finite() && qps > 0.0) {
-        return None;
-    }
-    let period = Duration::from_secs_f64(1.0 / qps);
-    let burst = NonZeroU32::new(qps.floor().clamp(1.0, f64::from(u32::MAX)) as u32)
-        .unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period).map(|quota| RateLimiter::direct(quota.allow_burst(burst)))
 }
 
 fn join_base(base: &Url, path: &str, which: &str) -> Result<Url, FlowError> {
@@ -594,10 +641,12 @@ fn redact_error<'a>(error: FlowError, secrets: impl IntoIterator<Item = &'a str>
         FlowError::Unavailable {
             operation,
             maybe_committed,
+            retry_after,
             details,
         } => FlowError::Unavailable {
             operation,
             maybe_committed,
+            retry_after,
             details: details.redact(secrets),
         },
         FlowError::UnexpectedResponse {
@@ -649,16 +698,6 @@ mod tests {
             client.connection_url("../flows?x").as_str(),
             "https://platform.adobe.io/data/foundation/flowservice/connections/..%2Fflows%3Fx"
         );
-    }
-
-    #[test]
-    fn rate_limits_are_optional() {
-        assert!(rate_limiter(0.0).is_none());
-        assert!(rate_limiter(-1.0).is_none());
-        assert!(rate_limiter(f64::NAN).is_none());
-        assert!(rate_limiter(f64::INFINITY).is_none());
-        assert!(rate_limiter(0.5).is_some());
-        assert!(rate_limiter(10.0).is_some());
     }
 
     #[test]

@@ -152,6 +152,13 @@ pub fn patch_operations(update: &ConnectionUpdate) -> Value {
     Value::Array(operations)
 }
 
+/// True when `id` is a connection id as Flow Service issues them: a hyphenated UUID. Anything else
+/// in a success body means the client is not talking to the service it thinks it is, and the id must
+/// not be trusted (nor stored, nor used in a path).
+pub(crate) fn is_connection_id(id: &str) -> bool {
+    id.len() == 36 && uuid::Uuid::try_parse(id).is_ok()
+}
+
 /// Reads `{"id", "etag"}` from a create or update response.
 pub(crate) fn parse_created(body: &[u8]) -> Option<CreatedConnection> {
     serde_json::from_slice::<CreatedConnection>(body)
@@ -423,6 +430,23 @@ mod tests {
         assert_eq!(created.etag, "\"e1\"");
         assert_eq!(parse_created(br#"{"id":"","etag":"e"}"#), None);
         assert_eq!(parse_created(b"{}"), None);
+    }
+
+    #[test]
+    fn connection_ids_are_hyphenated_uuids() {
+        assert!(is_connection_id("a59d368a-1152-4673-a46e-bd52e8cdb9a9"));
+        assert!(is_connection_id("A59D368A-1152-4673-A46E-BD52E8CDB9A9"));
+        for id in [
+            "",
+            "abc",
+            "a59d368a11524673a46ebd52e8cdb9a9",
+            "{a59d368a-1152-4673-a46e-bd52e8cdb9a9}",
+            "urn:uuid:a59d368a-1152-4673-a46e-bd52e8cdb9a9",
+            "a59d368a-1152-4673-a46e-bd52e8cdb9a9/../x",
+            "g59d368a-1152-4673-a46e-bd52e8cdb9a9",
+        ] {
+            assert!(!is_connection_id(id), "{id}");
+        }
     }
 
     #[test]

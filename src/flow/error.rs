@@ -13,13 +13,20 @@ use serde_json::Value;
 
 use super::credentials::CredentialsError;
 use super::observer::Operation;
+use super::redact::redact_text;
 
 /// Longest server message kept in an error, in characters: enough to read, too short to flood a
 /// condition message or an event.
 const MAX_MESSAGE_CHARS: usize = 300;
 
-/// Shown instead of any credential value that a server echoed back.
-const REDACTED: &str = "<redacted>";
+/// Stands for a value that changes from attempt to attempt in [`FlowError::stable_message`].
+const VOLATILE: &str = "…";
+/// Hex runs at least this long are ids, hashes or tokens rather than words.
+const MIN_VOLATILE_HEX: usize = 16;
+/// Digit runs at least this long are epoch timestamps or transaction ids rather than codes.
+const MIN_VOLATILE_DIGITS: usize = 10;
+/// Said instead of an HTML error page that has neither a title nor a heading.
+const HTML_PAGE: &str = "HTML error page";
 
 /// Flow Service codes (the `FLOW-<code>-<status>` suffix) that need a mapping other than their status.
 /// A 404 for a sandbox that does not exist is a spec problem, not a deleted connection.
@@ -53,7 +60,20 @@ impl ErrorDetails {
 
     /// Details read from an error response: its status, JSON body (any of the Flow problem, gateway
     /// and IMS shapes, or plain text) and `x-request-id` header.
+    #[cfg(test)]
     pub(crate) fn from_response(status: u16, body: &[u8], header_request_id: Option<&str>) -> Self {
+        Self::from_response_redacted::<&str>(status, body, header_request_id, &[])
+    }
+
+    /// [`Self::from_response`], with every form of the given credential values scrubbed before the
+    /// text is shortened (so that truncation cannot keep half a secret).
+    pub(crate) fn from_response_redacted<S: AsRef<str>>(
+        status: u16,
+        body: &[u8],
+        header_request_id: Option<&str>,
+        secrets: &[S],
+    ) -> Self {
+        let clean = |text: &str| clean_message(&redact_text(text, secrets));
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let (error_code, request_id, message) = match &json {
             Some(value @ Value::Object(_)) => (
@@ -65,34 +85,41 @@ impl ErrorDetails {
         };
         Self {
             status: Some(status),
-            error_code,
-            request_id: request_id.or_else(|| header_request_id.map(str::to_owned)),
-            message: message.map(|text| clean_message(&text)),
+            error_code: error_code.map(|code| clean(&code)),
+            request_id: request_id
+                .or_else(|| header_request_id.map(str::to_owned))
+                .map(|id| clean(&id)),
+            message: message.map(|text| clean(&text)),
         }
     }
 
-    /// Replaces every occurrence of the given credential values, so that a server echoing a token
-    /// back cannot leak it into a condition or a log.
+    /// Replaces every occurrence of the given credential values, as they are or encoded (base64,
+    /// percent-encoding, another letter case), so that a server echoing a token back cannot leak it
+    /// into a condition or a log.
     pub(crate) fn redact<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
-        for secret in secrets {
-            // Very short values would redact ordinary words and cannot be real secrets.
-            if secret.len() < 4 {
-                continue;
-            }
-            for field in [
-                &mut self.message,
-                &mut self.error_code,
-                &mut self.request_id,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if field.contains(secret) {
-                    *field = field.replace(secret, REDACTED);
-                }
-            }
+        let secrets: Vec<&str> = secrets.into_iter().collect();
+        for field in [
+            &mut self.message,
+            &mut self.error_code,
+            &mut self.request_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *field = redact_text(field, &secrets);
         }
         self
+    }
+
+    /// These details without what changes from attempt to attempt: no request id, and the message
+    /// with ids, hashes, timestamps and the like replaced by `…`.
+    fn stable(&self) -> Self {
+        Self {
+            status: self.status,
+            error_code: self.error_code.clone(),
+            request_id: None,
+            message: self.message.as_deref().map(scrub_volatile),
+        }
     }
 }
 
@@ -166,11 +193,14 @@ pub enum FlowError {
         details: ErrorDetails,
     },
     /// A 5xx, a timeout or a connection failure: transient. For a write, `maybe_committed` says
-    /// whether the request may have reached the server and been applied.
-    #[error("{operation}: Adobe is unavailable or unreachable{} ({details})", committed_hint(*.maybe_committed))]
+    /// whether the request may have reached the server and been applied. `retry_after` is the
+    /// server's `Retry-After`, or how long the client holds back before trying again (after a failed
+    /// token request), when either is known.
+    #[error("{operation}: Adobe is unavailable or unreachable{}{} ({details})", committed_hint(*.maybe_committed), retry_hint(.retry_after))]
     Unavailable {
         operation: Operation,
         maybe_committed: bool,
+        retry_after: Option<Duration>,
         details: ErrorDetails,
     },
     /// A response the client cannot use: an unexpected status, or a success body without the fields
@@ -235,33 +265,41 @@ impl FlowError {
         )
     }
 
-    /// The [`Display`](fmt::Display) text without what changes from one attempt to the next (the
-    /// request id), for conditions that must not change while the failure stays the same.
+    /// How long to wait before trying again, when known: Adobe's `Retry-After`, or the rest of a
+    /// window in which the client sends nothing (after a 429, or after a failed token request).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// The same text as `Display`, without anything that changes from attempt to attempt: no
+    /// request id, no remaining wait, and the server's message with ids, hashes and timestamps
+    /// replaced by `…`. For condition messages, which should change only when the problem does.
     pub fn stable_message(&self) -> String {
         let mut stable = self.clone();
-        match &mut stable {
-            Self::NotFound { details, .. }
-            | Self::PreconditionFailed { details, .. }
-            | Self::Unauthorized { details, .. }
-            | Self::Forbidden { details, .. }
-            | Self::Invalid { details, .. }
-            | Self::RateLimited { details, .. }
-            | Self::Unavailable { details, .. }
-            | Self::UnexpectedResponse { details, .. } => details.request_id = None,
-            Self::Credentials(_) | Self::Configuration(_) => {}
+        if let Some(details) = stable.details_mut() {
+            *details = details.stable();
         }
-        if let Self::RateLimited { retry_after, .. } = &mut stable {
+        if let Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } =
+            &mut stable
+        {
             *retry_after = None;
         }
         stable.to_string()
     }
 
-    /// How long Adobe asked the caller to wait (`Retry-After`), when it did.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::RateLimited { retry_after, .. } => *retry_after,
-            _ => None,
+    /// This error with `retry_after` set, for the variants that carry one.
+    pub(crate) fn with_retry_after(mut self, wait: Duration) -> Self {
+        if let Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } =
+            &mut self
+        {
+            *retry_after = Some(wait);
         }
+        self
     }
 
     /// True when a write may have reached the server and been applied although it failed (a timeout
@@ -387,6 +425,7 @@ impl FlowError {
             408 => Self::Unavailable {
                 operation,
                 maybe_committed: false,
+                retry_after,
                 details,
             },
             412 => Self::PreconditionFailed { operation, details },
@@ -399,6 +438,7 @@ impl FlowError {
             500..=599 => Self::Unavailable {
                 operation,
                 maybe_committed: write,
+                retry_after,
                 details,
             },
             _ => Self::UnexpectedResponse {
@@ -423,7 +463,6 @@ fn body_error_code(body: &Value) -> Option<String> {
         .or_else(|| scalar(body.get("error_code")))
         .or_else(|| scalar(body.get("code")))
         .or_else(|| scalar(body.get("error")))
-        .map(|code| clean_message(&code))
 }
 
 fn body_request_id(body: &Value) -> Option<String> {
@@ -436,7 +475,6 @@ fn body_request_id(body: &Value) -> Option<String> {
     ]
     .into_iter()
     .find_map(scalar)
-    .map(|id| clean_message(&id))
 }
 
 fn body_message(body: &Value) -> Option<String> {
@@ -464,10 +502,163 @@ fn scalar(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A body that is not JSON: its text, or for an HTML page (a proxy's 502/503) only its title or
+/// first heading, never the markup.
 fn plain_text(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
+    if text.is_empty() {
+        return None;
+    }
+    if looks_like_html(text) {
+        return Some(html_summary(text));
+    }
+    Some(text.to_owned())
+}
+
+fn looks_like_html(text: &str) -> bool {
+    let lowered = text.trim_start_matches('\u{feff}').to_ascii_lowercase();
+    lowered.starts_with("<!doctype") || lowered.starts_with("<html") || lowered.contains("<body")
+}
+
+/// The text of the page's `<title>`, else of its first `<h1>`…`<h6>`, else [`HTML_PAGE`].
+fn html_summary(html: &str) -> String {
+    let lowered = html.to_ascii_lowercase();
+    let element_text = |tag: &str| -> Option<String> {
+        let open = format!("<{tag}");
+        let mut from = 0;
+        // `<title` must not match `<titles>`, nor `<h1` match `<h10>` (which does not exist anyway).
+        let start = loop {
+            let at = from + lowered[from..].find(&open)?;
+            let after = at + open.len();
+            match lowered.as_bytes().get(after) {
+                Some(b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/') => break at,
+                _ => from = after,
+            }
+        };
+        let content_start = start + lowered[start..].find('>')? + 1;
+        let close = format!("</{tag}");
+        let content_end = content_start + lowered[content_start..].find(&close)?;
+        let text = decode_entities(&strip_tags(&html[content_start..content_end]));
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        (!text.is_empty()).then_some(text)
+    };
+    ["title", "h1", "h2", "h3", "h4", "h5", "h6"]
+        .into_iter()
+        .find_map(element_text)
+        .unwrap_or_else(|| HTML_PAGE.to_owned())
+}
+
+/// Drops everything between `<` and `>`.
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The few entities an error page title uses; anything else is left as written.
+fn decode_entities(text: &str) -> String {
+    [
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&apos;", "'"),
+        ("&nbsp;", " "),
+        ("&amp;", "&"),
+    ]
+    .into_iter()
+    .fold(text.to_owned(), |text, (entity, plain)| {
+        text.replace(entity, plain)
+    })
+}
+
+/// Replaces each word of `message` that looks like it changes from attempt to attempt (it holds a
+/// UUID, a long hex or digit run, a date or a time of day) with `…`. Conservative: it may hide a
+/// stable id too, which costs a little detail in a condition, never its stability.
+fn scrub_volatile(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if is_volatile(word) {
+            out.push_str(VOLATILE);
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in message.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '_') {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+fn is_volatile(word: &str) -> bool {
+    let word = word.trim_end_matches(['.', ':']);
+    if word.is_empty() {
+        return false;
+    }
+    let runs: Vec<&str> = word.split(['-', ':', '.', '_']).collect();
+    let long_hex = runs
+        .iter()
+        .any(|run| run.len() >= MIN_VOLATILE_HEX && run.bytes().all(|b| b.is_ascii_hexdigit()));
+    let long_digits = runs
+        .iter()
+        .any(|run| run.len() >= MIN_VOLATILE_DIGITS && run.bytes().all(|b| b.is_ascii_digit()));
+    long_hex || long_digits || contains_uuid(word) || contains_date_or_time(word)
+}
+
+/// True when `word` contains `8-4-4-4-12` hex digits.
+fn contains_uuid(word: &str) -> bool {
+    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    let bytes = word.as_bytes();
+    (0..bytes.len()).any(|start| {
+        let mut at = start;
+        GROUPS.iter().enumerate().all(|(index, &len)| {
+            if index > 0 {
+                if bytes.get(at) != Some(&b'-') {
+                    return false;
+                }
+                at += 1;
+            }
+            let group_ok = bytes
+                .get(at..at + len)
+                .is_some_and(|group| group.iter().all(u8::is_ascii_hexdigit));
+            at += len;
+            group_ok
+        })
+    })
+}
+
+/// True when `word` contains `dddd-dd-dd` (a date) or `dd:dd` (a time of day).
+fn contains_date_or_time(word: &str) -> bool {
+    let shape = |pattern: &str| {
+        let bytes = word.as_bytes();
+        bytes.windows(pattern.len()).any(|window| {
+            window.iter().zip(pattern.bytes()).all(|(&b, p)| match p {
+                b'd' => b.is_ascii_digit(),
+                other => b == other,
+            })
+        })
+    };
+    shape("dddd-dd-dd") || shape("dd:dd")
 }
 
 /// One line, no control characters, at most [`MAX_MESSAGE_CHARS`] characters.
@@ -651,7 +842,40 @@ mod tests {
         );
 
         let html = ErrorDetails::from_response(502, b"<html>\n  Bad   gateway\n</html>", None);
-        assert_eq!(html.message.as_deref(), Some("<html> Bad gateway </html>"));
+        assert_eq!(html.message.as_deref(), Some("HTML error page"));
+
+        let plain = ErrorDetails::from_response(502, b"upstream  connect error\n", None);
+        assert_eq!(plain.message.as_deref(), Some("upstream connect error"));
+    }
+
+    #[test]
+    fn html_error_pages_keep_only_their_title_or_first_heading() {
+        let nginx = b"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n<TITLE>502 Bad Gateway</TITLE>\n\
+            <style>body { color: red }</style></head>\n<body><center><h1>502 Bad Gateway</h1></center>\n\
+            <hr><center>nginx/1.25.3</center><script>alert(1)</script></body></html>";
+        let details = ErrorDetails::from_response(502, nginx, None);
+        assert_eq!(details.message.as_deref(), Some("502 Bad Gateway"));
+
+        let heading_only =
+            b"<html><body><H2 class=\"x\">Service &amp; gateway\n <em>unavailable</em></H2>\
+            <p>Request 9f86d081884c7d65 failed</p></body></html>";
+        let details = ErrorDetails::from_response(503, heading_only, None);
+        assert_eq!(
+            details.message.as_deref(),
+            Some("Service & gateway unavailable")
+        );
+
+        let bare = b"  <p>oops</p><body><div>nothing useful</div></body>";
+        let details = ErrorDetails::from_response(503, bare, None);
+        assert_eq!(details.message.as_deref(), Some("HTML error page"));
+
+        let error = FlowError::from_status(
+            Operation::Get,
+            503,
+            ErrorDetails::from_response(503, nginx, None),
+            None,
+        );
+        assert!(!error.to_string().contains('<'), "{error}");
     }
 
     #[test]
@@ -681,6 +905,93 @@ mod tests {
         assert_eq!(with.request_id(), Some("theirs"));
     }
 
+    fn details_with(request_id: &str, message: &str) -> ErrorDetails {
+        ErrorDetails {
+            status: Some(404),
+            error_code: Some("FLOW-1101-404".into()),
+            request_id: Some(request_id.into()),
+            message: Some(message.into()),
+        }
+    }
+
+    #[test]
+    fn stable_messages_ignore_the_request_id() {
+        let first = FlowError::from_status(
+            Operation::Get,
+            404,
+            details_with("req-1", "Resource with given id does not exist"),
+            None,
+        );
+        let second = FlowError::from_status(
+            Operation::Get,
+            404,
+            details_with("req-2", "Resource with given id does not exist"),
+            None,
+        );
+        assert_ne!(first.to_string(), second.to_string());
+        assert!(first.to_string().contains("request id req-1"), "{first}");
+        assert_eq!(first.stable_message(), second.stable_message());
+        assert_eq!(
+            first.stable_message(),
+            "get connection: not found (HTTP 404, error code FLOW-1101-404: Resource with given id does not exist)"
+        );
+    }
+
+    #[test]
+    fn stable_messages_scrub_ids_timestamps_and_the_remaining_wait() {
+        let at = |request_id: &str, message: &str, wait: u64| {
+            FlowError::from_status(
+                Operation::Update,
+                429,
+                details_with(request_id, message),
+                Some(Duration::from_secs(wait)),
+            )
+        };
+        let first = at(
+            "a",
+            "The supplied version 'f50185ed-0000-0200-0000-637e8fad0000' does not match entity \
+             a59d368a-1152-4673-a46e-bd52e8cdb9a9 at 2024-05-01T12:34:56.789Z (xaction 1584479347507:2153:240, \
+             trace 667b41cf2dbf3509927da1eb)",
+            7,
+        );
+        let second = at(
+            "b",
+            "The supplied version '0100d610-0000-0200-0000-5f3f23450000' does not match entity \
+             c0ffee00-1152-4673-a46e-bd52e8cdb9a9 at 2024-05-01T12:35:01Z (xaction 1584479352001:2153:241, \
+             trace 00000000000000009927da1e)",
+            3,
+        );
+        assert_ne!(first.to_string(), second.to_string());
+        assert_eq!(first.stable_message(), second.stable_message());
+        assert_eq!(
+            first.stable_message(),
+            "update connection: rate limited by Adobe (HTTP 404, error code FLOW-1101-404: The supplied \
+             version '…' does not match entity … at … (xaction …, trace …))"
+        );
+        // Codes, statuses and ordinary numbers stay.
+        let kept = FlowError::from_status(
+            Operation::Create,
+            400,
+            details_with(
+                "c",
+                "FLOW-2105-400: sandbox prod, limit 1000 exceeded, spec 1.0",
+            ),
+            None,
+        );
+        assert!(
+            kept.stable_message()
+                .ends_with("FLOW-2105-400: sandbox prod, limit 1000 exceeded, spec 1.0)"),
+            "{}",
+            kept.stable_message()
+        );
+    }
+
+    #[test]
+    fn errors_without_details_have_their_display_as_stable_message() {
+        let error = FlowError::from(CredentialsError::NoSecretOrToken);
+        assert_eq!(error.stable_message(), error.to_string());
+    }
+
     #[test]
     fn echoed_credentials_are_redacted() {
         let body =
@@ -694,5 +1005,30 @@ mod tests {
             details.message.as_deref(),
             Some("token <redacted> is not valid for secret <redacted>")
         );
+    }
+
+    #[test]
+    fn encoded_echoes_are_redacted_before_the_message_is_shortened() {
+        let secret = "s3cr3t-VALUE-0123456789abcdef";
+        // base64 of the secret, percent-encoded with lower-case escapes, re-cased: each a leak.
+        let base64 = "czNjcjN0LVZBTFVFLTAxMjM0NTY3ODlhYmNkZWY";
+        let body = format!(
+            r#"{{"message":"{pad} a={base64}= b={base64} c={upper} d={percent}"}}"#,
+            pad = "x".repeat(200),
+            upper = secret.to_ascii_uppercase(),
+            percent = "s3cr3t%2dVALUE%2d0123456789abcdef",
+        );
+        let details = ErrorDetails::from_response_redacted(400, body.as_bytes(), None, &[secret]);
+        let message = details.message.unwrap();
+        assert!(
+            message.ends_with("a=<redacted> b=<redacted> c=<redacted> d=<redacted>"),
+            "{message}"
+        );
+
+        // A secret that straddles the truncation point is removed whole, not cut in half.
+        let body = format!(r#"{{"message":"{} {secret}"}}"#, "y".repeat(290));
+        let details = ErrorDetails::from_response_redacted(400, body.as_bytes(), None, &[secret]);
+        let message = details.message.unwrap();
+        assert!(!message.contains("s3cr3t"), "{message}");
     }
 }

@@ -47,13 +47,21 @@ impl Response {
         operation: Operation,
         secrets: impl IntoIterator<Item = &'a str>,
     ) -> FlowError {
-        let retry_after = self
-            .header(http::header::RETRY_AFTER.as_str())
-            .and_then(|value| parse_retry_after(value, SystemTime::now()));
-        let details =
-            ErrorDetails::from_response(self.status, &self.body, self.header(HEADER_REQUEST_ID))
-                .redact(secrets);
+        let retry_after = self.retry_after();
+        let secrets: Vec<&str> = secrets.into_iter().collect();
+        let details = ErrorDetails::from_response_redacted(
+            self.status,
+            &self.body,
+            self.header(HEADER_REQUEST_ID),
+            &secrets,
+        );
         FlowError::from_status(operation, self.status, details, retry_after)
+    }
+
+    /// The `Retry-After` header, parsed (seconds or an HTTP date), when it is present and valid.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        self.header(http::header::RETRY_AFTER.as_str())
+            .and_then(|value| parse_retry_after(value, SystemTime::now()))
     }
 
     pub(crate) fn is_success(&self) -> bool {
@@ -159,6 +167,7 @@ pub(crate) fn transport_error(operation: Operation, error: &reqwest::Error) -> F
     FlowError::Unavailable {
         operation,
         maybe_committed,
+        retry_after: None,
         details: ErrorDetails::transport(format!("{what}: {}", error_chain(error))),
     }
 }

@@ -5,7 +5,10 @@
 //! - [`connections`]: request and response types, the pure body builders and parsers.
 //! - [`client`]: [`FlowClient`], which sends requests with the required headers, a process-wide rate
 //!   limit and concurrency cap, and retries of reads.
-//! - [`error`]: [`FlowError`], one variant per thing the caller should do.
+//! - `throttle`: the rate limit and concurrency cap shared by Flow Service and
+//!   IMS requests, and the per-integration windows after a 429 in which nothing is sent.
+//! - [`error`]: [`FlowError`], one variant per thing the caller should do; `redact`
+//!   scrubs credential values (also encoded) out of what servers send back.
 //! - [`observer`]: metrics hooks.
 //!
 //! It meets the emulator only on the wire: nothing here imports `crate::emulator`.
@@ -16,6 +19,8 @@ pub mod credentials;
 pub mod error;
 mod http;
 pub mod observer;
+mod redact;
+mod throttle;
 mod token;
 
 pub use client::{
