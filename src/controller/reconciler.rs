@@ -67,7 +67,9 @@ struct Found {
     created: bool,
 }
 
-/// The outcome of looking for the object's connection.
+/// The outcome of looking for the object's connection. Short-lived (one per reconcile), so the
+/// size difference between its variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Lookup {
     Found(Found),
     /// Not decidable yet (a 404 being confirmed, a create settling, a same-name create in flight):
