@@ -87,12 +87,19 @@ impl<'a> Reconciliation<'a> {
             Error::InvalidObject("a StreamingConnection must be namespaced".into())
         })?;
         let connections = Api::namespaced(ctx.client.clone(), &namespace);
-        let (stored, resource_version) = ctx.written_status(object).unwrap_or_else(|| {
+        let cached = || {
             (
                 object.status.clone().unwrap_or_default(),
                 object.metadata.resource_version.clone(),
             )
-        });
+        };
+        // What this process wrote, unless the cache has caught up with it: then the cache's
+        // resourceVersion is at least as new (other fields of the object may have changed since).
+        let (stored, resource_version) = match ctx.written_status(object) {
+            Some((written, _)) if object.status.as_ref() == Some(&written) => cached(),
+            Some(written) => written,
+            None => cached(),
+        };
         Ok(Self {
             object,
             ctx,
@@ -104,12 +111,34 @@ impl<'a> Reconciliation<'a> {
     }
 
     /// Writes the first status of a new object: `Reconciling`, not yet `Ready`, not `Stalled`.
+    ///
+    /// A JSON merge patch, not an apply: it runs right after the finalizer patch, whose new
+    /// resourceVersion it does not know, and it must not remove what another writer (a second
+    /// operator process) may have stored meanwhile, such as a create-pending marker.
     pub(crate) async fn acknowledge(&self) -> Result<()> {
         let progress = Progress::Reconciling {
             reason: "Initializing",
             message: "The operator has seen the object and is starting to reconcile it".to_string(),
         };
-        self.write_status(self.status(), &progress).await
+        let generation = self.object.metadata.generation;
+        let conditions = status::conditions(&[], &progress, generation, &now());
+        let patch = json!({"status": {"observedGeneration": generation, "conditions": conditions}});
+        let written = self
+            .connections
+            .patch_status(
+                &self.object.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::kube("writing the first status"))?;
+        let resource_version = written.metadata.resource_version.clone();
+        let stored = written.status.unwrap_or_default();
+        self.ctx
+            .remember_status(self.object, &stored, resource_version.clone());
+        *self.stored.lock().expect("status lock") = stored;
+        *self.resource_version.lock().expect("version lock") = resource_version;
+        Ok(())
     }
 
     /// Converges the object; on failure records the reason in the status and an event.
@@ -772,24 +801,27 @@ impl<'a> Reconciliation<'a> {
         stored.state = None;
     }
 
-    /// Writes `next` with the conditions for `progress`, unless that changes nothing.
+    /// Writes `next` with the conditions for `progress`, unless that changes nothing. Like every
+    /// status write, only if nobody wrote the object since it was read (see [`Self::write_claim`]):
+    /// an apply replaces every field of the field manager, so a write from a stale view would
+    /// remove what another writer under the same manager (a second process) stored meanwhile.
     async fn write_status(
         &self,
         next: StreamingConnectionStatus,
         progress: &Progress,
     ) -> Result<()> {
-        self.patch_status(next, progress, None).await
+        self.write_claim(next, progress, "the status").await
     }
 
-    /// Like [`Self::write_status`], but only if nobody wrote the object since it was read: the
-    /// write carries that resourceVersion, and a conflict means another writer won the claim.
+    /// Writes the status only if nobody wrote the object since it was read: the write carries
+    /// that resourceVersion, and a conflict means another writer got there first.
     async fn write_claim(
         &self,
         next: StreamingConnectionStatus,
         progress: &Progress,
         what: &'static str,
     ) -> Result<()> {
-        match self.patch_status(next, progress, Some(what)).await {
+        match self.patch_status(next, progress, what).await {
             Err(Error::Kubernetes {
                 source: kube::Error::Api(status),
                 ..
@@ -806,7 +838,7 @@ impl<'a> Reconciliation<'a> {
         &self,
         mut next: StreamingConnectionStatus,
         progress: &Progress,
-        claim: Option<&'static str>,
+        what: &'static str,
     ) -> Result<()> {
         let current = self.status();
         let generation = self.object.metadata.generation;
@@ -822,8 +854,8 @@ impl<'a> Reconciliation<'a> {
             "kind": "StreamingConnection",
             "status": next,
         });
-        if claim.is_some() {
-            let resource_version = self.resource_version.lock().expect("version lock").clone();
+        let resource_version = self.resource_version.lock().expect("version lock").clone();
+        if let Some(resource_version) = resource_version {
             patch["metadata"] = json!({ "resourceVersion": resource_version });
         }
         let written = self
@@ -834,7 +866,7 @@ impl<'a> Reconciliation<'a> {
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(Error::kube(claim.unwrap_or("writing the status")))?;
+            .map_err(Error::kube(what))?;
         let resource_version = written.metadata.resource_version.clone();
         let stored = written.status.unwrap_or(next);
         self.ctx
@@ -849,11 +881,12 @@ impl<'a> Reconciliation<'a> {
     /// event and the log the full text with the request id.
     async fn report_failure(&self, error: &Error) {
         let message = error.to_string();
-        warn!(reason = error.reason(), error = %message, "reconcile failed");
         if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
             // Another writer holds the object: this replica must not write over it.
+            info!(reason = error.reason(), error = %message, "gave way to another writer");
             return;
         }
+        warn!(reason = error.reason(), error = %message, "reconcile failed");
         let condition = error.condition_message();
         let progress = if error.is_permanent() {
             Progress::Stalled {
