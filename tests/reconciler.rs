@@ -467,6 +467,31 @@ async fn an_interrupted_create_that_never_arrived_is_created_again() {
     );
     assert_eq!(h.emulator_connections().await.len(), 1);
     assert_eq!(h.condition("web", "Ready").0, "True");
+
+    // The unanswered request commits after all, later than anyone could wait for it: the next
+    // resync finds the unreferenced connection and reports it (it cannot prove it is ours).
+    let late = h.create_in_emulator("marketing/web").await;
+    h.clear_calls().await;
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET {CONNECTION} 200"),
+            format!("GET {CONNECTIONS} 200")
+        ]
+    );
+    assert!(
+        h.kube
+            .events()
+            .contains(&("Warning".into(), "DuplicateFound".into())),
+        "{:?}",
+        h.kube.events()
+    );
+    assert_ne!(h.object("web").status.unwrap().connection_id.unwrap(), late);
+    // Reported once: the following resyncs only read the connection.
+    h.clear_calls().await;
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
 }
 
 #[tokio::test]

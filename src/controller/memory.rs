@@ -74,6 +74,15 @@ pub struct Verified {
     pub at: Instant,
 }
 
+/// See [`ObjectMemory::late_commit_watch`].
+#[derive(Debug, Clone)]
+pub struct LateCommitWatch {
+    pub connection_name: String,
+    /// Milliseconds since the epoch (the marker's start, less the clock-skew allowance).
+    pub since_ms: i64,
+    pub until: Instant,
+}
+
 /// Everything remembered about one object (keyed by its uid).
 #[derive(Debug, Default)]
 pub struct ObjectMemory {
@@ -89,6 +98,10 @@ pub struct ObjectMemory {
     /// The last create request got an answer (even an error): nothing can commit later, so an
     /// unresolved marker may be looked up by name at once instead of after the settle delay.
     pub create_answered: bool,
+    /// Set when a create went ahead after an earlier request whose answer never came and found
+    /// nothing by name: that request may still commit later. The next resyncs look for such a late
+    /// connection (the marker's name, created since its start) until this time, and report it.
+    pub late_commit_watch: Option<LateCommitWatch>,
 }
 
 /// The per-object memory of the whole controller.

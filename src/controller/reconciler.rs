@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::Context;
 use super::desired;
 use super::error::{Error, Result};
-use super::memory::{Missing, backoff_delay};
+use super::memory::{LateCommitWatch, Missing, backoff_delay};
 use super::status::{self, Progress};
 use crate::api::{
     API_GROUP, API_VERSION, DeletionPolicy, FIELD_MANAGER, PendingCreate, StreamingConnection,
@@ -41,6 +41,8 @@ const MISSING_CONFIRM_READS: u32 = 3;
 /// ...spread over at least this long (Flow Service is eventually consistent: a connection can
 /// answer 404 for a moment right after its create returned 201).
 pub const MISSING_CONFIRM_WINDOW: Duration = Duration::from_secs(30);
+/// How long after a create that followed an unanswered one the resyncs look for a late commit.
+const LATE_COMMIT_WATCH: Duration = Duration::from_secs(60 * 60);
 /// How soon to look again while another object of this process creates a connection of the same name.
 const SAME_NAME_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -296,6 +298,7 @@ impl<'a> Reconciliation<'a> {
             match self.ctx.flow.get_connection(scope, &id).await {
                 Ok(connection) => {
                     self.clear_missing();
+                    self.report_late_commits(scope, &id).await;
                     return existing(connection);
                 }
                 Err(FlowError::NotFound { .. }) => {
@@ -356,7 +359,10 @@ impl<'a> Reconciliation<'a> {
                     .await;
                     return existing(connection);
                 }
-                None => info!("an interrupted create never reached Flow Service; creating again"),
+                None => {
+                    info!("an interrupted create never reached Flow Service; creating again");
+                    self.watch_for_late_commit(&marker);
+                }
             }
         }
 
@@ -439,6 +445,83 @@ impl<'a> Reconciliation<'a> {
         self.clear_missing();
         self.forget_connection();
         Ok(None)
+    }
+
+    /// A create whose answer never came may commit after the lookup by name found nothing and a
+    /// second create went ahead: watch for it on the next resyncs.
+    fn watch_for_late_commit(&self, marker: &PendingCreate) {
+        let answered = self
+            .ctx
+            .memory
+            .read(&self.uid(), |memory| memory.create_answered)
+            .unwrap_or(false);
+        if answered {
+            return;
+        }
+        let watch = LateCommitWatch {
+            connection_name: marker.connection_name.clone(),
+            since_ms: marker.started_at.0.as_millisecond() - CLOCK_SKEW_ALLOWANCE_MS,
+            until: self.ctx.memory.now() + LATE_COMMIT_WATCH,
+        };
+        self.ctx
+            .memory
+            .with(&self.uid(), |memory| memory.late_commit_watch = Some(watch));
+    }
+
+    /// Reports connections that a late commit left behind: named like this object's unanswered
+    /// create, created since it, matching the spec, referenced by nobody. They cannot be proven
+    /// to be ours (another tool could have made one), so they are reported, not deleted.
+    async fn report_late_commits(&self, scope: &Scope<'_>, own_id: &str) {
+        let now = self.ctx.memory.now();
+        let Some(watch) = self
+            .ctx
+            .memory
+            .read(&self.uid(), |memory| memory.late_commit_watch.clone())
+            .flatten()
+        else {
+            return;
+        };
+        if now >= watch.until {
+            self.ctx
+                .memory
+                .with(&self.uid(), |memory| memory.late_commit_watch = None);
+            return;
+        }
+        let Ok(found) = self
+            .ctx
+            .flow
+            .find_connections_by_name(scope, &watch.connection_name)
+            .await
+        else {
+            return;
+        };
+        let extra: Vec<String> = found
+            .into_iter()
+            .filter(|c| c.id != own_id && c.name == watch.connection_name)
+            .filter(|c| c.created_at.is_none_or(|created| created >= watch.since_ms))
+            .filter(|c| desired::adoption_mismatch(self.object, c).is_none())
+            .filter(|c| self.ctx.owner_of(&c.id, self.object).is_none())
+            .map(|c| c.id)
+            .collect();
+        if extra.is_empty() {
+            return;
+        }
+        let ids = extra.join(", ");
+        warn!(connection_ids = %ids, "a create committed late left unreferenced connections");
+        self.publish(
+            EventType::Warning,
+            "DuplicateFound",
+            format!(
+                "Connection(s) {ids} named `{}` appeared after a create request of this object got no \
+                 answer; this object uses {own_id} and nothing references them: delete them in Adobe \
+                 Experience Platform if nothing else uses them",
+                watch.connection_name
+            ),
+        )
+        .await;
+        self.ctx
+            .memory
+            .with(&self.uid(), |memory| memory.late_commit_watch = None);
     }
 
     fn clear_missing(&self) {
