@@ -110,7 +110,9 @@ async fn killing_the_operator_in_the_middle_of_creates_leaves_no_duplicate() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() {
-    let scenario = Scenario::start(&["storm"]).await;
+    // A create whose answer never came (commitThenDrop) is looked up by name once the request
+    // timeout and the settle delay have passed: a short timeout keeps the test short.
+    let scenario = Scenario::start_with(&["storm"], &["--flow-request-timeout", "5s"]).await;
     add_faults(
         &scenario,
         // The first requests of each kind surely fail (rules with `times` fire first), then a

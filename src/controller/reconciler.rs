@@ -599,9 +599,12 @@ impl<'a> Reconciliation<'a> {
 
         self.ensure_leading()?;
         let result = self.ctx.flow.create_connection(scope, &request).await;
+        // Answered (or certainly not sent): nothing can commit later, a lookup need not wait.
         let answered = match &result {
             Ok(_) => true,
-            Err(error) => error.details().is_some_and(|d| d.status.is_some()),
+            Err(error) => {
+                !error.maybe_committed() || error.details().is_some_and(|d| d.status.is_some())
+            }
         };
         self.ctx
             .memory
@@ -609,8 +612,10 @@ impl<'a> Reconciliation<'a> {
         let created = match result {
             Ok(created) => created,
             Err(error) => {
-                if !error.maybe_committed() {
-                    // Certainly not applied: the marker claims nothing any more.
+                if error.is_permanent() {
+                    // Refused for good: the marker claims nothing, and the object waits for a
+                    // change. A transient refusal (a 429, say) keeps it: the retry then costs a
+                    // lookup by name but no marker write, and a throttled lookup writes nothing.
                     self.stored.lock().expect("status lock").pending_create = None;
                 }
                 return Err(Error::flow("creating the connection")(error));
@@ -699,7 +704,9 @@ impl<'a> Reconciliation<'a> {
             .flow
             .find_connections_by_name(scope, &marker.connection_name)
             .await
-            .map_err(Error::flow("looking up an interrupted create by name"))?;
+            .map_err(Error::flow(
+                "checking by name whether an earlier create request went through",
+            ))?;
         Ok(found
             .into_iter()
             .filter(|c| c.name == marker.connection_name)

@@ -387,7 +387,9 @@ impl Scenario {
         reason: Option<&str>,
     ) -> StreamingConnection {
         let api = self.connections(namespace);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Long enough for a create whose answer never came to settle (the scenarios' request
+        // timeout plus 30 s) and be retried with the backoff.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let object = api.get(name).await.unwrap();
             let generation = object.metadata.generation;
