@@ -54,6 +54,9 @@ const IMS_TOKEN_PATH: &str = "ims/token/v3";
 const READ_RETRIES: usize = 3;
 const READ_RETRY_MIN_DELAY: Duration = Duration::from_millis(200);
 const READ_RETRY_MAX_DELAY: Duration = Duration::from_secs(5);
+/// A 429 asking for more than this is handed to the caller at once: its per-object backoff (never
+/// sooner than `Retry-After`) spaces the attempts out further than retries in here would.
+const RATE_LIMITED_READ_MAX_WAIT: Duration = Duration::from_secs(2);
 /// A `Retry-After` longer than this is handed to the caller (which can requeue) instead of waited out.
 const READ_RETRY_MAX_WAIT: Duration = Duration::from_secs(10);
 /// Stops a lookup that a misbehaving server pages forever (10 million connections at 1000 a page).
@@ -449,7 +452,12 @@ impl FlowClient {
                 .remaining(&integration)
                 .unwrap_or_default();
             let delay = error.retry_after().unwrap_or(backoff_delay).max(window);
-            if delay > READ_RETRY_MAX_WAIT {
+            let most = if matches!(error, FlowError::RateLimited { .. }) {
+                RATE_LIMITED_READ_MAX_WAIT
+            } else {
+                READ_RETRY_MAX_WAIT
+            };
+            if delay > most {
                 return Err(error);
             }
             tracing::debug!(
