@@ -164,6 +164,76 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::{ErrorDetails, Operation};
+
+    /// One error of every permanent kind the reconciler can return.
+    fn permanent_errors() -> Vec<Error> {
+        let flow = |source: FlowError| Error::FlowService {
+            context: "test",
+            source,
+        };
+        let details = ErrorDetails::default;
+        vec![
+            Error::CredentialsNotFound {
+                namespace: "ns".into(),
+                name: "creds".into(),
+            },
+            Error::CredentialsUnusable {
+                name: "creds".into(),
+                source: CredentialsError::MissingKey { key: "orgId" },
+            },
+            Error::AdoptedConnectionNotFound {
+                id: "id".into(),
+                sandbox: "prod".into(),
+            },
+            Error::ConnectionConflict {
+                id: "id".into(),
+                why: "why".into(),
+            },
+            Error::ConfigMapConflict { name: "cm".into() },
+            Error::InvalidObject("no namespace".into()),
+            flow(FlowError::Unauthorized {
+                operation: Operation::Get,
+                details: details(),
+            }),
+            flow(FlowError::Forbidden {
+                operation: Operation::Get,
+                details: details(),
+            }),
+            flow(FlowError::Invalid {
+                operation: Operation::Create,
+                details: details(),
+            }),
+            flow(FlowError::Credentials(CredentialsError::MissingKey {
+                key: "clientId",
+            })),
+            flow(FlowError::Configuration("bad URL".into())),
+        ]
+    }
+
+    /// The Argo CD health check keeps its own table of permanent reasons (Lua cannot call this
+    /// code): it must name exactly the reasons of the permanent errors.
+    #[test]
+    fn the_argo_cd_health_check_knows_every_permanent_reason() {
+        let lua = include_str!("../../deploy/gitops/argocd-health.lua");
+        let table = lua
+            .split("local permanent_reasons = {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .expect("argocd-health.lua has a permanent_reasons table");
+        let in_lua: std::collections::BTreeSet<&str> = table
+            .lines()
+            .filter_map(|line| {
+                line.trim()
+                    .split_once(" = true")
+                    .map(|(name, _)| name.trim())
+            })
+            .collect();
+        let errors = permanent_errors();
+        assert!(errors.iter().all(Error::is_permanent));
+        let in_code: std::collections::BTreeSet<&str> = errors.iter().map(Error::reason).collect();
+        assert_eq!(in_lua, in_code);
+    }
 
     #[test]
     fn configuration_problems_of_the_object_are_permanent() {
