@@ -367,6 +367,29 @@ async fn drift_is_repaired_recreate_and_patch() {
     let second_id = object.status.unwrap().connection_id.unwrap();
     let connections = scenario.emulator_connections().await;
     assert_eq!(connections.len(), 1);
+    // A new fact is a new event, not a repeat of the first one's note.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(scenario.admin.clone(), &ns);
+    let notes: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|event| event.note)
+        .collect();
+    for id in [&first_id, &second_id] {
+        assert!(
+            notes.contains(&format!("Created connection {id}")),
+            "{notes:?}"
+        );
+    }
+    assert!(
+        notes.iter().any(|note| note.starts_with(&format!(
+            "Connection {first_id} was deleted outside the operator"
+        ))),
+        "the Recreated event gives the evidence: {notes:?}"
+    );
     assert_eq!(connections[0]["id"], second_id.as_str());
     let config_maps: Api<ConfigMap> = Api::namespaced(scenario.admin.clone(), &ns);
     let republished = wait_for(
