@@ -619,11 +619,14 @@ async fn leader_election_one_replica_reconciles_and_a_standby_takes_over() {
     let mut standby = scenario.start_operator(&kubeconfig, &election, "operator-b");
     scenario.create(&ns, "first", spec(json!({}))).await;
     scenario.wait_ready(&ns, "first").await;
-    assert!(
-        standby.log_text().contains("another replica leads"),
-        "{}",
-        standby.log_text()
-    );
+    // The standby's first election round may end after the leader's first create.
+    let waiting = wait_for(
+        "operator-b to say it waits",
+        Duration::from_secs(15),
+        || async { standby.log_text().contains("another replica leads") },
+    )
+    .await;
+    assert!(waiting, "{}", standby.log_text());
     assert!(
         !standby
             .log_text()
