@@ -15,7 +15,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::cluster::{Scenario, admin_client, install, put_secret, tail, wait_for};
+use support::cluster::{
+    LEADER_ELECTION, Scenario, admin_client, install, put_secret, tail, wait_for,
+};
 
 fn xdm_message() -> Value {
     let schema = json!({"id": "https://ns.adobe.com/demo/schemas/web", "contentType": "application/vnd.adobe.xed-full+json;version=1"});
@@ -583,13 +585,7 @@ async fn a_config_map_of_someone_else_is_never_taken_over() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn leader_election_one_replica_reconciles_and_a_standby_takes_over() {
-    let election = [
-        "--leader-election",
-        "--leader-election-namespace",
-        "aep-streaming-operator",
-        "--leader-election-lease-duration",
-        "4s",
-    ];
+    let election = LEADER_ELECTION;
     let mut scenario = Scenario::start_with(&["leader"], &election).await;
     let ns = scenario.namespace().to_string();
     let kubeconfig = scenario.operator_kubeconfig();

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cluster::{Scenario, local_cluster_dir, restart_component, tail};
+use support::cluster::{LEADER_ELECTION, Scenario, local_cluster_dir, restart_component, tail};
 
 const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
 const CONNECTION: &str = "/data/foundation/flowservice/connections/{id}";
@@ -136,25 +136,12 @@ async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() 
     // The storm was real: the operator saw each kind of failure and stayed within bounds.
     let requests = scenario.emulator_requests().await;
     eprintln!("requests during the storm: {}", requests["counts"]);
-    let count = |status: u64| -> u64 {
-        requests["counts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["status"] == status)
-            .map(|c| c["count"].as_u64().unwrap())
-            .sum()
-    };
+    let count = |status: u64| request_count(&requests, |c| c["status"] == status);
     assert!(
         count(502) >= 3 && count(429) >= 4 && count(503) >= 4 && count(0) >= 2,
         "{requests}"
     );
-    let total: u64 = requests["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["count"].as_u64().unwrap())
-        .sum();
+    let total = request_count(&requests, |_| true);
     assert!(
         total < 15 * 40,
         "no hot loop: {total} requests for 15 objects"
@@ -232,29 +219,18 @@ fn soak_window() -> Duration {
     )
 }
 
-/// Requests the emulator answered on `route` (any method and status).
-fn requests_on(requests: &Value, route: &str) -> u64 {
+/// Requests in the emulator's request log that `matches` selects.
+fn request_count(requests: &Value, matches: impl Fn(&Value) -> bool) -> u64 {
     requests["counts"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["route"] == route)
+        .filter(|c| matches(c))
         .map(|c| c["count"].as_u64().unwrap())
         .sum()
 }
 
-/// Requests to Flow Service (every route but IMS).
-fn flow_requests(requests: &Value) -> u64 {
-    requests["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["route"] != IMS)
-        .map(|c| c["count"].as_u64().unwrap())
-        .sum()
-}
-
-/// Counts the versions of one object that a watch sees (each one a write) until `stop` fires.
+/// Counts the versions of one object that a watch sees (each one a write) over the soak window.
 fn count_writes(
     api: kube::Api<aep_streaming_operator::api::StreamingConnection>,
     name: &str,
@@ -319,8 +295,8 @@ async fn cost_of(
         .items
         .len();
     Cost {
-        ims: requests_on(&requests, IMS),
-        flow: flow_requests(&requests),
+        ims: request_count(&requests, |c| c["route"] == IMS),
+        flow: request_count(&requests, |c| c["route"] != IMS),
         // The object's creation itself is one version.
         writes: writes.len().saturating_sub(1),
         events,
@@ -431,13 +407,9 @@ async fn a_404_right_after_a_201_or_an_id_that_is_no_uuid_creates_no_second_conn
     create_many(&scenario, 3).await;
     assert_exactly_one_connection_each(&scenario, 3).await;
     let requests = scenario.emulator_requests().await;
-    let posts: u64 = requests["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["method"] == "POST" && c["route"] == CONNECTIONS)
-        .map(|c| c["count"].as_u64().unwrap())
-        .sum();
+    let posts = request_count(&requests, |c| {
+        c["method"] == "POST" && c["route"] == CONNECTIONS
+    });
     assert_eq!(posts, 3, "one POST per object: {requests}");
     scenario.finish().await;
 }
@@ -807,14 +779,7 @@ async fn events_name_each_new_fact_and_deleted_objects_are_no_warning() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn an_operator_without_leader_election_refuses_to_run_beside_a_leader() {
-    let election = [
-        "--leader-election",
-        "--leader-election-namespace",
-        "aep-streaming-operator",
-        "--leader-election-lease-duration",
-        "4s",
-    ];
-    let scenario = Scenario::start_with(&["refusal"], &election).await;
+    let scenario = Scenario::start_with(&["refusal"], &LEADER_ELECTION).await;
     let ns = scenario.namespace().to_string();
     scenario.create(&ns, "web", spec()).await;
     scenario.wait_ready(&ns, "web").await;

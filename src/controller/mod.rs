@@ -138,13 +138,6 @@ impl Context {
     /// read the connection must not keep its real owner from deleting it.
     pub fn owner_of(&self, id: &str, object: &StreamingConnection) -> Option<String> {
         let own_uid = object.uid();
-        let name_of = |other: &StreamingConnection| {
-            format!(
-                "{}/{}",
-                other.namespace().unwrap_or_default(),
-                other.name_any()
-            )
-        };
         if let Some(found) = self.connections.find(|other| {
             other.uid() != own_uid
                 && other.metadata.deletion_timestamp.is_none()
@@ -154,15 +147,20 @@ impl Context {
                     .and_then(|s| s.connection_id.as_deref())
                     == Some(id)
         }) {
-            return Some(name_of(&found));
+            return Some(namespaced_name(&found));
         }
         let claimant = self.memory.claimant_of(id)?;
         if Some(&claimant) == own_uid.as_ref() {
             return None;
         }
+        self.name_of_uid(&claimant)
+    }
+
+    /// `namespace/name` of the watched StreamingConnection with this uid.
+    fn name_of_uid(&self, uid: &str) -> Option<String> {
         self.connections
-            .find(|other| other.uid().as_ref() == Some(&claimant))
-            .map(|other| name_of(&other))
+            .find(|other| other.uid().as_deref() == Some(uid))
+            .map(|other| namespaced_name(&other))
     }
 
     /// The status this process last wrote for `object` and the resourceVersion it got back.
@@ -297,6 +295,14 @@ impl Context {
             .get(&secret_key(namespace, secret_name))
             .cloned()
     }
+}
+
+fn namespaced_name(object: &StreamingConnection) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
 }
 
 fn secret_key(namespace: &str, name: &str) -> String {

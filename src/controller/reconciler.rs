@@ -134,13 +134,19 @@ impl<'a> Reconciliation<'a> {
             )
             .await
             .map_err(Error::kube("writing the first status"))?;
-        let resource_version = written.metadata.resource_version.clone();
-        let stored = written.status.unwrap_or_default();
+        self.stored_as(written, StreamingConnectionStatus::default());
+        Ok(())
+    }
+
+    /// Takes what a status write returned as the stored status (`fallback` when the answer had
+    /// none) and its resourceVersion as the one the next write is conditional on.
+    fn stored_as(&self, written: StreamingConnection, fallback: StreamingConnectionStatus) {
+        let resource_version = written.metadata.resource_version;
+        let stored = written.status.unwrap_or(fallback);
         self.ctx
             .remember_status(self.object, &stored, resource_version.clone());
         *self.stored.lock().expect("status lock") = stored;
         *self.resource_version.lock().expect("version lock") = resource_version;
-        Ok(())
     }
 
     /// Converges the object; on failure records the reason in the status and an event.
@@ -317,15 +323,7 @@ impl<'a> Reconciliation<'a> {
         if let Err(holder) = self.ctx.memory.claim_name(&name_key, &self.uid()) {
             let holder = self
                 .ctx
-                .connections
-                .find(|other| other.uid().as_ref() == Some(&holder))
-                .map(|other| {
-                    format!(
-                        "{}/{}",
-                        other.namespace().unwrap_or_default(),
-                        other.name_any()
-                    )
-                })
+                .name_of_uid(&holder)
                 .unwrap_or_else(|| "another StreamingConnection".to_string());
             return Ok(Lookup::Wait {
                 reason: "WaitingForSameName",
@@ -957,12 +955,7 @@ impl<'a> Reconciliation<'a> {
             )
             .await
             .map_err(Error::kube(what))?;
-        let resource_version = written.metadata.resource_version.clone();
-        let stored = written.status.unwrap_or(next);
-        self.ctx
-            .remember_status(self.object, &stored, resource_version.clone());
-        *self.stored.lock().expect("status lock") = stored;
-        *self.resource_version.lock().expect("version lock") = resource_version;
+        self.stored_as(written, next);
         Ok(())
     }
 

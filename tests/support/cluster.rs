@@ -160,6 +160,16 @@ pub async fn operator_kubeconfig(admin: &Client, directory: &Path) -> PathBuf {
     path
 }
 
+/// Operator flags for leader election on the Lease in the operator's namespace, with a short lease
+/// so that take-overs happen within a test.
+pub const LEADER_ELECTION: [&str; 5] = [
+    "--leader-election",
+    "--leader-election-namespace",
+    "aep-streaming-operator",
+    "--leader-election-lease-duration",
+    "4s",
+];
+
 /// The operator binary running as a separate process; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Operator {
     child: Option<Child>,
