@@ -6,7 +6,7 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/aep-streaming-operator:TAG .
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache mounts. The emulator is not in
-# this image: it is a development tool (`cargo run --bin aep-emulator`).
+# this image: it is a development tool (`cargo run -p aep-emulator`), and the operator binary does not link its crate.
 
 # Alpine's host triple is already *-unknown-linux-musl, so no cross toolchain is needed; buildx
 # builds each platform natively (under emulation for the foreign one).

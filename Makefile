@@ -6,7 +6,7 @@ CLUSTER_DIR ?= $(CURDIR)/target/cluster
 all: build
 
 build:
-	cargo build --locked --bins
+	cargo build --locked --workspace --bins
 
 ## test: every tier (unit, client, reconciler, end-to-end against a real control plane)
 test:
@@ -15,14 +15,14 @@ test:
 ## lint: formatting and clippy, as CI runs them
 lint:
 	cargo fmt --all --check
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 fmt:
 	cargo fmt --all
 
 ## crd: regenerate the committed CRD from the Rust types
 crd:
-	cargo run --quiet --locked -- crd > crds/streamingconnection.yaml
+	cargo run --quiet --locked -p aep-streaming-operator -- crd > crds/streamingconnection.yaml
 
 ## demo: control plane + emulator + operator + examples, left running (stop with `make demo-down`)
 demo:
@@ -48,7 +48,7 @@ bench:
 
 ## emulator: run aep-emulator in the foreground on 127.0.0.1:8080
 emulator:
-	cargo run --locked --bin aep-emulator
+	cargo run --locked -p aep-emulator --bin aep-emulator
 
 clean:
 	cargo clean

@@ -18,10 +18,10 @@ use tracing::{debug, error, info, warn};
 use crate::api::StreamingConnection;
 use crate::cli::RunArgs;
 use crate::controller::{self, Settings};
-use crate::flow::{FlowClient, FlowClientConfig};
 use crate::http::{self, Health};
 use crate::leader::{self, Fence, LeaderElection, LeaseActivity, LeaseTiming};
 use crate::metrics::{FlowMetrics, Metrics};
+use aep_flow::{FlowClient, FlowClientConfig};
 
 /// After the Lease is lost, how long the controller may take to stop before `run` gives up on it.
 /// Flow Service writes already stopped (the fence was revoked first); this bounds everything else.

@@ -6,18 +6,16 @@
 //! Run them alone with: `make cluster`, then
 //! `AEP_E2E_KUBECONFIG=target/cluster/kubeconfig cargo test --test e2e -- --ignored --test-threads=1`.
 
-mod support;
-
 use std::time::Duration;
 
 use aep_streaming_operator::api::StreamingConnection;
+use aep_testkit::cluster::{
+    LEADER_ELECTION, Scenario, admin_client, install, put_secret, tail, wait_for,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::cluster::{
-    LEADER_ELECTION, Scenario, admin_client, install, put_secret, tail, wait_for,
-};
 
 fn xdm_message() -> Value {
     let schema = json!({"id": "https://ns.adobe.com/demo/schemas/web", "contentType": "application/vnd.adobe.xed-full+json;version=1"});
@@ -310,7 +308,7 @@ async fn secret_rotation_recovers_without_a_restart() {
         &scenario.admin,
         &ns,
         "aep-credentials",
-        aep_streaming_operator::emulator::DEMO_CLIENT_SECRET,
+        aep_emulator::DEMO_CLIENT_SECRET,
     )
     .await;
     scenario.wait_ready(&ns, "web").await;

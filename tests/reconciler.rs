@@ -2,20 +2,17 @@
 //! records every call) and the emulator (whose request log records every Flow Service call). Each
 //! test asserts the exact sequence of calls on both sides.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use aep_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
+use aep_flow::{FlowClient, FlowClientConfig};
 use aep_streaming_operator::api::{
     DeletionPolicy, PendingCreate, SecretReference, StreamingConnection, StreamingConnectionSpec,
 };
 use aep_streaming_operator::controller::{self, Context, Settings};
-use aep_streaming_operator::emulator::{
-    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
-};
-use aep_streaming_operator::flow::{FlowClient, FlowClientConfig};
 use aep_streaming_operator::metrics::Metrics;
+use aep_testkit::fake_apiserver::FakeApiServer;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -24,7 +21,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use support::fake_apiserver::FakeApiServer;
 
 const NAMESPACE: &str = "marketing";
 const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
@@ -34,7 +30,7 @@ const SC_PATH: &str =
 
 struct Harness {
     kube: FakeApiServer,
-    emulator: emulator::RunningEmulator,
+    emulator: aep_emulator::RunningEmulator,
     ctx: Arc<Context>,
     store: Writer<StreamingConnection>,
     http: reqwest::Client,
@@ -52,7 +48,7 @@ impl Harness {
     }
 
     async fn with(resync_interval: Duration, platform: EmulatorConfig) -> Self {
-        let emulator = emulator::start(platform).await.unwrap();
+        let emulator = aep_emulator::start(platform).await.unwrap();
         let url: url::Url = emulator.url().parse().unwrap();
         let flow = FlowClient::new(FlowClientConfig {
             platform_url: url.clone(),
@@ -189,10 +185,14 @@ impl Harness {
     /// Creates a connection directly in the emulator, as another tool would (no description).
     async fn create_in_emulator(&self, name: &str) -> String {
         let url = self.emulator.url();
-        let token =
-            support::emulator::fetch_token(&self.http, &url, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
-                .await;
-        let mut body = support::emulator::streaming_connection(name);
+        let token = aep_testkit::emulator::fetch_token(
+            &self.http,
+            &url,
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+        )
+        .await;
+        let mut body = aep_testkit::emulator::streaming_connection(name);
         body.as_object_mut().unwrap().remove("description");
         let created: Value = self
             .http

@@ -5,12 +5,10 @@
 //!
 //! Run by `make test` after the end-to-end suite (same cluster, one test at a time).
 
-mod support;
-
 use std::time::Duration;
 
+use aep_testkit::cluster::{LEADER_ELECTION, Scenario, local_cluster_dir, restart_component, tail};
 use serde_json::{Value, json};
-use support::cluster::{LEADER_ELECTION, Scenario, local_cluster_dir, restart_component, tail};
 
 const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
 const CONNECTION: &str = "/data/foundation/flowservice/connections/{id}";
@@ -310,7 +308,7 @@ async fn broken_objects_cost_a_handful_of_calls_and_writes_over_a_window() {
     let (wrong_secret, unknown_sandbox, throttled) = tokio::join!(
         async {
             let scenario = Scenario::start(&["cost-secret"]).await;
-            support::cluster::put_secret(
+            aep_testkit::cluster::put_secret(
                 &scenario.admin,
                 scenario.namespace(),
                 "wrong",
@@ -455,7 +453,7 @@ async fn deleting_the_namespace_deletes_every_connection_with_the_delete_policy(
         .await
         .unwrap();
     let gone =
-        support::cluster::wait_for("the namespace to go", Duration::from_secs(120), || async {
+        aep_testkit::cluster::wait_for("the namespace to go", Duration::from_secs(120), || async {
             namespaces
                 .get_opt(scenario.namespace())
                 .await
@@ -497,7 +495,7 @@ async fn another_namespace_cannot_hijack_a_connection_and_one_of_two_adopters_wi
         .unwrap();
 
     // An object elsewhere, with credentials that cannot read it, names the victim's connection.
-    support::cluster::put_secret(&scenario.admin, &intruder, "stolen", "not-the-secret").await;
+    aep_testkit::cluster::put_secret(&scenario.admin, &intruder, "stolen", "not-the-secret").await;
     scenario
         .create(
             &intruder,
@@ -526,7 +524,7 @@ async fn another_namespace_cannot_hijack_a_connection_and_one_of_two_adopters_wi
         let response: Value = scenario
             .flow_request(reqwest::Method::POST, "/connections")
             .await
-            .json(&support::emulator::streaming_connection("shared"))
+            .json(&aep_testkit::emulator::streaming_connection("shared"))
             .send()
             .await
             .unwrap()
@@ -541,7 +539,7 @@ async fn another_namespace_cannot_hijack_a_connection_and_one_of_two_adopters_wi
             .await;
     }
     let api = scenario.connections(&victim);
-    let settled = support::cluster::wait_for(
+    let settled = aep_testkit::cluster::wait_for(
         "one adopter Ready, one Stalled",
         Duration::from_secs(60),
         || async {
@@ -691,7 +689,7 @@ async fn a_name_with_a_trailing_space_never_adopts_the_name_without_it() {
     let foreign: Value = scenario
         .flow_request(reqwest::Method::POST, "/connections")
         .await
-        .json(&support::emulator::streaming_connection("Web events"))
+        .json(&aep_testkit::emulator::streaming_connection("Web events"))
         .send()
         .await
         .unwrap()

@@ -127,7 +127,7 @@ revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git status --porcelain -- src Cargo.toml Cargo.lock build.rs 2>/dev/null) ]]; then
   revision+=" + uncommitted changes in src/"
 fi
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 
 say "starting a fresh control plane in $CLUSTER"
 cluster_started=1

@@ -46,7 +46,7 @@ up() {
   down >/dev/null 2>&1 || true
   mkdir -p "$DEMO"
   say "building the operator and the emulator"
-  cargo build --locked --bins
+  cargo build --locked --workspace --bins
   say "starting the control plane (kube-apiserver, etcd, kube-controller-manager)"
   tools/cluster.sh up "$CLUSTER"
   # shellcheck disable=SC1091

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== tiers 1-3: unit, client and reconciler tests"
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 
 echo "== the Argo CD health check (Lua) against its test cases"
 deploy/gitops/test-health.sh
@@ -16,7 +16,7 @@ deploy/gitops/test-health.sh
 echo "== tier 4: end-to-end and reliability tests against a real control plane"
 # Each scenario keeps its operator logs, kubeconfig and emulator state here for a post-mortem.
 rm -rf target/e2e-logs
-cargo build --locked --bins
+cargo build --locked --workspace --bins
 if [[ -z ${AEP_E2E_KUBECONFIG:-} ]]; then
   cluster_dir=$PWD/target/cluster-test
   trap 'tools/cluster.sh down "$cluster_dir" || true' EXIT

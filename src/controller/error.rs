@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::flow::{CredentialsError, FlowError};
+use aep_flow::{CredentialsError, FlowError};
 
 /// A failed reconcile. The error policy branches on [`Error::is_permanent`] and [`Error::retry_after`].
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +164,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{ErrorDetails, Operation};
+    use aep_flow::{ErrorDetails, Operation};
 
     /// One error of every permanent kind the reconciler can return.
     fn permanent_errors() -> Vec<Error> {

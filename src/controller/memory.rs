@@ -16,7 +16,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::api::StreamingConnectionStatus;
-use crate::flow::Connection;
+use aep_flow::Connection;
 
 /// The first retry waits about this long; each further failure doubles it.
 pub const INITIAL_RETRY_DELAY: Duration = Duration::from_secs(1);

@@ -9,9 +9,6 @@ mod memory;
 mod reconciler;
 pub mod status;
 
-#[cfg(test)]
-pub(crate) mod fixtures;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,10 +36,10 @@ use crate::api::{
     FIELD_MANAGER, FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection,
     StreamingConnectionStatus,
 };
-use crate::flow::{Connection, Credentials, FlowClient};
 use crate::http::Health;
 use crate::leader::Fence;
 use crate::metrics::Metrics;
+use aep_flow::{Connection, Credentials, FlowClient};
 
 /// Tunables of the controller, from the command line.
 #[derive(Debug, Clone)]

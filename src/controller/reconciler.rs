@@ -29,7 +29,7 @@ use crate::api::{
     API_GROUP, API_VERSION, DeletionPolicy, FIELD_MANAGER, PendingCreate, StreamingConnection,
     StreamingConnectionStatus,
 };
-use crate::flow::{Connection, Credentials, FlowError, Scope};
+use aep_flow::{Connection, Credentials, FlowError, Scope};
 
 /// Connections created up to this long before the marker's timestamp still count as candidates
 /// when a pending create is resolved: the operator's and Adobe's clocks are not synchronised.
@@ -772,7 +772,7 @@ impl<'a> Reconciliation<'a> {
         &self,
         scope: &Scope<'_>,
         mut connection: Connection,
-        update: crate::flow::ConnectionUpdate,
+        update: aep_flow::ConnectionUpdate,
     ) -> Result<Connection> {
         let flow = &self.ctx.flow;
         self.ensure_leading()?;

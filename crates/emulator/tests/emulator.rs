@@ -2,20 +2,17 @@
 //! tokens, the header checks in the reference's order, create/get/list/patch/delete, scoping, pagination and
 //! concurrency.
 
-#[path = "support/emulator.rs"]
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use aep_streaming_operator::emulator::{
+use aep_emulator::{
     ClientCredential, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
     STREAMING_CONNECTION_SPEC_ID,
 };
+use aep_testkit::emulator::*;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
 
 // ---------------------------------------------------------------------------------------------------------- IMS
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use aep_streaming_operator::emulator::{
+use aep_emulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig, RunningEmulator,
     STREAMING_CONNECTION_SPEC_ID, start,
 };

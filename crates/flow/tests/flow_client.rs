@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aep_streaming_operator::emulator::{
+use aep_emulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig, RunningEmulator, start,
 };
-use aep_streaming_operator::flow::{
+use aep_flow::{
     ConnectionUpdate, Credentials, DataType, FlowClient, FlowClientConfig, FlowError, FlowObserver,
     NewConnection, Operation, STREAMING_CONNECTION_SPEC_ID, Scope,
 };

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aep_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
 use aep_streaming_operator::api::StreamingConnection;
-use aep_streaming_operator::emulator::{
-    self, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
-};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -24,8 +22,28 @@ pub const OPERATOR_NAMESPACE: &str = "aep-streaming-operator";
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "aep-streaming-operator";
 const E2E_MANAGER: &str = "e2e-tests";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The repository root (the workspace root, two levels above this crate).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The operator binary the tests start: the one cargo built beside the running test executable
+/// (`target/<profile>/aep-streaming-operator`, as `CARGO_BIN_EXE_…` would name it in the root package), or
+/// `AEP_OPERATOR_BINARY`.
+pub fn operator_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("AEP_OPERATOR_BINARY") {
+        return PathBuf::from(path);
+    }
+    let test_executable = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/aep-streaming-operator
+    let profile_dir = test_executable
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test executable under target/<profile>/deps");
+    profile_dir.join(format!(
+        "aep-streaming-operator{}",
+        std::env::consts::EXE_SUFFIX
+    ))
 }
 
 fn kubeconfig_path() -> PathBuf {
@@ -185,7 +203,7 @@ impl Operator {
         identity: &str,
     ) -> Self {
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_aep-streaming-operator"))
+        let child = Command::new(operator_binary())
             .arg("run")
             .args(["--platform-url", platform_url, "--ims-url", platform_url])
             .args(["--metrics-addr", "127.0.0.1:0", "--flow-service-qps", "100"])
@@ -253,7 +271,7 @@ pub struct Scenario {
     pub admin: Client,
     /// Base URL of the emulator (IMS, Flow Service and inlet); stable across emulator restarts.
     pub emulator_url: String,
-    emulator: Option<emulator::RunningEmulator>,
+    emulator: Option<aep_emulator::RunningEmulator>,
     pub operator: Operator,
     pub namespaces: Vec<String>,
     pub http: reqwest::Client,
@@ -286,7 +304,7 @@ impl Scenario {
         }
         let directory = repo().join("target/e2e-logs").join(&namespaces[0]);
         std::fs::create_dir_all(&directory).unwrap();
-        let emulator = emulator::start(EmulatorConfig {
+        let emulator = aep_emulator::start(EmulatorConfig {
             state_file: Some(directory.join("emulator-state.json")),
             ..EmulatorConfig::default()
         })
@@ -338,7 +356,7 @@ impl Scenario {
             ..EmulatorConfig::default()
         };
         for attempt in 0.. {
-            match emulator::start(config.clone()).await {
+            match aep_emulator::start(config.clone()).await {
                 Ok(emulator) => {
                     self.emulator = Some(emulator);
                     return;
@@ -469,7 +487,7 @@ impl Scenario {
 
     /// An IMS token from the emulator for the demo client, as an application would get one.
     pub async fn ims_token(&self) -> String {
-        super::emulator::fetch_token(
+        crate::emulator::fetch_token(
             &self.http,
             &self.emulator_url,
             DEMO_CLIENT_ID,

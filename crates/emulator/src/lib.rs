@@ -9,8 +9,8 @@
 //! [`admin`] (`/_emulator/…`), [`state`] (store, persistence), [`errors`] (Adobe error bodies).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), aep_streaming_operator::emulator::EmulatorError> {
-//! use aep_streaming_operator::emulator::{EmulatorConfig, start};
+//! # async fn demo() -> Result<(), aep_emulator::EmulatorError> {
+//! use aep_emulator::{EmulatorConfig, start};
 //! let emulator = start(EmulatorConfig::default()).await?;
 //! println!("IMS, Flow Service and inlets at {}", emulator.url());
 //! emulator.shutdown().await;

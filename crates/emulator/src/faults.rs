@@ -414,7 +414,7 @@ impl FaultBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::connections::CONNECTIONS_ROUTE;
+    use crate::connections::CONNECTIONS_ROUTE;
 
     fn rule(value: Value) -> FaultRule {
         serde_json::from_value(value).unwrap()

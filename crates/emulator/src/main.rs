@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aep_streaming_operator::emulator::{self, ClientCredential, DEFAULT_SANDBOXES, EmulatorConfig};
+use aep_emulator::{ClientCredential, DEFAULT_SANDBOXES, EmulatorConfig};
 use clap::Parser;
 
 /// Serve Adobe IMS, Flow Service connections and the streaming inlet locally, for tests and for trying the
@@ -132,7 +132,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let running = match emulator::start(cli.into_config()).await {
+    let running = match aep_emulator::start(cli.into_config()).await {
         Ok(running) => running,
         Err(error) => {
             eprintln!("aep-emulator: {error}");

@@ -6,7 +6,7 @@ mod flow_tls;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aep_streaming_operator::flow::{Credentials, FlowClient, FlowClientConfig, Scope};
+use aep_flow::{Credentials, FlowClient, FlowClientConfig, Scope};
 
 fn credentials() -> Credentials {
     let data: BTreeMap<String, Vec<u8>> = [
@@ -57,11 +57,11 @@ async fn without_the_extra_ca_the_handshake_fails_before_anything_is_sent() {
         credentials: &credentials,
         sandbox: "prod",
     };
-    let new = aep_streaming_operator::flow::NewConnection {
+    let new = aep_flow::NewConnection {
         name: "n".into(),
         description: None,
         source_id: None,
-        data_type: aep_streaming_operator::flow::DataType::Xdm,
+        data_type: aep_flow::DataType::Xdm,
         authentication_required: false,
     };
     // The token request is the first to fail; the connection was certainly not created.

@@ -2,11 +2,11 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::{
+use aep_flow::{Connection, STREAMING_CONNECTION_SPEC_ID};
+use aep_streaming_operator::api::{
     ConfigMapTemplate, SecretReference, StreamingConnection, StreamingConnectionSpec,
 };
-use crate::controller::desired;
-use crate::flow::{Connection, STREAMING_CONNECTION_SPEC_ID};
+use aep_streaming_operator::controller::desired;
 
 /// A StreamingConnection `name` in namespace `marketing`, sandbox `prod`, with Secret `aep-credentials`.
 pub fn streaming_connection(name: &str) -> StreamingConnection {

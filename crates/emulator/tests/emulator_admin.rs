@@ -2,17 +2,14 @@
 //! commit-then-fail, dropped connections, late commits, corrupted ids, not-found lookalikes), the request log,
 //! reset, `--latency-ms`, the state file across restarts, and the `aep-emulator` binary itself.
 
-#[path = "support/emulator.rs"]
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aep_streaming_operator::emulator::{DEMO_CLIENT_ID, DEMO_ORG_ID, EmulatorConfig, start};
+use aep_emulator::{DEMO_CLIENT_ID, DEMO_ORG_ID, EmulatorConfig, start};
+use aep_testkit::emulator::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
 
 async fn count_connections(harness: &Harness) -> usize {
     let state = harness.admin_json("/_emulator/state").await;

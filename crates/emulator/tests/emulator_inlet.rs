@@ -1,15 +1,12 @@
 //! The emulator's streaming inlet over HTTP: single and batch messages, sync validation, the 1 MB limit,
 //! unknown inlets, authenticated inlets, provisioning delay, and delivery records in the admin state.
 
-#[path = "support/emulator.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use aep_streaming_operator::emulator::EmulatorConfig;
+use aep_emulator::EmulatorConfig;
+use aep_testkit::emulator::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
 
 /// `(connection id, inlet URL)` of a new connection created from `body`.
 async fn inlet_of(harness: &Harness, body: Value) -> (String, String) {
