@@ -1,12 +1,15 @@
 //! The controller: watches StreamingConnections (and the Secrets and ConfigMaps they use) and
-//! converges each one through [`reconcile`]. The steps of one reconcile live in `reconciler`; the
+//! converges each one through [`reconcile`]. The steps of one reconcile live in `connection` (one file
+//! per step); the steps every kind shares in `credentials`, `config_map`, `events` and `memory`; the
 //! pure computations in `desired` and `status`.
 
+mod config_map;
+mod connection;
+mod credentials;
 pub mod desired;
 pub mod error;
 mod events;
 mod memory;
-mod reconciler;
 pub mod status;
 
 use std::collections::HashMap;
@@ -26,12 +29,12 @@ use kube::{Client, ResourceExt};
 use rand::Rng;
 use tracing::{Instrument, debug, info_span, warn};
 
+pub use self::connection::MISSING_CONFIRM_WINDOW;
+use self::connection::Reconciliation;
 pub use self::error::{Error, Result};
 use self::events::EventPublisher;
 pub use self::memory::{INITIAL_RETRY_DELAY, MAX_RETRY_DELAY};
 use self::memory::{Inputs, Memory, Verified};
-pub use self::reconciler::MISSING_CONFIRM_WINDOW;
-use self::reconciler::Reconciliation;
 use crate::api::{
     FIELD_MANAGER, FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection,
     StreamingConnectionStatus,
