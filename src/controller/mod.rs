@@ -5,6 +5,7 @@
 
 mod config_map;
 mod connection;
+mod context;
 mod credentials;
 pub mod desired;
 pub mod error;
@@ -12,7 +13,6 @@ mod events;
 mod memory;
 pub mod status;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,300 +22,22 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use rand::Rng;
 use tracing::{Instrument, debug, info_span, warn};
 
 pub use self::connection::MISSING_CONFIRM_WINDOW;
 use self::connection::Reconciliation;
+pub use self::context::{CREATE_SETTLE_DELAY, Context, Settings};
 pub use self::error::{Error, Result};
-use self::events::EventPublisher;
 pub use self::memory::{INITIAL_RETRY_DELAY, MAX_RETRY_DELAY};
-use self::memory::{Inputs, Memory, Verified};
-use crate::api::{
-    FIELD_MANAGER, FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection,
-    StreamingConnectionStatus,
-};
+use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection};
 use crate::http::Health;
 use crate::leader::Fence;
 use crate::metrics::Metrics;
-use aep_flow::{Connection, Credentials, FlowClient};
-
-/// Tunables of the controller, from the command line.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// How often a Ready object is checked against Flow Service (±10% jitter).
-    pub resync_interval: Duration,
-    /// How many objects are reconciled at once.
-    pub max_concurrent_reconciles: u16,
-    /// Watch this namespace only.
-    pub namespace: Option<String>,
-    /// How long after a create request whose answer never came the platform may still commit it
-    /// (the client's request timeout plus a settle delay): the lookup by name waits that long
-    /// before it concludes that nothing was created.
-    pub create_settle: Duration,
-    /// How long a recorded connection must keep answering 404 (and stay unlisted by name) before
-    /// it is taken for deleted outside the operator and created again.
-    pub missing_confirm_window: Duration,
-}
-
-/// The settle delay added to the request timeout for [`Settings::create_settle`].
-pub const CREATE_SETTLE_DELAY: Duration = Duration::from_secs(30);
-
-impl Settings {
-    /// The resync interval with ±10% jitter, so that objects created together do not resync together.
-    pub fn jittered_resync(&self) -> Duration {
-        self.resync_interval
-            .mul_f64(rand::rng().random_range(0.9..1.1))
-    }
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    /// The Kubernetes client (the operator's own service account).
-    pub client: Client,
-    /// The Flow Service and IMS client, with its token cache and rate limit.
-    pub flow: FlowClient,
-    /// Publishes Kubernetes events.
-    events: EventPublisher,
-    /// Every watched StreamingConnection: who owns which connection id.
-    pub connections: Store<StreamingConnection>,
-    pub settings: Settings,
-    /// Reconcile counters and timings.
-    pub metrics: Arc<Metrics>,
-    /// Valid while this replica may write to Flow Service (it leads, or runs without election).
-    fence: Fence,
-    /// What is remembered per object between reconciles.
-    memory: Memory,
-    /// The credentials last read per Secret (namespace/name): to drop a token when the Secret
-    /// changes, and to delete a connection when the namespace's teardown removed the Secret first.
-    credentials_by_secret: Mutex<HashMap<String, Credentials>>,
-    /// The resourceVersion of every Secret as the Secret watch last reported it (namespace/name).
-    secret_versions: Mutex<HashMap<String, String>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        flow: FlowClient,
-        connections: Store<StreamingConnection>,
-        settings: Settings,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            events: EventPublisher::new(client.clone()),
-            client,
-            flow,
-            connections,
-            settings,
-            metrics,
-            fence: Fence::unfenced(),
-            memory: Memory::default(),
-            credentials_by_secret: Mutex::default(),
-            secret_versions: Mutex::default(),
-        }
-    }
-
-    /// Moves the controller's clock forward, as if `by` had passed: retries and waits come due
-    /// sooner. For tests that measure what an object costs over a simulated time window.
-    #[doc(hidden)]
-    pub fn advance_clock(&self, by: Duration) {
-        self.memory.advance_clock(by);
-    }
-
-    /// Only writes to Flow Service while `fence` is valid.
-    pub fn with_fence(mut self, fence: Fence) -> Self {
-        self.fence = fence;
-        self
-    }
-
-    /// The StreamingConnection (other than `object`) that manages connection `id`, as `namespace/name`:
-    /// one whose status records it (a completed claim), or one that claimed it in this process a
-    /// moment ago. A `spec.connectionId` alone is no claim: an object whose credentials cannot even
-    /// read the connection must not keep its real owner from deleting it.
-    pub fn owner_of(&self, id: &str, object: &StreamingConnection) -> Option<String> {
-        let own_uid = object.uid();
-        if let Some(found) = self.connections.find(|other| {
-            other.uid() != own_uid
-                && other.metadata.deletion_timestamp.is_none()
-                && other
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.connection_id.as_deref())
-                    == Some(id)
-        }) {
-            return Some(namespaced_name(&found));
-        }
-        let claimant = self.memory.claimant_of(id)?;
-        if Some(&claimant) == own_uid.as_ref() {
-            return None;
-        }
-        self.name_of_uid(&claimant)
-    }
-
-    /// `namespace/name` of the watched StreamingConnection with this uid.
-    fn name_of_uid(&self, uid: &str) -> Option<String> {
-        self.connections
-            .find(|other| other.uid().as_deref() == Some(uid))
-            .map(|other| namespaced_name(&other))
-    }
-
-    /// The status this process last wrote for `object` and the resourceVersion it got back.
-    fn written_status(
-        &self,
-        object: &StreamingConnection,
-    ) -> Option<(StreamingConnectionStatus, Option<String>)> {
-        let uid = object.uid()?;
-        self.memory.read(&uid, |m| m.written.clone()).flatten()
-    }
-
-    fn remember_status(
-        &self,
-        object: &StreamingConnection,
-        status: &StreamingConnectionStatus,
-        resource_version: Option<String>,
-    ) {
-        if let Some(uid) = object.uid() {
-            self.memory.with(&uid, |m| {
-                m.written = Some((status.clone(), resource_version))
-            });
-        }
-    }
-
-    /// Forgets what this process wrote for `object` (another writer got in between).
-    fn forget_written_status(&self, object: &StreamingConnection) {
-        if let Some(uid) = object.uid() {
-            self.memory.with(&uid, |m| m.written = None);
-        }
-    }
-
-    /// The connection this process confirmed for `object` less than half a resync interval ago,
-    /// if neither the spec, the credentials nor the reconcile-requested-at annotation changed since.
-    /// Periodic resyncs (at least 0.9 of the interval apart) and on-demand checks always read it
-    /// again; so does the first reconcile after a Secret changed, to find out whether it works.
-    fn recently_verified(
-        &self,
-        object: &StreamingConnection,
-        id: &str,
-        credentials: &Credentials,
-    ) -> Option<Connection> {
-        let uid = object.uid()?;
-        let half_resync = self.settings.resync_interval / 2;
-        self.memory
-            .read(&uid, |m| {
-                let entry = m.verified.as_ref()?;
-                let fresh = entry.connection.id == id
-                    && entry.credentials == credentials.cache_key()
-                    && entry.generation == object.metadata.generation
-                    && entry.requested_at.as_deref() == reconcile_requested_at(object)
-                    && self.memory.now().saturating_duration_since(entry.at) < half_resync;
-                fresh.then(|| entry.connection.clone())
-            })
-            .flatten()
-    }
-
-    fn remember_verified(
-        &self,
-        object: &StreamingConnection,
-        connection: Connection,
-        credentials: &Credentials,
-    ) {
-        if let Some(uid) = object.uid() {
-            let entry = Verified {
-                connection,
-                credentials: credentials.cache_key().to_string(),
-                generation: object.metadata.generation,
-                requested_at: reconcile_requested_at(object).map(str::to_string),
-                at: self.memory.now(),
-            };
-            self.memory.with(&uid, |m| m.verified = Some(entry));
-        }
-    }
-
-    fn forget_object(&self, object: &StreamingConnection) {
-        if let Some(uid) = object.uid() {
-            self.memory.forget(&uid);
-            self.events.forget(&uid);
-        }
-    }
-
-    /// What the next reconcile of `object` depends on, for the failure gate.
-    fn inputs(&self, object: &StreamingConnection) -> Inputs {
-        let secret = secret_key(
-            &object.namespace().unwrap_or_default(),
-            &object.spec.credentials_ref.name,
-        );
-        Inputs {
-            generation: object.metadata.generation,
-            requested_at: reconcile_requested_at(object).map(str::to_string),
-            deleting: object.metadata.deletion_timestamp.is_some(),
-            secret_version: self
-                .secret_versions
-                .lock()
-                .expect("secret versions lock")
-                .get(&secret)
-                .cloned(),
-        }
-    }
-
-    /// Notes a Secret's version as the watch reports it.
-    fn secret_seen(&self, secret: &PartialObjectMeta<Secret>) {
-        let key = secret_key(&secret.namespace().unwrap_or_default(), &secret.name_any());
-        if let Some(version) = secret.metadata.resource_version.clone() {
-            self.secret_versions
-                .lock()
-                .expect("secret versions lock")
-                .insert(key, version);
-        }
-    }
-
-    /// Notes the credentials in use for their Secret; when the Secret changed, the token minted
-    /// for its previous version is dropped.
-    fn remember_credentials(&self, namespace: &str, secret_name: &str, credentials: &Credentials) {
-        let previous = self
-            .credentials_by_secret
-            .lock()
-            .expect("credentials lock")
-            .insert(secret_key(namespace, secret_name), credentials.clone());
-        if let Some(previous) = previous
-            && previous.cache_key() != credentials.cache_key()
-        {
-            self.flow.forget_token(&previous);
-        }
-    }
-
-    /// The credentials last read from a Secret that may be gone now.
-    fn last_credentials(&self, namespace: &str, secret_name: &str) -> Option<Credentials> {
-        self.credentials_by_secret
-            .lock()
-            .expect("credentials lock")
-            .get(&secret_key(namespace, secret_name))
-            .cloned()
-    }
-}
-
-fn namespaced_name(object: &StreamingConnection) -> String {
-    format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
-}
-
-fn secret_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
-/// The value of the on-demand drift-check annotation.
-fn reconcile_requested_at(object: &StreamingConnection) -> Option<&str> {
-    object
-        .annotations()
-        .get(RECONCILE_REQUESTED_AT_ANNOTATION)
-        .map(String::as_str)
-}
+use aep_flow::FlowClient;
 
 /// Reconciles one StreamingConnection: the failure gate, the finalizer, then apply or cleanup.
 pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> Result<Action> {
