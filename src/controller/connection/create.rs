@@ -138,12 +138,7 @@ impl Reconciliation<'_> {
     /// While a create whose answer never came may still be committed by Flow Service, a lookup
     /// by name could miss it and lead to a second create: wait until it has settled.
     pub(super) fn create_settling(&self, marker: &PendingCreate) -> Option<Lookup> {
-        let answered = self
-            .ctx
-            .memory
-            .read(&self.uid(), |memory| memory.create_answered)
-            .unwrap_or(false);
-        if answered {
+        if self.create_answered() {
             return None;
         }
         let sent = marker.attempted_at.as_ref().unwrap_or(&marker.started_at);
@@ -200,24 +195,40 @@ impl Reconciliation<'_> {
             .map_err(Error::flow(
                 "checking by name whether an earlier create request went through",
             ))?;
-        Ok(found
+        Ok(self.unclaimed_matches(found, &marker.connection_name, since))
+    }
+
+    /// Of the connections `found` by name: those named exactly `name` (the server-side filter's
+    /// equality is not something to depend on), created since `since_ms`, matching the spec, and
+    /// managed by no other object.
+    fn unclaimed_matches(
+        &self,
+        found: Vec<Connection>,
+        name: &str,
+        since_ms: i64,
+    ) -> Vec<Connection> {
+        found
             .into_iter()
-            .filter(|c| c.name == marker.connection_name)
-            .filter(|c| c.created_at.is_none_or(|created| created >= since))
+            .filter(|c| c.name == name)
+            .filter(|c| c.created_at.is_none_or(|created| created >= since_ms))
             .filter(|c| desired::adoption_mismatch(self.object, c).is_none())
             .filter(|c| self.ctx.owner_of(&c.id, self.object).is_none())
-            .collect())
+            .collect()
+    }
+
+    /// Whether the latest create request of this object got an answer (or was certainly not sent):
+    /// then nothing can commit later.
+    fn create_answered(&self) -> bool {
+        self.ctx
+            .memory
+            .read(&self.uid(), |memory| memory.create_answered)
+            .unwrap_or(false)
     }
 
     /// A create whose answer never came may commit after the lookup by name found nothing and a
     /// second create went ahead: watch for it on the next resyncs.
     pub(super) fn watch_for_late_commit(&self, marker: &PendingCreate) {
-        let answered = self
-            .ctx
-            .memory
-            .read(&self.uid(), |memory| memory.create_answered)
-            .unwrap_or(false);
-        if answered {
+        if self.create_answered() {
             return;
         }
         let watch = LateCommitWatch {
@@ -257,13 +268,11 @@ impl Reconciliation<'_> {
         else {
             return;
         };
-        let extra: Vec<String> = found
+        let extra: Vec<String> = self
+            .unclaimed_matches(found, &watch.connection_name, watch.since_ms)
             .into_iter()
-            .filter(|c| c.id != own_id && c.name == watch.connection_name)
-            .filter(|c| c.created_at.is_none_or(|created| created >= watch.since_ms))
-            .filter(|c| desired::adoption_mismatch(self.object, c).is_none())
-            .filter(|c| self.ctx.owner_of(&c.id, self.object).is_none())
             .map(|c| c.id)
+            .filter(|id| id != own_id)
             .collect();
         if extra.is_empty() {
             return;

@@ -1,9 +1,7 @@
-//! The `StreamingConnection` API (`streaming.aep-operator.dev/v1alpha1`): the types users write in YAML.
+//! The `StreamingConnection` kind: a Flow Service streaming connection and its inlet.
 //!
 //! Every `///` comment on a spec or status field becomes the text `kubectl explain` shows, so it is
 //! written for the person applying the manifest. Developer notes stay in `//` comments.
-
-use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -11,17 +9,11 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The API group of every kind this operator serves.
-pub const API_GROUP: &str = "streaming.aep-operator.dev";
-/// The only API version served so far.
-pub const API_VERSION: &str = "v1alpha1";
-/// Added to every StreamingConnection so the operator can delete (or orphan) the connection first.
-pub const FINALIZER: &str = "streaming.aep-operator.dev/cleanup";
-/// The server-side-apply field manager for everything the operator writes.
-pub const FIELD_MANAGER: &str = "aep-streaming-operator";
-/// Setting (or changing) this annotation asks for an immediate drift check.
-pub const RECONCILE_REQUESTED_AT_ANNOTATION: &str =
-    "streaming.aep-operator.dev/reconcile-requested-at";
+use super::{
+    ConfigMapTemplate, DeletionPolicy, NO_CONTROL_CHARACTERS,
+    NO_CONTROL_CHARACTERS_EXCEPT_WHITESPACE, SANDBOX_PATTERN, SecretReference,
+    document_root_fields,
+};
 
 // Messages shown by the API server when an admission rule fails. They say what to do instead.
 const SANDBOX_IMMUTABLE: &str = "sandbox is immutable: create a new StreamingConnection for the other sandbox \
@@ -36,21 +28,11 @@ const CONNECTION_ID_IMMUTABLE: &str = "connectionId cannot be changed or removed
 const NAME_TOO_LONG_FOR_DEFAULT_CONFIGMAP: &str = "metadata.name is too long for the default ConfigMap name \
      \"<name>-inlet\" (253 characters at most): set spec.configMap.name";
 
-const NO_CONTROL_CHARACTERS: &str = "must not contain control characters (U+0000-U+001F, U+007F-U+009F): \
-     Kubernetes cannot store them in the object's status";
-const NO_CONTROL_CHARACTERS_EXCEPT_WHITESPACE: &str = "must not contain control characters other than tab, \
-     line feed and carriage return (U+0000-U+001F, U+007F-U+009F): Kubernetes cannot store them";
-
-/// A DNS-1123 subdomain, the shape of Secret and ConfigMap names.
-const DNS_SUBDOMAIN_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// Flow Service connection ids are UUIDs.
 pub const CONNECTION_ID_PATTERN: &str =
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 /// Inlet ids are 64 lowercase hex characters.
 pub const INLET_ID_PATTERN: &str = r"^[0-9a-f]{64}$";
-/// AEP sandbox names: lowercase letters, digits and hyphens.
-const SANDBOX_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// The desired streaming connection: which sandbox it lives in, what it is called, what its inlet
 /// accepts, which credentials to use and where to publish its inlet URL.
@@ -168,41 +150,6 @@ impl DataType {
     }
 }
 
-/// What happens to the Flow Service connection when the StreamingConnection is deleted.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-pub enum DeletionPolicy {
-    /// Delete the Flow Service connection.
-    #[default]
-    Delete,
-    /// Leave the Flow Service connection in place.
-    Orphan,
-}
-
-/// A reference to a Secret in the same namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretReference {
-    /// The name of the Secret. It must be in the StreamingConnection's own namespace.
-    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
-    pub name: String,
-}
-
-/// Where and how the inlet is published.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfigMapTemplate {
-    /// The ConfigMap's name. Defaults to `<name>-inlet`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
-    pub name: Option<String>,
-    /// Extra labels for the ConfigMap.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Extra annotations for the ConfigMap.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
 /// What the operator observed. Written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -260,33 +207,11 @@ impl StreamingConnection {
     /// The CustomResourceDefinition, exactly as committed in `crds/streamingconnection.yaml`.
     pub fn definition() -> CustomResourceDefinition {
         let mut crd = Self::crd();
-        // The derive leaves the root fields undocumented; `kubectl explain` should explain them too.
-        if let Some(schema) = crd.spec.versions[0]
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-            && let Some(properties) = schema.properties.as_mut()
-        {
-            for (field, text) in [
-                (
-                    "apiVersion",
-                    "The versioned schema of this object: streaming.aep-operator.dev/v1alpha1.",
-                ),
-                ("kind", "StreamingConnection."),
-                ("metadata", "Standard object metadata."),
-                ("spec", "The desired streaming connection."),
-                (
-                    "status",
-                    "What the operator observed. Written only by the operator.",
-                ),
-            ] {
-                if let Some(property) = properties.get_mut(field)
-                    && property.description.is_none()
-                {
-                    property.description = Some(text.to_string());
-                }
-            }
-        }
+        document_root_fields(
+            &mut crd,
+            "StreamingConnection",
+            "The desired streaming connection.",
+        );
         crd
     }
 
@@ -299,6 +224,7 @@ impl StreamingConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{API_GROUP, API_VERSION, DNS_SUBDOMAIN_PATTERN};
     use serde_json::{Value, json};
 
     fn schema() -> Value {
