@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{DataType, FIELD_MANAGER, StreamingConnection};
+use crate::api::{ConfigMapTemplate, DataType, FIELD_MANAGER, StreamingConnection};
 use aep_flow::{Connection, ConnectionUpdate, NewConnection, STREAMING_CONNECTION_SPEC_ID};
 
 /// Keys of the published ConfigMap. They work both as environment variable names (`envFrom`) and
@@ -112,13 +112,6 @@ pub fn adoption_mismatch(object: &StreamingConnection, observed: &Connection) ->
 /// garbage-collected with it. Applied with server-side apply, so only these fields are claimed.
 pub fn config_map(object: &StreamingConnection, connection: &Connection) -> ConfigMap {
     use configmap_keys::*;
-    let template = object.spec.config_map.clone().unwrap_or_default();
-    let mut labels = template.labels;
-    labels.insert(MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string());
-    labels.insert(
-        STREAMING_CONNECTION_LABEL.to_string(),
-        label_value(&object.name_any()),
-    );
     let data = BTreeMap::from([
         (
             INLET_URL.to_string(),
@@ -139,13 +132,35 @@ pub fn config_map(object: &StreamingConnection, connection: &Connection) -> Conf
         ),
         (SANDBOX.to_string(), object.spec.sandbox.clone()),
     ]);
+    owned_config_map(
+        object,
+        config_map_name(object),
+        object.spec.config_map.clone().unwrap_or_default(),
+        STREAMING_CONNECTION_LABEL,
+        data,
+    )
+}
+
+/// A ConfigMap named `name` holding `data`, controlled by `owner` (garbage-collected with it), with the
+/// template's labels and annotations plus the operator's own labels: managed-by, and `owner_label` naming
+/// the owner.
+pub fn owned_config_map<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    name: String,
+    template: ConfigMapTemplate,
+    owner_label: &str,
+    data: BTreeMap<String, String>,
+) -> ConfigMap {
+    let mut labels = template.labels;
+    labels.insert(MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string());
+    labels.insert(owner_label.to_string(), label_value(&owner.name_any()));
     ConfigMap {
         metadata: ObjectMeta {
-            name: Some(config_map_name(object)),
-            namespace: object.namespace(),
+            name: Some(name),
+            namespace: owner.namespace(),
             labels: Some(labels),
             annotations: (!template.annotations.is_empty()).then_some(template.annotations),
-            owner_references: object.controller_owner_ref(&()).map(|owner| vec![owner]),
+            owner_references: owner.controller_owner_ref(&()).map(|owner| vec![owner]),
             ..ObjectMeta::default()
         },
         data: Some(data),

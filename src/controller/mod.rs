@@ -7,6 +7,7 @@ mod config_map;
 mod connection;
 mod context;
 mod credentials;
+pub mod dataflow;
 pub mod desired;
 pub mod error;
 mod events;

@@ -1,0 +1,267 @@
+//! The pure core of a StreamingDataflow: from the object (and what its StreamingConnection, Catalog and Flow
+//! Service reported) to names, checks and the published ConfigMap. No I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+
+use crate::api::{DataType, SchemaReference, StreamingDataflow};
+use crate::controller::desired::owned_config_map;
+
+/// Keys of the dataflow's ConfigMap: everything an application needs to send a message that lands in the
+/// dataset. They work both as environment variable names (`envFrom`) and as file names when mounted.
+pub mod configmap_keys {
+    /// The inlet URL of the StreamingConnection.
+    pub const INLET_URL: &str = "INLET_URL";
+    /// The flow id: `header.flowId` of an XDM message, `x-adobe-flow-id` of a raw one.
+    pub const FLOW_ID: &str = "FLOW_ID";
+    /// The dataset the data lands in: `header.datasetId` of an XDM message.
+    pub const DATASET_ID: &str = "DATASET_ID";
+    /// The dataset's schema `$id`: `header.schemaRef.id` and `body.xdmMeta.schemaRef.id`.
+    pub const SCHEMA_ID: &str = "SCHEMA_ID";
+    /// The schema's content type: `schemaRef.contentType`.
+    pub const SCHEMA_CONTENT_TYPE: &str = "SCHEMA_CONTENT_TYPE";
+    /// The IMS organization: `header.imsOrgId`.
+    pub const IMS_ORG_ID: &str = "IMS_ORG_ID";
+    /// The sandbox of the connection and the dataset.
+    pub const SANDBOX: &str = "SANDBOX";
+    /// `xdm` (send the XDM envelope) or `raw` (send your JSON with `x-adobe-flow-id`).
+    pub const DATA_TYPE: &str = "DATA_TYPE";
+    /// `true` when the inlet needs an IMS bearer token.
+    pub const AUTHENTICATION_REQUIRED: &str = "AUTHENTICATION_REQUIRED";
+}
+
+/// Names the StreamingDataflow a published ConfigMap belongs to.
+pub const STREAMING_DATAFLOW_LABEL: &str = "streaming.aep-operator.dev/streaming-dataflow";
+
+/// The Flow Service flow name: `spec.flowName`, or `<namespace>/<name>`.
+pub fn flow_name(object: &StreamingDataflow) -> String {
+    object.spec.flow_name.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        )
+    })
+}
+
+/// The source connection's name. Fixed at creation from `<namespace>/<name>` (not from `spec.flowName`,
+/// which may change): Adobe treats source and target connections as immutable, and a lookup by name after
+/// an interrupted create must find what the first attempt sent.
+pub fn source_connection_name(object: &StreamingDataflow) -> String {
+    format!("{} (source)", object_key(object))
+}
+
+/// The target connection's name; see [`source_connection_name`].
+pub fn target_connection_name(object: &StreamingDataflow) -> String {
+    format!("{} (target)", object_key(object))
+}
+
+fn object_key(object: &StreamingDataflow) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// The name of the published ConfigMap: `spec.configMap.name`, or `<name>-dataflow`.
+pub fn config_map_name(object: &StreamingDataflow) -> String {
+    object
+        .spec
+        .config_map
+        .as_ref()
+        .and_then(|c| c.name.clone())
+        .unwrap_or_else(|| format!("{}-dataflow", object.name_any()))
+}
+
+/// Why the spec's mapping does not fit the connection's data type, if it does not: raw data needs a
+/// mapping to become XDM, XDM messages must not have one.
+pub fn mapping_problem(object: &StreamingDataflow, data_type: DataType) -> Option<String> {
+    match (data_type, object.spec.mapping.is_empty()) {
+        (DataType::Raw, true) => Some(format!(
+            "StreamingConnection {} has dataType raw: set spec.mapping to say how the posted JSON maps onto \
+             the dataset's XDM schema",
+            object.spec.connection_ref.name
+        )),
+        (DataType::Xdm, false) => Some(format!(
+            "StreamingConnection {} has dataType xdm: its messages are already XDM, remove spec.mapping (or \
+             use a raw StreamingConnection)",
+            object.spec.connection_ref.name
+        )),
+        _ => None,
+    }
+}
+
+/// What the dataflow's ConfigMap publishes, gathered from the connection, Catalog and Flow Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published<'a> {
+    /// The StreamingConnection's inlet URL.
+    pub inlet_url: &'a str,
+    /// The flow id.
+    pub flow_id: &'a str,
+    /// The dataset's schema.
+    pub schema: &'a SchemaReference,
+    /// The IMS organization of the credentials.
+    pub ims_org_id: &'a str,
+    /// The connection's sandbox.
+    pub sandbox: &'a str,
+    /// The connection's data type.
+    pub data_type: DataType,
+    /// Whether the inlet needs a bearer token.
+    pub authentication_required: bool,
+}
+
+/// The ConfigMap that publishes the dataflow, owned by the StreamingDataflow so that it is
+/// garbage-collected with it.
+pub fn config_map(object: &StreamingDataflow, published: &Published<'_>) -> ConfigMap {
+    use configmap_keys::*;
+    let data = BTreeMap::from([
+        (INLET_URL.to_string(), published.inlet_url.to_string()),
+        (FLOW_ID.to_string(), published.flow_id.to_string()),
+        (DATASET_ID.to_string(), object.spec.dataset_id.clone()),
+        (SCHEMA_ID.to_string(), published.schema.id.clone()),
+        (
+            SCHEMA_CONTENT_TYPE.to_string(),
+            published.schema.content_type.clone(),
+        ),
+        (IMS_ORG_ID.to_string(), published.ims_org_id.to_string()),
+        (SANDBOX.to_string(), published.sandbox.to_string()),
+        (
+            DATA_TYPE.to_string(),
+            published.data_type.as_str().to_string(),
+        ),
+        (
+            AUTHENTICATION_REQUIRED.to_string(),
+            published.authentication_required.to_string(),
+        ),
+    ]);
+    owned_config_map(
+        object,
+        config_map_name(object),
+        object.spec.config_map.clone().unwrap_or_default(),
+        STREAMING_DATAFLOW_LABEL,
+        data,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+    use crate::api::{ConnectionReference, FieldMapping, StreamingDataflowSpec};
+
+    fn dataflow(name: &str) -> StreamingDataflow {
+        StreamingDataflow {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some("marketing".to_string()),
+                uid: Some(format!("uid-{name}")),
+                ..ObjectMeta::default()
+            },
+            spec: StreamingDataflowSpec {
+                connection_ref: ConnectionReference {
+                    name: "web-events".to_string(),
+                },
+                dataset_id: "5c8c3c555033b814b69f947f".to_string(),
+                ..StreamingDataflowSpec::default()
+            },
+            status: None,
+        }
+    }
+
+    #[test]
+    fn names_default_to_the_objects_namespace_and_name() {
+        let object = dataflow("web-to-lake");
+        assert_eq!(flow_name(&object), "marketing/web-to-lake");
+        assert_eq!(
+            source_connection_name(&object),
+            "marketing/web-to-lake (source)"
+        );
+        assert_eq!(
+            target_connection_name(&object),
+            "marketing/web-to-lake (target)"
+        );
+        assert_eq!(config_map_name(&object), "web-to-lake-dataflow");
+    }
+
+    #[test]
+    fn a_flow_name_renames_the_flow_but_not_its_connections() {
+        let mut object = dataflow("web-to-lake");
+        object.spec.flow_name = Some("Web events to the lake".to_string());
+        assert_eq!(flow_name(&object), "Web events to the lake");
+        assert_eq!(
+            source_connection_name(&object),
+            "marketing/web-to-lake (source)"
+        );
+    }
+
+    #[test]
+    fn raw_connections_need_a_mapping_and_xdm_connections_refuse_one() {
+        let mut object = dataflow("web-to-lake");
+        assert_eq!(mapping_problem(&object, DataType::Xdm), None);
+        assert!(
+            mapping_problem(&object, DataType::Raw)
+                .unwrap()
+                .contains("set spec.mapping")
+        );
+        object.spec.mapping = vec![FieldMapping {
+            source: "page.url".to_string(),
+            destination: "web.webPageDetails.URL".to_string(),
+            ..FieldMapping::default()
+        }];
+        assert_eq!(mapping_problem(&object, DataType::Raw), None);
+        assert!(
+            mapping_problem(&object, DataType::Xdm)
+                .unwrap()
+                .contains("remove spec.mapping")
+        );
+    }
+
+    #[test]
+    fn the_config_map_carries_everything_an_app_needs_to_send_a_message_that_lands() {
+        let object = dataflow("web-to-lake");
+        let schema = SchemaReference {
+            id: "https://ns.adobe.com/acme/schemas/0123".to_string(),
+            content_type: "application/vnd.adobe.xed-full+json;version=1".to_string(),
+        };
+        let config_map = config_map(
+            &object,
+            &Published {
+                inlet_url: "https://dcs.adobedc.net/collection/abc",
+                flow_id: "f2ae0194-8bd8-4a40-a4d9-f07bdc3e6ce2",
+                schema: &schema,
+                ims_org_id: "ACME@AdobeOrg",
+                sandbox: "prod",
+                data_type: DataType::Xdm,
+                authentication_required: false,
+            },
+        );
+        let data = config_map.data.unwrap();
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "AUTHENTICATION_REQUIRED",
+                "DATASET_ID",
+                "DATA_TYPE",
+                "FLOW_ID",
+                "IMS_ORG_ID",
+                "INLET_URL",
+                "SANDBOX",
+                "SCHEMA_CONTENT_TYPE",
+                "SCHEMA_ID"
+            ]
+        );
+        assert_eq!(data["DATASET_ID"], "5c8c3c555033b814b69f947f");
+        assert_eq!(data["SCHEMA_ID"], schema.id);
+        let labels = config_map.metadata.labels.unwrap();
+        assert_eq!(labels[STREAMING_DATAFLOW_LABEL], "web-to-lake");
+        assert_eq!(
+            config_map.metadata.name.as_deref(),
+            Some("web-to-lake-dataflow")
+        );
+    }
+}
