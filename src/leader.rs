@@ -229,10 +229,6 @@ impl LeaderElection {
         }
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     /// The fence this election grants while it leads and revokes when it stops leading.
     pub fn fence(&self) -> Fence {
         self.fence.clone()
