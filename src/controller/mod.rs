@@ -6,6 +6,7 @@ pub mod desired;
 pub mod error;
 mod events;
 mod memory;
+pub mod reason;
 mod reconciler;
 pub mod status;
 
@@ -30,6 +31,7 @@ pub use self::error::{Error, Result};
 use self::events::EventPublisher;
 pub use self::memory::{INITIAL_RETRY_DELAY, MAX_RETRY_DELAY};
 use self::memory::{Inputs, Memory, Verified};
+pub use self::reason::Reason;
 pub use self::reconciler::MISSING_CONFIRM_WINDOW;
 use self::reconciler::Reconciliation;
 use crate::api::{
@@ -38,7 +40,7 @@ use crate::api::{
 };
 use crate::http::Health;
 use crate::leader::Fence;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReconcileResult};
 use aep_flow::{Connection, Credentials, FlowClient};
 
 /// Tunables of the controller, from the command line.
@@ -328,7 +330,8 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
     // (the operator's own status write, an owned ConfigMap, a relist): a broken object stays quiet.
     if let Some(wait) = ctx.memory.gate(&uid, &ctx.inputs(&object)) {
         debug!(parent: &span, retry_in = ?wait, "the last failure still holds; nothing to do yet");
-        ctx.metrics.reconciled("deferred", started.elapsed());
+        ctx.metrics
+            .reconciled(ReconcileResult::Deferred, started.elapsed());
         return Ok(wait.map_or_else(Action::await_change, Action::requeue));
     }
     ctx.memory.start_attempt(&uid);
@@ -386,8 +389,11 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
     }
     .instrument(span)
     .await;
-    let label = result.as_ref().map_or_else(Error::reason, |_| "success");
-    ctx.metrics.reconciled(label, started.elapsed());
+    let outcome = match &result {
+        Ok(_) => ReconcileResult::Success,
+        Err(error) => ReconcileResult::Failed(error.reason()),
+    };
+    ctx.metrics.reconciled(outcome, started.elapsed());
     result
 }
 
@@ -527,7 +533,7 @@ pub async fn run(
                         debug!(
                             namespace = object.namespace,
                             name = object.name,
-                            reason = error.reason(),
+                            reason = error.reason().as_str(),
                             "reconcile failed"
                         )
                     }

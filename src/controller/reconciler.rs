@@ -966,26 +966,26 @@ impl<'a> Reconciliation<'a> {
         let message = error.to_string();
         if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
             // Another writer holds the object: this replica must not write over it.
-            info!(reason = error.reason(), error = %message, "gave way to another writer");
+            info!(reason = error.reason().as_str(), error = %message, "gave way to another writer");
             return;
         }
-        warn!(reason = error.reason(), error = %message, "reconcile failed");
+        warn!(reason = error.reason().as_str(), error = %message, "reconcile failed");
         let condition = error.condition_message();
         let progress = if error.is_permanent() {
             Progress::Stalled {
-                reason: error.reason(),
+                reason: error.reason().as_str(),
                 message: condition,
             }
         } else {
             Progress::Reconciling {
-                reason: error.reason(),
+                reason: error.reason().as_str(),
                 message: condition,
             }
         };
         if let Err(status_error) = self.write_status(self.status(), &progress).await {
             warn!(error = %status_error, "could not record the failure in the status");
         }
-        self.publish(EventType::Warning, error.reason(), message)
+        self.publish(EventType::Warning, error.reason().as_str(), message)
             .await;
     }
 
@@ -999,10 +999,10 @@ impl<'a> Reconciliation<'a> {
             } else {
                 ""
             };
-            warn!(reason = error.reason(), %error, "cleanup failed");
+            warn!(reason = error.reason().as_str(), %error, "cleanup failed");
             self.publish(
                 EventType::Warning,
-                error.reason(),
+                error.reason().as_str(),
                 format!("Cannot delete the connection: {error}{hint}"),
             )
             .await;
