@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aep_flow::{CredentialsError, FlowError};
+use aep_flow::{CredentialsError, FlowError, FlowErrorKind};
 
 use super::reason::Reason;
 
@@ -92,17 +92,17 @@ impl Error {
         match self {
             Error::CredentialsNotFound { .. } => Reason::CredentialsNotFound,
             Error::CredentialsUnusable { .. } => Reason::CredentialsInvalid,
-            Error::FlowService { source, .. } => match source {
-                FlowError::NotFound { .. } => Reason::ConnectionNotFound,
-                FlowError::PreconditionFailed { .. } => Reason::ConcurrentUpdate,
-                FlowError::Unauthorized { .. } | FlowError::Credentials(_) => {
+            Error::FlowService { source, .. } => match source.kind() {
+                FlowErrorKind::NotFound => Reason::ConnectionNotFound,
+                FlowErrorKind::PreconditionFailed => Reason::ConcurrentUpdate,
+                FlowErrorKind::Unauthorized | FlowErrorKind::Credentials => {
                     Reason::CredentialsInvalid
                 }
-                FlowError::Forbidden { .. } => Reason::PermissionDenied,
-                FlowError::Invalid { .. } => Reason::InvalidSpec,
-                FlowError::RateLimited { .. } => Reason::RateLimited,
-                FlowError::Configuration { .. } => Reason::OperatorMisconfigured,
-                FlowError::Unavailable { .. } | FlowError::UnexpectedResponse { .. } => {
+                FlowErrorKind::Forbidden => Reason::PermissionDenied,
+                FlowErrorKind::Invalid => Reason::InvalidSpec,
+                FlowErrorKind::RateLimited => Reason::RateLimited,
+                FlowErrorKind::Configuration => Reason::OperatorMisconfigured,
+                FlowErrorKind::Unavailable | FlowErrorKind::UnexpectedResponse => {
                     Reason::FlowServiceUnavailable
                 }
             },
@@ -124,10 +124,7 @@ impl Error {
     /// is eventually consistent; the reconciler confirms the absence before creating again).
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::FlowService {
-                source: FlowError::NotFound { .. },
-                ..
-            } => false,
+            Error::FlowService { source, .. } if source.kind() == FlowErrorKind::NotFound => false,
             other => other.reason().is_permanent(),
         }
     }
@@ -178,50 +175,27 @@ mod tests {
         }
     }
 
-    /// One Flow Service error of every class, as the client returns them.
+    /// One Flow Service error of every kind, as the client returns them.
     fn flow_errors() -> Vec<FlowError> {
-        let details = ErrorDetails::default;
-        let operation = Operation::Get;
-        vec![
-            FlowError::NotFound {
-                operation,
-                details: details(),
-            },
-            FlowError::PreconditionFailed {
-                operation,
-                details: details(),
-            },
-            FlowError::Unauthorized {
-                operation,
-                details: details(),
-            },
-            FlowError::Forbidden {
-                operation,
-                details: details(),
-            },
-            FlowError::Invalid {
-                operation,
-                details: details(),
-            },
-            FlowError::RateLimited {
-                operation,
-                retry_after: None,
-                details: details(),
-            },
-            FlowError::Unavailable {
-                operation,
-                maybe_committed: false,
-                retry_after: None,
-                details: details(),
-            },
-            FlowError::UnexpectedResponse {
-                operation,
-                maybe_committed: false,
-                details: details(),
-            },
-            FlowError::Credentials(CredentialsError::MissingKey { key: "clientId" }),
-            FlowError::Configuration("bad URL".into()),
+        use FlowErrorKind::*;
+        let request = [
+            NotFound,
+            PreconditionFailed,
+            Unauthorized,
+            Forbidden,
+            Invalid,
+            RateLimited,
+            Unavailable,
+            UnexpectedResponse,
         ]
+        .map(|kind| FlowError::new(kind, Operation::Get, ErrorDetails::default()));
+        request
+            .into_iter()
+            .chain([
+                FlowError::from(CredentialsError::MissingKey { key: "clientId" }),
+                FlowError::configuration("bad URL"),
+            ])
+            .collect()
     }
 
     /// One error of every other kind the reconciler can return.

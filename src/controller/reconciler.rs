@@ -29,7 +29,7 @@ use crate::api::{
     API_GROUP, API_VERSION, DeletionPolicy, FIELD_MANAGER, PendingCreate, StreamingConnection,
     StreamingConnectionStatus,
 };
-use aep_flow::{Connection, Credentials, FlowError, Scope};
+use aep_flow::{Connection, Credentials, FlowErrorKind, Scope};
 
 /// Connections created up to this long before the marker's timestamp still count as candidates
 /// when a pending create is resolved: the operator's and Adobe's clocks are not synchronised.
@@ -278,7 +278,7 @@ impl<'a> Reconciliation<'a> {
             // by an object that can read it.
             let connection = match self.ctx.flow.get_connection(scope, id).await {
                 Ok(connection) => connection,
-                Err(FlowError::NotFound { .. }) => {
+                Err(error) if error.kind() == FlowErrorKind::NotFound => {
                     return Err(Error::AdoptedConnectionNotFound {
                         id: id.clone(),
                         sandbox: self.object.spec.sandbox.clone(),
@@ -307,7 +307,7 @@ impl<'a> Reconciliation<'a> {
                     self.report_late_commits(scope, &id).await;
                     return existing(connection);
                 }
-                Err(FlowError::NotFound { .. }) => {
+                Err(error) if error.kind() == FlowErrorKind::NotFound => {
                     if let Some(wait) = self.confirm_missing(scope, &id).await? {
                         return Ok(wait);
                     }
@@ -630,7 +630,7 @@ impl<'a> Reconciliation<'a> {
             })),
             // Eventual consistency right after a 201: the id is recorded, the next reconciles
             // confirm it (and only after a confirmed absence create again).
-            Err(FlowError::NotFound { .. }) => {
+            Err(error) if error.kind() == FlowErrorKind::NotFound => {
                 self.publish(
                     EventType::Normal,
                     "Created",
@@ -781,7 +781,7 @@ impl<'a> Reconciliation<'a> {
             .await
         {
             Ok(updated) => updated,
-            Err(FlowError::PreconditionFailed { .. }) => {
+            Err(error) if error.kind() == FlowErrorKind::PreconditionFailed => {
                 connection = flow
                     .get_connection(scope, &connection.id)
                     .await

@@ -7,7 +7,7 @@
 //!   limit and concurrency cap, and retries of reads.
 //! - `throttle`: the rate limit and concurrency cap shared by Flow Service and
 //!   IMS requests, and the per-integration windows after a 429 in which nothing is sent.
-//! - [`error`]: [`FlowError`], one variant per thing the caller should do; `redact`
+//! - [`error`]: [`FlowError`], whose [`FlowErrorKind`] says what the caller should do; `redact`
 //!   scrubs credential values (also encoded) out of what servers send back.
 //! - [`observer`]: metrics hooks.
 //!
@@ -33,6 +33,6 @@ pub use connections::{
     create_body, patch_operations,
 };
 pub use credentials::{Credentials, CredentialsError, DEFAULT_SCOPES};
-pub use error::{ErrorDetails, FlowError};
+pub use error::{ErrorDetails, FlowError, FlowErrorKind};
 pub use http::parse_retry_after;
 pub use observer::{FlowObserver, NoopObserver, Operation};
