@@ -24,6 +24,7 @@ use super::Context;
 use super::desired;
 use super::error::{Error, Result};
 use super::memory::{LateCommitWatch, Missing, backoff_delay};
+use super::reason::Reason;
 use super::status::{self, Progress};
 use crate::api::{
     API_GROUP, API_VERSION, DeletionPolicy, FIELD_MANAGER, PendingCreate, StreamingConnection,
@@ -77,7 +78,7 @@ enum Lookup {
     /// Not decidable yet (a 404 being confirmed, a create settling, a same-name create in flight):
     /// record why in the conditions and look again after `retry_in`.
     Wait {
-        reason: &'static str,
+        reason: Reason,
         message: String,
         retry_in: Duration,
     },
@@ -119,7 +120,7 @@ impl<'a> Reconciliation<'a> {
     /// operator process) may have stored meanwhile, such as a create-pending marker.
     pub(crate) async fn acknowledge(&self) -> Result<()> {
         let progress = Progress::Reconciling {
-            reason: "Initializing",
+            reason: Reason::Initializing,
             message: "The operator has seen the object and is starting to reconcile it".to_string(),
         };
         let generation = self.object.metadata.generation;
@@ -183,7 +184,7 @@ impl<'a> Reconciliation<'a> {
         if found.created {
             self.publish(
                 EventType::Normal,
-                "Created",
+                Reason::Created,
                 format!("Created connection {}", connection.id),
             )
             .await;
@@ -194,7 +195,7 @@ impl<'a> Reconciliation<'a> {
             self.write_status(
                 self.observed_status(&connection, None),
                 &Progress::Reconciling {
-                    reason: "InletProvisioning",
+                    reason: Reason::InletProvisioning,
                     message: format!(
                         "Waiting for Flow Service to provision the inlet of connection {}",
                         connection.id
@@ -292,7 +293,7 @@ impl<'a> Reconciliation<'a> {
                 self.claim_connection(&connection.id)?;
                 self.publish(
                     EventType::Normal,
-                    "Adopted",
+                    Reason::Adopted,
                     format!("Adopted existing connection {id}"),
                 )
                 .await;
@@ -326,7 +327,7 @@ impl<'a> Reconciliation<'a> {
                 .name_of_uid(&holder)
                 .unwrap_or_else(|| "another StreamingConnection".to_string());
             return Ok(Lookup::Wait {
-                reason: "WaitingForSameName",
+                reason: Reason::WaitingForSameName,
                 message: format!(
                     "StreamingConnection {holder} is creating a connection named `{name}`; \
                      waiting for it to finish before creating this one"
@@ -348,7 +349,7 @@ impl<'a> Reconciliation<'a> {
                     self.ctx.memory.release_name(&name_key, &self.uid());
                     self.publish(
                         EventType::Normal,
-                        "CreateResumed",
+                        Reason::CreateResumed,
                         format!(
                             "Found connection {} from an interrupted create; using it",
                             connection.id
@@ -420,7 +421,7 @@ impl<'a> Reconciliation<'a> {
                 .max(Duration::from_secs(1))
                 .min(window.saturating_sub(elapsed).max(Duration::from_secs(1)));
             return Ok(Some(Lookup::Wait {
-                reason: "ConfirmingDeletion",
+                reason: Reason::ConfirmingDeletion,
                 message: format!(
                     "Flow Service answers 404 for connection {id} and does not list it under the name \
                      `{name}`; confirming that it is gone before creating a new one"
@@ -430,7 +431,7 @@ impl<'a> Reconciliation<'a> {
         }
         self.publish(
             EventType::Warning,
-            "Recreated",
+            Reason::Recreated,
             format!(
                 "Connection {id} was deleted outside the operator: {} reads over {}s answered 404 and \
                  no connection with that id is listed under the name `{name}`; creating a new one",
@@ -508,7 +509,7 @@ impl<'a> Reconciliation<'a> {
         warn!(connection_ids = %ids, "a create committed late left unreferenced connections");
         self.publish(
             EventType::Warning,
-            "DuplicateFound",
+            Reason::DuplicateFound,
             format!(
                 "Connection(s) {ids} named `{}` appeared after a create request of this object got no \
                  answer; this object uses {own_id} and nothing references them: delete them in Adobe \
@@ -544,7 +545,7 @@ impl<'a> Reconciliation<'a> {
             + i64::try_from(self.ctx.settings.create_settle.as_millis()).unwrap_or(i64::MAX);
         let left = settled_at - Timestamp::now().as_millisecond();
         (left > 0).then(|| Lookup::Wait {
-            reason: "ConfirmingCreate",
+            reason: Reason::ConfirmingCreate,
             message: format!(
                 "A create request for `{}` got no answer and may still be committed; \
                  looking it up by name once it has settled",
@@ -585,7 +586,7 @@ impl<'a> Reconciliation<'a> {
             Progress::Unchanged
         } else {
             Progress::Reconciling {
-                reason: "Creating",
+                reason: Reason::Creating,
                 message: format!(
                     "Creating connection `{}` in sandbox `{}`",
                     request.name, scope.sandbox
@@ -633,12 +634,12 @@ impl<'a> Reconciliation<'a> {
             Err(error) if error.kind() == FlowErrorKind::NotFound => {
                 self.publish(
                     EventType::Normal,
-                    "Created",
+                    Reason::Created,
                     format!("Created connection {}", created.id),
                 )
                 .await;
                 Ok(Lookup::Wait {
-                    reason: "InletProvisioning",
+                    reason: Reason::InletProvisioning,
                     message: format!(
                         "Created connection {}; waiting for Flow Service to show it",
                         created.id
@@ -659,7 +660,7 @@ impl<'a> Reconciliation<'a> {
         self.write_status(
             next,
             &Progress::Reconciling {
-                reason: "InletProvisioning",
+                reason: Reason::InletProvisioning,
                 message: format!("Connection {id} exists; publishing its inlet"),
             },
         )
@@ -805,7 +806,7 @@ impl<'a> Reconciliation<'a> {
         connection.etag = updated.etag;
         self.publish(
             EventType::Normal,
-            "Updated",
+            Reason::Updated,
             format!("Updated connection {} to match the spec", connection.id),
         )
         .await;
@@ -973,19 +974,19 @@ impl<'a> Reconciliation<'a> {
         let condition = error.condition_message();
         let progress = if error.is_permanent() {
             Progress::Stalled {
-                reason: error.reason().as_str(),
+                reason: error.reason(),
                 message: condition,
             }
         } else {
             Progress::Reconciling {
-                reason: error.reason().as_str(),
+                reason: error.reason(),
                 message: condition,
             }
         };
         if let Err(status_error) = self.write_status(self.status(), &progress).await {
             warn!(error = %status_error, "could not record the failure in the status");
         }
-        self.publish(EventType::Warning, error.reason().as_str(), message)
+        self.publish(EventType::Warning, error.reason(), message)
             .await;
     }
 
@@ -1002,7 +1003,7 @@ impl<'a> Reconciliation<'a> {
             warn!(reason = error.reason().as_str(), %error, "cleanup failed");
             self.publish(
                 EventType::Warning,
-                error.reason().as_str(),
+                error.reason(),
                 format!("Cannot delete the connection: {error}{hint}"),
             )
             .await;
@@ -1019,7 +1020,7 @@ impl<'a> Reconciliation<'a> {
             if let Some(id) = &known_id {
                 self.publish(
                     EventType::Normal,
-                    "Orphaned",
+                    Reason::Orphaned,
                     format!("Left connection {id} in place (deletionPolicy Orphan)"),
                 )
                 .await;
@@ -1100,7 +1101,7 @@ impl<'a> Reconciliation<'a> {
         info!(connection_id = %id, "deleted connection");
         self.publish(
             EventType::Normal,
-            "Deleted",
+            Reason::Deleted,
             format!("Deleted connection {id}"),
         )
         .await;
@@ -1116,18 +1117,19 @@ impl<'a> Reconciliation<'a> {
             note = %note,
             "left a connection in Adobe Experience Platform"
         );
-        self.publish(EventType::Warning, "Orphaned", note).await;
+        self.publish(EventType::Warning, Reason::Orphaned, note)
+            .await;
         Action::await_change()
     }
 
-    async fn publish(&self, type_: EventType, reason: &str, note: String) {
+    async fn publish(&self, type_: EventType, reason: Reason, note: String) {
         if let Err(error) = self
             .ctx
             .events
             .publish(&self.object.object_ref(&()), type_, reason, note)
             .await
         {
-            warn!(%error, reason, "could not publish an event");
+            warn!(%error, reason = reason.as_str(), "could not publish an event");
         }
     }
 }
