@@ -32,17 +32,17 @@ use super::throttle::{Integration, Throttle};
 use super::token::{AccessToken, TokenProvider};
 
 /// Adobe's production Platform gateway.
-pub const DEFAULT_PLATFORM_URL: &str = "https://platform.adobe.io";
+pub(crate) const DEFAULT_PLATFORM_URL: &str = "https://platform.adobe.io";
 /// Adobe's IMS endpoint for server-to-server tokens.
-pub const DEFAULT_IMS_URL: &str = "https://ims-na1.adobelogin.com";
+pub(crate) const DEFAULT_IMS_URL: &str = "https://ims-na1.adobelogin.com";
 /// Flow Service calls per second across the process, unless configured.
-pub const DEFAULT_QPS: f64 = 10.0;
+pub(crate) const DEFAULT_QPS: f64 = 10.0;
 /// Flow Service calls in flight at once, unless configured.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 8;
 /// Time allowed to open a connection, unless configured.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for a whole request, body included, unless configured.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where Flow Service lives under the platform URL.
 const FLOW_SERVICE_PATH: &str = "data/foundation/flowservice/";
@@ -75,6 +75,7 @@ pub struct FlowClientConfig {
     pub qps: f64,
     /// Requests in flight at once, IMS token requests included; `0` is unlimited.
     pub max_concurrency: usize,
+    /// How long establishing a connection (TCP and TLS) may take.
     pub connect_timeout: Duration,
     /// Covers a whole request: connect, send, and reading the response body.
     pub request_timeout: Duration,
@@ -118,7 +119,9 @@ impl std::fmt::Debug for FlowClientConfig {
 /// Who is calling and where: the credentials and the sandbox (`x-sandbox-name`) of one request.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
+    /// Whose token and headers (`x-api-key`, `x-gw-ims-org-id`) the request carries.
     pub credentials: &'a Credentials,
+    /// The sandbox the request acts in, sent as `x-sandbox-name`.
     pub sandbox: &'a str,
 }
 

@@ -9,20 +9,20 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Secret key holding the OAuth client id (also the default `x-api-key`).
-pub const KEY_CLIENT_ID: &str = "clientId";
+pub(crate) const KEY_CLIENT_ID: &str = "clientId";
 /// Secret key holding the OAuth client secret.
-pub const KEY_CLIENT_SECRET: &str = "clientSecret";
+pub(crate) const KEY_CLIENT_SECRET: &str = "clientSecret";
 /// Secret key holding the IMS organization id (`...@AdobeOrg`).
-pub const KEY_ORG_ID: &str = "orgId";
+pub(crate) const KEY_ORG_ID: &str = "orgId";
 /// Optional Secret key: comma-separated OAuth scopes.
-pub const KEY_SCOPES: &str = "scopes";
+pub(crate) const KEY_SCOPES: &str = "scopes";
 /// Optional Secret key: the `x-api-key` value when it differs from the client id.
-pub const KEY_API_KEY: &str = "apiKey";
+pub(crate) const KEY_API_KEY: &str = "apiKey";
 /// Optional Secret key: a static bearer token, used when there is no client secret.
-pub const KEY_ACCESS_TOKEN: &str = "accessToken";
+pub(crate) const KEY_ACCESS_TOKEN: &str = "accessToken";
 
 /// The scopes an AEP server-to-server credential needs, used when the Secret has no `scopes`.
-pub const DEFAULT_SCOPES: &str =
+pub(crate) const DEFAULT_SCOPES: &str =
     "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session";
 
 /// Why a credentials Secret could not be used. Messages name the key, never its value. Naming
