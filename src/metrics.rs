@@ -13,9 +13,33 @@ use prometheus_client::registry::Registry;
 
 use aep_flow::{FlowObserver, Operation};
 
+use crate::controller::Reason;
+
+/// How a reconcile ended: the `result` label of `aep_operator_reconciles_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileResult {
+    /// The reconcile did its work (`success`).
+    Success,
+    /// The last failure's retry time had not come: nothing was tried (`deferred`).
+    Deferred,
+    /// The reconcile failed: labelled with the error's reason.
+    Failed(Reason),
+}
+
+impl ReconcileResult {
+    /// The label value: `success`, `deferred` or the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Deferred => "deferred",
+            ReconcileResult::Failed(reason) => reason.as_str(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
-    /// `success` or the fixed error reason.
+    /// `success`, `deferred` or the error's reason.
     result: &'static str,
 }
 
@@ -86,9 +110,11 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a finished reconcile.
-    pub fn reconciled(&self, result: &'static str, elapsed: Duration) {
+    pub fn reconciled(&self, result: ReconcileResult, elapsed: Duration) {
         self.reconciles
-            .get_or_create(&ReconcileLabels { result })
+            .get_or_create(&ReconcileLabels {
+                result: result.as_str(),
+            })
             .inc();
         self.reconcile_duration.observe(elapsed.as_secs_f64());
     }
@@ -127,8 +153,12 @@ mod tests {
     #[test]
     fn metrics_are_exported_with_bounded_labels() {
         let metrics = Arc::new(Metrics::default());
-        metrics.reconciled("success", Duration::from_millis(20));
-        metrics.reconciled("RateLimited", Duration::from_millis(5));
+        metrics.reconciled(ReconcileResult::Success, Duration::from_millis(20));
+        metrics.reconciled(ReconcileResult::Deferred, Duration::from_millis(1));
+        metrics.reconciled(
+            ReconcileResult::Failed(Reason::RateLimited),
+            Duration::from_millis(5),
+        );
         FlowMetrics(metrics.clone()).on_request(
             Operation::Create,
             "2xx",
@@ -139,6 +169,7 @@ mod tests {
             text.contains(r#"aep_operator_reconciles_total{result="success"} 1"#),
             "{text}"
         );
+        assert!(text.contains(r#"aep_operator_reconciles_total{result="deferred"} 1"#));
         assert!(text.contains(r#"aep_operator_reconciles_total{result="RateLimited"} 1"#));
         assert!(
             text.contains(

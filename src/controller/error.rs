@@ -1,9 +1,11 @@
 //! Everything a reconcile can fail with, each variant named for what failed and carrying a fixed
-//! reason used for the condition, the event and the metric label.
+//! [`Reason`] used for the condition, the event and the metric label.
 
 use std::time::Duration;
 
-use aep_flow::{CredentialsError, FlowError};
+use aep_flow::{CredentialsError, FlowError, FlowErrorKind};
+
+use super::reason::Reason;
 
 /// A failed reconcile. The error policy branches on [`Error::is_permanent`] and [`Error::retry_after`].
 #[derive(Debug, thiserror::Error)]
@@ -84,46 +86,46 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// The condition reason, event reason and metric label for this error: fixed and bounded.
-    pub fn reason(&self) -> &'static str {
+    /// Flow Service failures are named here, by what they mean to the object; the client only
+    /// classifies them.
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::CredentialsNotFound { .. } => "CredentialsNotFound",
-            Error::CredentialsUnusable { .. } => "CredentialsInvalid",
-            Error::FlowService { source, .. } => match source {
-                FlowError::NotFound { .. } => "ConnectionNotFound",
-                FlowError::PreconditionFailed { .. } => "ConcurrentUpdate",
-                FlowError::Unauthorized { .. } | FlowError::Credentials(_) => "CredentialsInvalid",
-                FlowError::Forbidden { .. } => "PermissionDenied",
-                FlowError::Invalid { .. } => "InvalidSpec",
-                FlowError::RateLimited { .. } => "RateLimited",
-                FlowError::Configuration { .. } => "OperatorMisconfigured",
-                _ => "FlowServiceUnavailable",
+            Error::CredentialsNotFound { .. } => Reason::CredentialsNotFound,
+            Error::CredentialsUnusable { .. } => Reason::CredentialsInvalid,
+            Error::FlowService { source, .. } => match source.kind() {
+                FlowErrorKind::NotFound => Reason::ConnectionNotFound,
+                FlowErrorKind::PreconditionFailed => Reason::ConcurrentUpdate,
+                FlowErrorKind::Unauthorized | FlowErrorKind::Credentials => {
+                    Reason::CredentialsInvalid
+                }
+                FlowErrorKind::Forbidden => Reason::PermissionDenied,
+                FlowErrorKind::Invalid => Reason::InvalidSpec,
+                FlowErrorKind::RateLimited => Reason::RateLimited,
+                FlowErrorKind::Configuration => Reason::OperatorMisconfigured,
+                FlowErrorKind::Unavailable | FlowErrorKind::UnexpectedResponse => {
+                    Reason::FlowServiceUnavailable
+                }
             },
-            Error::AdoptedConnectionNotFound { .. } => "ConnectionNotFound",
-            Error::ConnectionConflict { .. } => "ConnectionConflict",
-            Error::ConfigMapConflict { .. } => "ConfigMapConflict",
-            Error::AmbiguousCreate { .. } => "AmbiguousCreate",
-            Error::Kubernetes { .. } => "KubernetesApiError",
-            Error::InvalidObject(_) => "InvalidSpec",
-            Error::NotLeader => "NotLeader",
-            Error::ClaimConflict { .. } => "ClaimConflict",
+            Error::AdoptedConnectionNotFound { .. } => Reason::ConnectionNotFound,
+            Error::ConnectionConflict { .. } => Reason::ConnectionConflict,
+            Error::ConfigMapConflict { .. } => Reason::ConfigMapConflict,
+            Error::AmbiguousCreate { .. } => Reason::AmbiguousCreate,
+            Error::Kubernetes { .. } => Reason::KubernetesApiError,
+            Error::InvalidObject(_) => Reason::InvalidSpec,
+            Error::NotLeader => Reason::NotLeader,
+            Error::ClaimConflict { .. } => Reason::ClaimConflict,
         }
     }
 
     /// True when retrying cannot help until the object or its Secret changes: the object is
-    /// `Stalled` and waits for that change instead of retrying on a timer.
+    /// `Stalled` and waits for that change instead of retrying on a timer. Follows
+    /// [`Reason::is_permanent`], but for a connection that vanished mid-reconcile: it shares
+    /// `ConnectionNotFound` with a `spec.connectionId` that names none, and is retried (Flow Service
+    /// is eventually consistent; the reconciler confirms the absence before creating again).
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::CredentialsNotFound { .. }
-            | Error::CredentialsUnusable { .. }
-            | Error::AdoptedConnectionNotFound { .. }
-            | Error::ConnectionConflict { .. }
-            | Error::ConfigMapConflict { .. }
-            | Error::InvalidObject(_) => true,
-            Error::FlowService { source, .. } => source.is_permanent(),
-            // Another object may claim one of the candidates meanwhile, which resolves it: retried
-            // with the backoff (up to five minutes apart), not given up.
-            Error::AmbiguousCreate { .. } => false,
-            Error::Kubernetes { .. } | Error::NotLeader | Error::ClaimConflict { .. } => false,
+            Error::FlowService { source, .. } if source.kind() == FlowErrorKind::NotFound => false,
+            other => other.reason().is_permanent(),
         }
     }
 
@@ -166,13 +168,38 @@ mod tests {
     use super::*;
     use aep_flow::{ErrorDetails, Operation};
 
-    /// One error of every permanent kind the reconciler can return.
-    fn permanent_errors() -> Vec<Error> {
-        let flow = |source: FlowError| Error::FlowService {
+    fn flow(source: FlowError) -> Error {
+        Error::FlowService {
             context: "test",
             source,
-        };
-        let details = ErrorDetails::default;
+        }
+    }
+
+    /// One Flow Service error of every kind, as the client returns them.
+    fn flow_errors() -> Vec<FlowError> {
+        use FlowErrorKind::*;
+        let request = [
+            NotFound,
+            PreconditionFailed,
+            Unauthorized,
+            Forbidden,
+            Invalid,
+            RateLimited,
+            Unavailable,
+            UnexpectedResponse,
+        ]
+        .map(|kind| FlowError::new(kind, Operation::Get, ErrorDetails::default()));
+        request
+            .into_iter()
+            .chain([
+                FlowError::from(CredentialsError::MissingKey { key: "clientId" }),
+                FlowError::configuration("bad URL"),
+            ])
+            .collect()
+    }
+
+    /// One error of every other kind the reconciler can return.
+    fn operator_errors() -> Vec<Error> {
         vec![
             Error::CredentialsNotFound {
                 namespace: "ns".into(),
@@ -191,48 +218,81 @@ mod tests {
                 why: "why".into(),
             },
             Error::ConfigMapConflict { name: "cm".into() },
+            Error::AmbiguousCreate {
+                connection_name: "web".into(),
+                candidates: 2,
+                ids: "a, b".into(),
+            },
             Error::InvalidObject("no namespace".into()),
-            flow(FlowError::Unauthorized {
-                operation: Operation::Get,
-                details: details(),
-            }),
-            flow(FlowError::Forbidden {
-                operation: Operation::Get,
-                details: details(),
-            }),
-            flow(FlowError::Invalid {
-                operation: Operation::Create,
-                details: details(),
-            }),
-            flow(FlowError::Credentials(CredentialsError::MissingKey {
-                key: "clientId",
-            })),
-            flow(FlowError::Configuration("bad URL".into())),
+            Error::NotLeader,
+            Error::ClaimConflict { what: "the status" },
         ]
     }
 
-    /// The Argo CD health check keeps its own table of permanent reasons (Lua cannot call this
-    /// code): it must name exactly the reasons of the permanent errors.
     #[test]
-    fn the_argo_cd_health_check_knows_every_permanent_reason() {
-        let lua = include_str!("../../deploy/gitops/argocd-health.lua");
-        let table = lua
-            .split("local permanent_reasons = {")
-            .nth(1)
-            .and_then(|rest| rest.split('}').next())
-            .expect("argocd-health.lua has a permanent_reasons table");
-        let in_lua: std::collections::BTreeSet<&str> = table
-            .lines()
-            .filter_map(|line| {
-                line.trim()
-                    .split_once(" = true")
-                    .map(|(name, _)| name.trim())
-            })
+    fn flow_service_failures_are_named_by_what_they_mean_to_the_object() {
+        let reasons: Vec<Reason> = flow_errors()
+            .into_iter()
+            .map(|source| flow(source).reason())
             .collect();
-        let errors = permanent_errors();
-        assert!(errors.iter().all(Error::is_permanent));
-        let in_code: std::collections::BTreeSet<&str> = errors.iter().map(Error::reason).collect();
-        assert_eq!(in_lua, in_code);
+        assert_eq!(
+            reasons,
+            [
+                Reason::ConnectionNotFound,
+                Reason::ConcurrentUpdate,
+                Reason::CredentialsInvalid,
+                Reason::PermissionDenied,
+                Reason::InvalidSpec,
+                Reason::RateLimited,
+                Reason::FlowServiceUnavailable,
+                Reason::FlowServiceUnavailable,
+                Reason::CredentialsInvalid,
+                Reason::OperatorMisconfigured,
+            ]
+        );
+    }
+
+    /// A Flow Service failure stalls the object exactly when the client says that retrying cannot
+    /// help, and every error is permanent only under a permanent reason.
+    #[test]
+    fn permanence_follows_the_reason_and_the_client() {
+        for source in flow_errors() {
+            let permanent = source.is_permanent();
+            let error = flow(source);
+            assert_eq!(error.is_permanent(), permanent, "{error}");
+        }
+        let errors = operator_errors()
+            .into_iter()
+            .chain(flow_errors().into_iter().map(flow));
+        for error in errors {
+            assert!(
+                !error.is_permanent() || error.reason().is_permanent(),
+                "{error}"
+            );
+        }
+        // The one reason that is both: a spec.connectionId that names nothing stalls, a connection
+        // that vanished mid-reconcile is retried.
+        let adopted = &operator_errors()[2];
+        assert!(adopted.is_permanent());
+        let vanished = flow(flow_errors().remove(0));
+        assert_eq!(adopted.reason(), vanished.reason());
+        assert!(!vanished.is_permanent());
+    }
+
+    #[test]
+    fn every_reason_of_a_permanent_error_is_permanent_for_the_health_check() {
+        let permanent: std::collections::BTreeSet<Reason> = operator_errors()
+            .into_iter()
+            .chain(flow_errors().into_iter().map(flow))
+            .filter(Error::is_permanent)
+            .map(|error| error.reason())
+            .collect();
+        let expected: std::collections::BTreeSet<Reason> = Reason::ALL
+            .iter()
+            .copied()
+            .filter(|reason| reason.is_permanent())
+            .collect();
+        assert_eq!(permanent, expected);
     }
 
     #[test]

@@ -13,13 +13,14 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use super::reason::Reason;
 use crate::api::FIELD_MANAGER;
 
 pub(crate) struct EventPublisher {
     client: Client,
     reporter: Reporter,
     /// Per object uid and reason: the last note and the recorder holding its series.
-    recorders: Mutex<HashMap<(String, String), (String, Recorder)>>,
+    recorders: Mutex<HashMap<(String, Reason), (String, Recorder)>>,
 }
 
 impl EventPublisher {
@@ -38,13 +39,10 @@ impl EventPublisher {
         &self,
         regarding: &ObjectReference,
         type_: EventType,
-        reason: &str,
+        reason: Reason,
         note: String,
     ) -> Result<(), kube::Error> {
-        let key = (
-            regarding.uid.clone().unwrap_or_default(),
-            reason.to_string(),
-        );
+        let key = (regarding.uid.clone().unwrap_or_default(), reason);
         let recorder = {
             let mut recorders = self
                 .recorders
@@ -61,7 +59,7 @@ impl EventPublisher {
         };
         let event = Event {
             type_,
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             note: Some(note),
             action: "Reconcile".to_string(),
             secondary: None,

@@ -12,6 +12,7 @@ pub mod desired;
 pub mod error;
 mod events;
 mod memory;
+pub mod reason;
 pub mod status;
 
 use std::sync::{Arc, Mutex};
@@ -34,10 +35,11 @@ use self::connection::Reconciliation;
 pub use self::context::{CREATE_SETTLE_DELAY, Context, Settings};
 pub use self::error::{Error, Result};
 pub use self::memory::{INITIAL_RETRY_DELAY, MAX_RETRY_DELAY};
+pub use self::reason::Reason;
 use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection};
 use crate::http::Health;
 use crate::leader::Fence;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReconcileResult};
 use aep_flow::FlowClient;
 
 /// Reconciles one StreamingConnection: the failure gate, the finalizer, then apply or cleanup.
@@ -54,7 +56,8 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
     // (the operator's own status write, an owned ConfigMap, a relist): a broken object stays quiet.
     if let Some(wait) = ctx.memory.gate(&uid, &ctx.inputs(&object)) {
         debug!(parent: &span, retry_in = ?wait, "the last failure still holds; nothing to do yet");
-        ctx.metrics.reconciled("deferred", started.elapsed());
+        ctx.metrics
+            .reconciled(ReconcileResult::Deferred, started.elapsed());
         return Ok(wait.map_or_else(Action::await_change, Action::requeue));
     }
     ctx.memory.start_attempt(&uid);
@@ -112,8 +115,11 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
     }
     .instrument(span)
     .await;
-    let label = result.as_ref().map_or_else(Error::reason, |_| "success");
-    ctx.metrics.reconciled(label, started.elapsed());
+    let outcome = match &result {
+        Ok(_) => ReconcileResult::Success,
+        Err(error) => ReconcileResult::Failed(error.reason()),
+    };
+    ctx.metrics.reconciled(outcome, started.elapsed());
     result
 }
 
@@ -253,7 +259,7 @@ pub async fn run(
                         debug!(
                             namespace = object.namespace,
                             name = object.name,
-                            reason = error.reason(),
+                            reason = error.reason().as_str(),
                             "reconcile failed"
                         )
                     }

@@ -3,6 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::reason::Reason;
 use crate::api::StreamingConnectionStatus;
 
 pub const READY: &str = "Ready";
@@ -15,15 +16,9 @@ pub enum Progress {
     /// The connection exists, its inlet is published: nothing left to do.
     Ready,
     /// Work is under way (creating, waiting for the inlet, retrying a transient failure).
-    Reconciling {
-        reason: &'static str,
-        message: String,
-    },
+    Reconciling { reason: Reason, message: String },
     /// Nothing will change until the object or its Secret changes.
-    Stalled {
-        reason: &'static str,
-        message: String,
-    },
+    Stalled { reason: Reason, message: String },
     /// The conditions stay as they are (a retry of a step whose failure they already report);
     /// only other status fields change.
     Unchanged,
@@ -51,11 +46,11 @@ pub fn conditions(
         Progress::Ready => (
             (
                 "True",
-                "Ready",
+                Reason::Ready,
                 "The connection exists and its inlet URL is published".to_string(),
             ),
-            ("False", "Ready", String::new()),
-            ("False", "Ready", String::new()),
+            ("False", Reason::Ready, String::new()),
+            ("False", Reason::Ready, String::new()),
         ),
         Progress::Reconciling { reason, message } => (
             ("False", *reason, message.clone()),
@@ -68,9 +63,9 @@ pub fn conditions(
             ("True", *reason, message.clone()),
         ),
         Progress::Unchanged => (
-            ("False", "Reconciling", String::new()),
-            ("True", "Reconciling", String::new()),
-            ("False", "Reconciling", String::new()),
+            ("False", Reason::Reconciling, String::new()),
+            ("True", Reason::Reconciling, String::new()),
+            ("False", Reason::Reconciling, String::new()),
         ),
     };
     [
@@ -88,7 +83,7 @@ pub fn conditions(
         Condition {
             type_: type_.to_string(),
             status: status.to_string(),
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             message,
             observed_generation: generation,
             last_transition_time,
@@ -144,7 +139,7 @@ mod tests {
     #[test]
     fn a_permanent_failure_stalls_with_its_reason() {
         let progress = Progress::Stalled {
-            reason: "CredentialsNotFound",
+            reason: Reason::CredentialsNotFound,
             message: "no Secret".into(),
         };
         let conditions = conditions(&[], &progress, Some(1), &at(100));
@@ -158,7 +153,7 @@ mod tests {
     #[test]
     fn a_transient_failure_keeps_reconciling() {
         let progress = Progress::Reconciling {
-            reason: "RateLimited",
+            reason: Reason::RateLimited,
             message: "429".into(),
         };
         let conditions = conditions(&[], &progress, Some(1), &at(100));
@@ -173,7 +168,7 @@ mod tests {
         let again = conditions(&first, &Progress::Ready, Some(1), &at(200));
         assert_eq!(first, again);
         let failing = Progress::Reconciling {
-            reason: "FlowServiceUnavailable",
+            reason: Reason::FlowServiceUnavailable,
             message: "503".into(),
         };
         let changed = conditions(&first, &failing, Some(1), &at(300));

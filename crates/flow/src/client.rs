@@ -22,7 +22,7 @@ use super::connections::{
     STREAMING_CONNECTION_SPEC_ID,
 };
 use super::credentials::Credentials;
-use super::error::{ErrorDetails, FlowError};
+use super::error::{ErrorDetails, FlowError, FlowErrorKind};
 use super::http::{
     CONTENT_TYPE_JSON, HEADER_API_KEY, HEADER_ORG_ID, HEADER_REQUEST_ID, HEADER_SANDBOX_NAME,
     Response, build_client, execute,
@@ -32,17 +32,17 @@ use super::throttle::{Integration, Throttle};
 use super::token::{AccessToken, TokenProvider};
 
 /// Adobe's production Platform gateway.
-pub const DEFAULT_PLATFORM_URL: &str = "https://platform.adobe.io";
+pub(crate) const DEFAULT_PLATFORM_URL: &str = "https://platform.adobe.io";
 /// Adobe's IMS endpoint for server-to-server tokens.
-pub const DEFAULT_IMS_URL: &str = "https://ims-na1.adobelogin.com";
+pub(crate) const DEFAULT_IMS_URL: &str = "https://ims-na1.adobelogin.com";
 /// Flow Service calls per second across the process, unless configured.
-pub const DEFAULT_QPS: f64 = 10.0;
+pub(crate) const DEFAULT_QPS: f64 = 10.0;
 /// Flow Service calls in flight at once, unless configured.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 8;
 /// Time allowed to open a connection, unless configured.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for a whole request, body included, unless configured.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where Flow Service lives under the platform URL.
 const FLOW_SERVICE_PATH: &str = "data/foundation/flowservice/";
@@ -75,6 +75,7 @@ pub struct FlowClientConfig {
     pub qps: f64,
     /// Requests in flight at once, IMS token requests included; `0` is unlimited.
     pub max_concurrency: usize,
+    /// How long establishing a connection (TCP and TLS) may take.
     pub connect_timeout: Duration,
     /// Covers a whole request: connect, send, and reading the response body.
     pub request_timeout: Duration,
@@ -118,7 +119,9 @@ impl std::fmt::Debug for FlowClientConfig {
 /// Who is calling and where: the credentials and the sandbox (`x-sandbox-name`) of one request.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
+    /// Whose token and headers (`x-api-key`, `x-gw-ims-org-id`) the request carries.
     pub credentials: &'a Credentials,
+    /// The sandbox the request acts in, sent as `x-sandbox-name`.
     pub sandbox: &'a str,
 }
 
@@ -220,7 +223,7 @@ impl FlowClient {
         Ok(created)
     }
 
-    /// `GET /connections/{id}`: `Err(FlowError::NotFound)` when it does not exist.
+    /// `GET /connections/{id}`: an error of kind [`FlowErrorKind::NotFound`] when it does not exist.
     pub async fn get_connection(
         &self,
         scope: &Scope<'_>,
@@ -244,14 +247,15 @@ impl FlowClient {
             }
             Ok(Some(connection)) => Ok(connection),
             // An empty `items` is how some list-shaped endpoints say "no such id".
-            Ok(None) => Err(FlowError::NotFound {
+            Ok(None) => Err(FlowError::new(
+                FlowErrorKind::NotFound,
                 operation,
-                details: ErrorDetails {
+                ErrorDetails {
                     status: Some(response.status),
                     request_id: response.header(HEADER_REQUEST_ID).map(str::to_owned),
                     ..ErrorDetails::transport("the response has no items")
                 },
-            }),
+            )),
             Err(()) => Err(unusable_success(
                 operation,
                 &response,
@@ -312,17 +316,17 @@ impl FlowClient {
                 Some(next) => token = Some(next),
             }
         }
-        Err(FlowError::UnexpectedResponse {
+        Err(FlowError::new(
+            FlowErrorKind::UnexpectedResponse,
             operation,
-            maybe_committed: false,
-            details: ErrorDetails::transport(format!(
+            ErrorDetails::transport(format!(
                 "the lookup did not end after {MAX_LIST_PAGES} pages"
             )),
-        })
+        ))
     }
 
     /// `PATCH /connections/{id}` with `If-Match: <etag>` and a JSON Patch of the changed fields.
-    /// A stale etag gives [`FlowError::PreconditionFailed`]: read again, re-apply, retry.
+    /// A stale etag gives [`FlowErrorKind::PreconditionFailed`]: read again, re-apply, retry.
     pub async fn update_connection(
         &self,
         scope: &Scope<'_>,
@@ -334,10 +338,11 @@ impl FlowClient {
         require_id(operation, id)?;
         if update.is_empty() {
             // Flow Service would reject an empty patch (1455-400); say so without a round trip.
-            return Err(FlowError::Invalid {
+            return Err(FlowError::new(
+                FlowErrorKind::Invalid,
                 operation,
-                details: ErrorDetails::transport("the update changes nothing"),
-            });
+                ErrorDetails::transport("the update changes nothing"),
+            ));
         }
         let body = json_bytes(&connections::patch_operations(update));
         let response = self
@@ -368,7 +373,8 @@ impl FlowClient {
             })
             .await;
         match result {
-            Ok(_) | Err(FlowError::NotFound { .. }) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == FlowErrorKind::NotFound => Ok(()),
             Err(error) => Err(error),
         }
     }
@@ -437,8 +443,8 @@ impl FlowClient {
                 Err(error) => error,
             };
             let retryable = matches!(
-                error,
-                FlowError::Unavailable { .. } | FlowError::RateLimited { .. }
+                error.kind(),
+                FlowErrorKind::Unavailable | FlowErrorKind::RateLimited
             ) && error.operation() == Some(operation);
             if !retryable {
                 return Err(error);
@@ -452,7 +458,7 @@ impl FlowClient {
                 .remaining(&integration)
                 .unwrap_or_default();
             let delay = error.retry_after().unwrap_or(backoff_delay).max(window);
-            let most = if matches!(error, FlowError::RateLimited { .. }) {
+            let most = if error.kind() == FlowErrorKind::RateLimited {
                 RATE_LIMITED_READ_MAX_WAIT
             } else {
                 READ_RETRY_MAX_WAIT
@@ -462,7 +468,7 @@ impl FlowClient {
             }
             tracing::debug!(
                 operation = operation.as_str(),
-                reason = error.reason(),
+                kind = ?error.kind(),
                 delay_ms = delay.as_millis() as u64,
                 "retrying a Flow Service read"
             );
@@ -478,8 +484,10 @@ impl FlowClient {
         loop {
             let token = self.inner.tokens.token(credentials).await?;
             match self.send_once(&call, &token).await {
-                Err(FlowError::Unauthorized { .. })
-                    if !reminted && !credentials.uses_static_token() =>
+                Err(error)
+                    if error.kind() == FlowErrorKind::Unauthorized
+                        && !reminted
+                        && !credentials.uses_static_token() =>
                 {
                     tracing::debug!(
                         operation = call.operation.as_str(),
@@ -497,19 +505,20 @@ impl FlowClient {
     async fn send_once(&self, call: &Call<'_>, token: &AccessToken) -> Result<Response, FlowError> {
         let operation = call.operation;
         let credentials = call.scope.credentials;
-        let sandbox =
-            HeaderValue::from_str(call.scope.sandbox).map_err(|_| FlowError::Invalid {
+        let sandbox = HeaderValue::from_str(call.scope.sandbox).map_err(|_| {
+            FlowError::new(
+                FlowErrorKind::Invalid,
                 operation,
-                details: ErrorDetails::transport(
-                    "the sandbox name is not a valid HTTP header value",
-                ),
-            })?;
+                ErrorDetails::transport("the sandbox name is not a valid HTTP header value"),
+            )
+        })?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| FlowError::Unauthorized {
-                operation,
-                details: ErrorDetails::transport(
-                    "the access token is not a valid HTTP header value",
-                ),
+            .map_err(|_| {
+                FlowError::new(
+                    FlowErrorKind::Unauthorized,
+                    operation,
+                    ErrorDetails::transport("the access token is not a valid HTTP header value"),
+                )
             })?;
         // Keeps the value out of hyper's debug output and HPACK tables.
         authorization.set_sensitive(true);
@@ -528,9 +537,12 @@ impl FlowClient {
             .header(HEADER_SANDBOX_NAME, sandbox)
             .header(http::header::ACCEPT, CONTENT_TYPE_JSON);
         if let Some(etag) = call.if_match {
-            let if_match = HeaderValue::from_str(etag).map_err(|_| FlowError::Invalid {
-                operation,
-                details: ErrorDetails::transport("the etag is not a valid HTTP header value"),
+            let if_match = HeaderValue::from_str(etag).map_err(|_| {
+                FlowError::new(
+                    FlowErrorKind::Invalid,
+                    operation,
+                    ErrorDetails::transport("the etag is not a valid HTTP header value"),
+                )
             })?;
             request = request.header(http::header::IF_MATCH, if_match);
         }
@@ -561,11 +573,15 @@ impl FlowClient {
             Err(error) => {
                 tracing::debug!(
                     operation = operation.as_str(),
-                    reason = error.reason(),
+                    kind = ?error.kind(),
                     elapsed_ms = elapsed.as_millis() as u64,
                     "Flow Service request failed without a response"
                 );
-                return Err(redact_error(error, secrets()).with_fallback_request_id(&request_id));
+                // Transport messages come from our own stack and never contain credentials, but scrub
+                // them anyway: the cost is nil and a future change to an error's text cannot leak one.
+                return Err(error
+                    .redact(secrets())
+                    .with_fallback_request_id(&request_id));
             }
         };
         tracing::debug!(
@@ -595,7 +611,7 @@ impl FlowClient {
 
 fn join_base(base: &Url, path: &str, which: &str) -> Result<Url, FlowError> {
     if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
-        return Err(FlowError::Configuration(format!(
+        return Err(FlowError::configuration(format!(
             "the {which} URL {base} must be an http or https URL"
         )));
     }
@@ -608,7 +624,7 @@ fn join_base(base: &Url, path: &str, which: &str) -> Result<Url, FlowError> {
     base.set_query(None);
     base.set_fragment(None);
     base.join(path).map_err(|error| {
-        FlowError::Configuration(format!(
+        FlowError::configuration(format!(
             "the {which} URL {base} cannot be extended with {path}: {error}"
         ))
     })
@@ -617,10 +633,11 @@ fn join_base(base: &Url, path: &str, which: &str) -> Result<Url, FlowError> {
 /// An empty id would address the collection (`/connections/`) instead of one connection.
 fn require_id(operation: Operation, id: &str) -> Result<(), FlowError> {
     if id.trim().is_empty() {
-        return Err(FlowError::Invalid {
+        return Err(FlowError::new(
+            FlowErrorKind::Invalid,
             operation,
-            details: ErrorDetails::transport("the connection id is empty"),
-        });
+            ErrorDetails::transport("the connection id is empty"),
+        ));
     }
     Ok(())
 }
@@ -631,43 +648,16 @@ fn json_bytes(value: &serde_json::Value) -> Bytes {
 
 /// A 2xx whose body is not what the contract promises. For a write the change was applied.
 fn unusable_success(operation: Operation, response: &Response, problem: &str) -> FlowError {
-    FlowError::UnexpectedResponse {
+    FlowError::new(
+        FlowErrorKind::UnexpectedResponse,
         operation,
-        maybe_committed: operation.is_write(),
-        details: ErrorDetails {
+        ErrorDetails {
             status: Some(response.status),
             request_id: response.header(HEADER_REQUEST_ID).map(str::to_owned),
             ..ErrorDetails::transport(format!("the response body has {problem}"))
         },
-    }
-}
-
-/// Transport messages come from our own stack and never contain credentials, but scrub them anyway:
-/// the cost is nil and a future change to an error's text cannot leak one.
-fn redact_error<'a>(error: FlowError, secrets: impl IntoIterator<Item = &'a str>) -> FlowError {
-    match error {
-        FlowError::Unavailable {
-            operation,
-            maybe_committed,
-            retry_after,
-            details,
-        } => FlowError::Unavailable {
-            operation,
-            maybe_committed,
-            retry_after,
-            details: details.redact(secrets),
-        },
-        FlowError::UnexpectedResponse {
-            operation,
-            maybe_committed,
-            details,
-        } => FlowError::UnexpectedResponse {
-            operation,
-            maybe_committed,
-            details: details.redact(secrets),
-        },
-        other => other,
-    }
+    )
+    .committed_if(operation.is_write())
 }
 
 #[cfg(test)]
@@ -694,8 +684,8 @@ mod tests {
         assert_eq!(
             join_base(&bad, FLOW_SERVICE_PATH, "platform")
                 .unwrap_err()
-                .reason(),
-            "ConfigurationInvalid"
+                .kind(),
+            FlowErrorKind::Configuration
         );
     }
 

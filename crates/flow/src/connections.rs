@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 /// The connection spec of streaming (HTTP API) connections.
 pub const STREAMING_CONNECTION_SPEC_ID: &str = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb";
 /// The version of the streaming connection spec the operator creates.
-pub const STREAMING_CONNECTION_SPEC_VERSION: &str = "1.0";
+pub(crate) const STREAMING_CONNECTION_SPEC_VERSION: &str = "1.0";
 /// The `auth.specName` of a streaming connection.
-pub const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
+pub(crate) const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 
 /// Connections asked for per list page: the maximum the filter schema allows, so that a name lookup
 /// costs as few rate-limited requests as possible.
@@ -54,10 +54,13 @@ impl DataType {
 /// A streaming connection to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewConnection {
+    /// The connection's name in Adobe Experience Platform.
     pub name: String,
+    /// Free text shown in the Platform UI; `None` sends none.
     pub description: Option<String>,
     /// `auth.params.sourceId`; Flow Service defaults it to the name, and so does the body builder.
     pub source_id: Option<String>,
+    /// What the inlet accepts.
     pub data_type: DataType,
     /// Whether callers of the inlet must send a bearer token.
     pub authentication_required: bool,
@@ -82,6 +85,7 @@ impl ConnectionUpdate {
 /// The answer to a create or an update: the connection id and its new etag.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CreatedConnection {
+    /// The connection id (a UUID).
     pub id: String,
     /// Opaque version, including its inner double quotes as Flow Service returns them.
     pub etag: String,
@@ -90,19 +94,29 @@ pub struct CreatedConnection {
 /// A connection as Flow Service returns it (`items[0]` of a GET, or one item of a list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
+    /// The connection id (a UUID).
     pub id: String,
+    /// The connection's name.
     pub name: String,
+    /// Its description, when it has one.
     pub description: Option<String>,
+    /// Opaque version for `If-Match`, including its inner double quotes as Flow Service returns it.
     pub etag: String,
     /// `enabled`, `disabled`, or a transient state such as `initializing`.
     pub state: String,
+    /// The connection spec it was made from; [`STREAMING_CONNECTION_SPEC_ID`] for a streaming one.
     pub connection_spec_id: String,
+    /// The sandbox it lives in, when the response names it.
     pub sandbox_name: Option<String>,
     /// Absent until Adobe has provisioned the inlet.
     pub inlet_id: Option<String>,
+    /// The URL clients send data to; absent until the inlet is provisioned.
     pub inlet_url: Option<String>,
+    /// `auth.params.sourceId`.
     pub source_id: Option<String>,
+    /// `auth.params.dataType` as Flow Service reports it (`xdm` or `raw`), when it does.
     pub data_type: Option<String>,
+    /// Whether callers of the inlet must send a bearer token.
     pub authentication_required: bool,
     /// Epoch milliseconds.
     pub created_at: Option<i64>,
@@ -111,7 +125,7 @@ pub struct Connection {
 }
 
 /// The `POST /connections` body for a streaming connection.
-pub fn create_body(request: &NewConnection) -> Value {
+pub(crate) fn create_body(request: &NewConnection) -> Value {
     let source_id = request.source_id.as_deref().unwrap_or(&request.name);
     let mut body = json!({
         "name": request.name,
@@ -137,7 +151,7 @@ pub fn create_body(request: &NewConnection) -> Value {
 
 /// The JSON Patch (RFC 6902) array of a `PATCH /connections/{id}`. `add` on `/description` sets it
 /// whether or not it exists, which `replace` would not.
-pub fn patch_operations(update: &ConnectionUpdate) -> Value {
+pub(crate) fn patch_operations(update: &ConnectionUpdate) -> Value {
     let mut operations = Vec::new();
     if let Some(name) = &update.name {
         operations.push(json!({"op": "replace", "path": "/name", "value": name}));

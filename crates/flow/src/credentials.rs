@@ -9,52 +9,57 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Secret key holding the OAuth client id (also the default `x-api-key`).
-pub const KEY_CLIENT_ID: &str = "clientId";
+pub(crate) const KEY_CLIENT_ID: &str = "clientId";
 /// Secret key holding the OAuth client secret.
-pub const KEY_CLIENT_SECRET: &str = "clientSecret";
+pub(crate) const KEY_CLIENT_SECRET: &str = "clientSecret";
 /// Secret key holding the IMS organization id (`...@AdobeOrg`).
-pub const KEY_ORG_ID: &str = "orgId";
+pub(crate) const KEY_ORG_ID: &str = "orgId";
 /// Optional Secret key: comma-separated OAuth scopes.
-pub const KEY_SCOPES: &str = "scopes";
+pub(crate) const KEY_SCOPES: &str = "scopes";
 /// Optional Secret key: the `x-api-key` value when it differs from the client id.
-pub const KEY_API_KEY: &str = "apiKey";
+pub(crate) const KEY_API_KEY: &str = "apiKey";
 /// Optional Secret key: a static bearer token, used when there is no client secret.
-pub const KEY_ACCESS_TOKEN: &str = "accessToken";
+pub(crate) const KEY_ACCESS_TOKEN: &str = "accessToken";
 
 /// The scopes an AEP server-to-server credential needs, used when the Secret has no `scopes`.
-pub const DEFAULT_SCOPES: &str =
+pub(crate) const DEFAULT_SCOPES: &str =
     "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session";
 
-/// Why a credentials Secret could not be used. Messages name the key, never its value.
+/// Why a credentials Secret could not be used. Messages name the key, never its value. Naming
+/// the failure for users (a condition reason) is the caller's business.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
+    /// A required key is absent.
     #[error("the credentials Secret has no key `{key}`")]
-    MissingKey { key: &'static str },
+    MissingKey {
+        /// The Secret key.
+        key: &'static str,
+    },
+    /// A key's value is not UTF-8 text.
     #[error("the credentials Secret key `{key}` is not valid UTF-8")]
-    NotUtf8 { key: &'static str },
+    NotUtf8 {
+        /// The Secret key.
+        key: &'static str,
+    },
+    /// A required key (or `scopes`, when present) is blank.
     #[error("the credentials Secret key `{key}` is empty")]
-    Empty { key: &'static str },
+    Empty {
+        /// The Secret key.
+        key: &'static str,
+    },
+    /// A value that is sent as a header holds characters no header may contain.
     #[error(
         "the credentials Secret key `{key}` contains characters that are not allowed in an HTTP header"
     )]
-    InvalidValue { key: &'static str },
+    InvalidValue {
+        /// The Secret key.
+        key: &'static str,
+    },
+    /// Neither way of authorizing is configured.
     #[error(
         "the credentials Secret has neither `{KEY_CLIENT_SECRET}` (OAuth server-to-server) nor `{KEY_ACCESS_TOKEN}` (static token): set one"
     )]
     NoSecretOrToken,
-}
-
-impl CredentialsError {
-    /// A fixed, bounded reason for conditions, events and metric labels.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::MissingKey { .. } => "SecretKeyMissing",
-            Self::NotUtf8 { .. } => "SecretKeyNotUtf8",
-            Self::Empty { .. } => "SecretKeyEmpty",
-            Self::InvalidValue { .. } => "SecretKeyInvalid",
-            Self::NoSecretOrToken => "SecretKeyMissing",
-        }
-    }
 }
 
 /// A secret string whose `Debug`/`Display` are redacted. Only [`SecretString::expose`] reveals it.
@@ -370,7 +375,6 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(missing, CredentialsError::MissingKey { key: "clientId" });
-        assert_eq!(missing.reason(), "SecretKeyMissing");
 
         let empty = Credentials::from_secret_data(
             &secret(&[("clientId", "c"), ("orgId", "  "), ("clientSecret", SECRET)]),

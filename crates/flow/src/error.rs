@@ -1,9 +1,11 @@
 //! The one error type of the Flow Service client, shaped by what the caller should do next.
 //!
-//! Each variant has a fixed reason (for conditions, events and metric labels) and says whether waiting
-//! helps ([`FlowError::is_permanent`]), how long to wait ([`FlowError::retry_after`]) and whether a
-//! write may have been applied anyway ([`FlowError::maybe_committed`]), because the reconciler must
-//! never create a connection twice. Messages carry the status, Flow error code, request id and the
+//! One struct with a [`FlowErrorKind`] (the way reqwest builds its error), so that the message and
+//! the redaction are written once. The kind says what to do, not what to call it: naming a failure
+//! for users is the caller's business. The error says whether waiting helps
+//! ([`FlowError::is_permanent`]), how long to wait ([`FlowError::retry_after`]) and whether a write
+//! may have been applied anyway ([`FlowError::maybe_committed`]), because the reconciler must never
+//! create a connection twice. Messages carry the status, Flow error code, request id and the
 //! server's message (truncated and scrubbed of credential values), never a token or secret.
 
 use std::fmt;
@@ -145,135 +147,185 @@ impl fmt::Display for ErrorDetails {
     }
 }
 
-/// Why the Flow Service client failed, grouped by what the caller should do.
-///
-/// `Clone`, because one failed token mint is handed to every caller that waited for it.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum FlowError {
+/// What kind of failure a [`FlowError`] is, by what the caller should do next. The client only
+/// classifies; naming a failure for users (a condition reason) is the caller's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowErrorKind {
     /// The connection (or the resource the request names) does not exist.
-    #[error("{operation}: not found ({details})")]
-    NotFound {
-        operation: Operation,
-        details: ErrorDetails,
-    },
+    NotFound,
     /// The `If-Match` etag is stale: read the connection again, re-apply the change, retry.
-    #[error("{operation}: the etag is stale, read the connection again and retry ({details})")]
-    PreconditionFailed {
-        operation: Operation,
-        details: ErrorDetails,
-    },
+    PreconditionFailed,
     /// Adobe rejected the credentials, even after minting a fresh token: permanent until the Secret
     /// changes.
-    #[error(
-        "{operation}: Adobe rejected the credentials, check the credentials Secret ({details})"
-    )]
-    Unauthorized {
-        operation: Operation,
-        details: ErrorDetails,
-    },
+    Unauthorized,
     /// The credentials are valid but lack a permission, product profile or sandbox access.
-    #[error(
-        "{operation}: forbidden, the credential lacks a permission, product profile or sandbox access ({details})"
-    )]
-    Forbidden {
-        operation: Operation,
-        details: ErrorDetails,
-    },
+    Forbidden,
     /// The request was rejected as invalid (a 400): permanent until the spec changes.
-    #[error("{operation}: rejected as invalid ({details})")]
-    Invalid {
-        operation: Operation,
-        details: ErrorDetails,
-    },
-    /// Adobe asked the client to slow down; wait `retry_after` when it is known.
-    #[error("{operation}: rate limited by Adobe{} ({details})", retry_hint(.retry_after))]
-    RateLimited {
-        operation: Operation,
-        retry_after: Option<Duration>,
-        details: ErrorDetails,
-    },
-    /// A 5xx, a timeout or a connection failure: transient. For a write, `maybe_committed` says
-    /// whether the request may have reached the server and been applied. `retry_after` is the
-    /// server's `Retry-After`, or how long the client holds back before trying again (after a failed
-    /// token request), when either is known.
-    #[error("{operation}: Adobe is unavailable or unreachable{}{} ({details})", committed_hint(*.maybe_committed), retry_hint(.retry_after))]
-    Unavailable {
-        operation: Operation,
-        maybe_committed: bool,
-        retry_after: Option<Duration>,
-        details: ErrorDetails,
-    },
+    Invalid,
+    /// Adobe asked the client to slow down; wait [`FlowError::retry_after`] when it is known.
+    RateLimited,
+    /// A 5xx, a timeout or a connection failure: transient. For a write,
+    /// [`FlowError::maybe_committed`] says whether the request may have reached the server and been
+    /// applied.
+    Unavailable,
     /// A response the client cannot use: an unexpected status, or a success body without the fields
     /// the contract promises.
-    #[error("{operation}: unexpected response{} ({details})", committed_hint(*.maybe_committed))]
-    UnexpectedResponse {
-        operation: Operation,
-        maybe_committed: bool,
-        details: ErrorDetails,
-    },
-    /// The credentials Secret cannot be used as it is.
-    #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    /// The client configuration is wrong (a URL, the CA file, a sandbox name that is no header value).
-    #[error("Flow Service client configuration: {0}")]
-    Configuration(String),
+    UnexpectedResponse,
+    /// The credentials Secret cannot be used as it is; no request was sent.
+    Credentials,
+    /// The client configuration is wrong (a URL, the CA file); no request was sent.
+    Configuration,
 }
 
-fn retry_hint(retry_after: &Option<Duration>) -> String {
-    match retry_after {
-        Some(wait) => format!(", retry after {}s", wait.as_secs_f64().ceil()),
-        None => String::new(),
+impl FlowErrorKind {
+    /// True when retrying the same request cannot succeed until something changes (the Secret, the
+    /// spec, a permission in Adobe, the operator's flags).
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            Self::Unauthorized
+                | Self::Forbidden
+                | Self::Invalid
+                | Self::Credentials
+                | Self::Configuration
+        )
+    }
+
+    /// What went wrong, as the message says it after the operation.
+    fn summary(self) -> &'static str {
+        match self {
+            Self::NotFound => "not found",
+            Self::PreconditionFailed => "the etag is stale, read the connection again and retry",
+            Self::Unauthorized => "Adobe rejected the credentials, check the credentials Secret",
+            Self::Forbidden => {
+                "forbidden, the credential lacks a permission, product profile or sandbox access"
+            }
+            Self::Invalid => "rejected as invalid",
+            Self::RateLimited => "rate limited by Adobe",
+            Self::Unavailable => "Adobe is unavailable or unreachable",
+            Self::UnexpectedResponse => "unexpected response",
+            Self::Credentials | Self::Configuration => "",
+        }
+    }
+
+    /// The kinds that carry the server's `Retry-After` (or the client's own wait).
+    fn waits(self) -> bool {
+        matches!(self, Self::RateLimited | Self::Unavailable)
+    }
+
+    /// The kinds of a failed write that may nevertheless have been applied.
+    fn may_commit(self) -> bool {
+        matches!(self, Self::Unavailable | Self::UnexpectedResponse)
     }
 }
 
-fn committed_hint(maybe_committed: bool) -> &'static str {
-    if maybe_committed {
-        "; the request may have been applied"
-    } else {
-        ""
-    }
+/// Why the Flow Service client failed: a [`FlowErrorKind`] that says what to do, the operation and
+/// what the server or transport said, and for some kinds how long to wait and whether a write may
+/// have been applied anyway.
+///
+/// `Clone`, because one failed token mint is handed to every caller that waited for it.
+#[derive(Clone)]
+pub struct FlowError {
+    inner: Box<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
+    kind: FlowErrorKind,
+    /// The request that failed; `None` for the kinds that fail before any request.
+    operation: Option<Operation>,
+    /// What the server or transport said; `None` when no request was involved.
+    details: Option<ErrorDetails>,
+    /// Only ever true for the kinds of [`FlowErrorKind::may_commit`].
+    maybe_committed: bool,
+    /// Only ever set for the kinds of [`FlowErrorKind::waits`].
+    retry_after: Option<Duration>,
+    /// For [`FlowErrorKind::Credentials`]: what is wrong with the Secret.
+    credentials: Option<CredentialsError>,
+    /// For [`FlowErrorKind::Configuration`]: what is wrong with the configuration.
+    configuration: Option<String>,
 }
 
 impl FlowError {
-    /// A fixed, bounded reason for conditions, events and metric labels.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::NotFound { .. } => "NotFound",
-            Self::PreconditionFailed { .. } => "PreconditionFailed",
-            Self::Unauthorized { .. } => "CredentialsInvalid",
-            Self::Forbidden { .. } => "Forbidden",
-            Self::Invalid { .. } => "InvalidSpec",
-            Self::RateLimited { .. } => "RateLimited",
-            Self::Unavailable { .. } => "FlowServiceUnavailable",
-            Self::UnexpectedResponse { .. } => "UnexpectedResponse",
-            Self::Credentials(_) => "SecretInvalid",
-            Self::Configuration(_) => "ConfigurationInvalid",
+    /// A failed request of `kind`, neither possibly applied nor with a wait. The client makes its
+    /// own errors; this is for code that stands in for it, such as tests of its callers.
+    pub fn new(kind: FlowErrorKind, operation: Operation, details: ErrorDetails) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                operation: Some(operation),
+                details: Some(details),
+                maybe_committed: false,
+                retry_after: None,
+                credentials: None,
+                configuration: None,
+            }),
         }
+    }
+
+    /// The client configuration is wrong: `what` says how.
+    pub fn configuration(what: impl Into<String>) -> Self {
+        let mut error = Self::without_request(FlowErrorKind::Configuration);
+        error.inner.configuration = Some(what.into());
+        error
+    }
+
+    fn without_request(kind: FlowErrorKind) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                operation: None,
+                details: None,
+                maybe_committed: false,
+                retry_after: None,
+                credentials: None,
+                configuration: None,
+            }),
+        }
+    }
+
+    /// This error marked as possibly applied when `maybe` is true, for the kinds that can be
+    /// ([`FlowErrorKind::Unavailable`], [`FlowErrorKind::UnexpectedResponse`]).
+    pub(crate) fn committed_if(mut self, maybe: bool) -> Self {
+        self.inner.maybe_committed = maybe && self.inner.kind.may_commit();
+        self
+    }
+
+    /// This error with `retry_after` set, for the kinds that carry one.
+    pub(crate) fn with_retry_after(self, wait: Duration) -> Self {
+        self.with_optional_retry_after(Some(wait))
+    }
+
+    fn with_optional_retry_after(mut self, wait: Option<Duration>) -> Self {
+        if self.inner.kind.waits() {
+            self.inner.retry_after = wait;
+        }
+        self
+    }
+
+    /// What kind of failure this is: what the caller should do next.
+    pub fn kind(&self) -> FlowErrorKind {
+        self.inner.kind
     }
 
     /// True when retrying the same request cannot succeed until something changes (the Secret, the
     /// spec, a permission in Adobe, the operator's flags); the caller should wait for that change
     /// rather than back off and retry.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Self::Unauthorized { .. }
-                | Self::Forbidden { .. }
-                | Self::Invalid { .. }
-                | Self::Credentials(_)
-                | Self::Configuration(_)
-        )
+        self.inner.kind.is_permanent()
     }
 
     /// How long to wait before trying again, when known: Adobe's `Retry-After`, or the rest of a
     /// window in which the client sends nothing (after a 429, or after a failed token request).
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
-                *retry_after
-            }
-            _ => None,
-        }
+        self.inner.retry_after
+    }
+
+    /// True when a write may have reached the server and been applied although it failed (a timeout
+    /// or reset after sending, a 5xx): the caller must look before writing again. False when the
+    /// request certainly changed nothing (a connect error, any 4xx, a 429).
+    pub fn maybe_committed(&self) -> bool {
+        self.inner.maybe_committed
     }
 
     /// The same text as `Display`, without anything that changes from attempt to attempt: no
@@ -281,51 +333,21 @@ impl FlowError {
     /// replaced by `…`. For condition messages, which should change only when the problem does.
     pub fn stable_message(&self) -> String {
         let mut stable = self.clone();
-        if let Some(details) = stable.details_mut() {
+        if let Some(details) = &mut stable.inner.details {
             *details = details.stable();
         }
-        if let Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } =
-            &mut stable
-        {
-            *retry_after = None;
-        }
+        stable.inner.retry_after = None;
         stable.to_string()
-    }
-
-    /// This error with `retry_after` set, for the variants that carry one.
-    pub(crate) fn with_retry_after(mut self, wait: Duration) -> Self {
-        if let Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } =
-            &mut self
-        {
-            *retry_after = Some(wait);
-        }
-        self
-    }
-
-    /// True when a write may have reached the server and been applied although it failed (a timeout
-    /// or reset after sending, a 5xx): the caller must look before writing again. False when the
-    /// request certainly changed nothing (a connect error, any 4xx, a 429).
-    pub fn maybe_committed(&self) -> bool {
-        match self {
-            Self::Unavailable {
-                maybe_committed, ..
-            }
-            | Self::UnexpectedResponse {
-                maybe_committed, ..
-            } => *maybe_committed,
-            _ => false,
-        }
     }
 
     /// The operation that failed, when a request was involved.
     pub fn operation(&self) -> Option<Operation> {
-        self.details_with_operation()
-            .map(|(operation, _)| operation)
+        self.inner.operation
     }
 
     /// What the server or transport said, when a request was involved.
     pub fn details(&self) -> Option<&ErrorDetails> {
-        self.details_with_operation().map(|(_, details)| details)
+        self.inner.details.as_ref()
     }
 
     /// The HTTP status of the failed response, when one arrived.
@@ -348,7 +370,7 @@ impl FlowError {
     /// Fills in the request id the client sent when the response carried none (or there was no
     /// response), so that every failure can be traced in Adobe's logs.
     pub(crate) fn with_fallback_request_id(mut self, request_id: &str) -> Self {
-        if let Some(details) = self.details_mut()
+        if let Some(details) = &mut self.inner.details
             && details.request_id.is_none()
         {
             details.request_id = Some(request_id.to_owned());
@@ -356,38 +378,12 @@ impl FlowError {
         self
     }
 
-    fn details_mut(&mut self) -> Option<&mut ErrorDetails> {
-        match self {
-            Self::NotFound { details, .. }
-            | Self::PreconditionFailed { details, .. }
-            | Self::Unauthorized { details, .. }
-            | Self::Forbidden { details, .. }
-            | Self::Invalid { details, .. }
-            | Self::RateLimited { details, .. }
-            | Self::Unavailable { details, .. }
-            | Self::UnexpectedResponse { details, .. } => Some(details),
-            Self::Credentials(_) | Self::Configuration(_) => None,
+    /// Scrubs every form of the given credential values out of what the server or transport said.
+    pub(crate) fn redact<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        if let Some(details) = self.inner.details.take() {
+            self.inner.details = Some(details.redact(secrets));
         }
-    }
-
-    fn details_with_operation(&self) -> Option<(Operation, &ErrorDetails)> {
-        match self {
-            Self::NotFound { operation, details }
-            | Self::PreconditionFailed { operation, details }
-            | Self::Unauthorized { operation, details }
-            | Self::Forbidden { operation, details }
-            | Self::Invalid { operation, details }
-            | Self::RateLimited {
-                operation, details, ..
-            }
-            | Self::Unavailable {
-                operation, details, ..
-            }
-            | Self::UnexpectedResponse {
-                operation, details, ..
-            } => Some((*operation, details)),
-            Self::Credentials(_) | Self::Configuration(_) => None,
-        }
+        self
     }
 
     /// Maps a non-success HTTP response to the error that says what to do. Pure, so that the whole
@@ -398,57 +394,109 @@ impl FlowError {
         details: ErrorDetails,
         retry_after: Option<Duration>,
     ) -> Self {
+        use FlowErrorKind::*;
         let code_is = |wanted: &str| {
             details
                 .error_code
                 .as_deref()
                 .is_some_and(|code| code.ends_with(wanted))
         };
-        // A write that got a 5xx (or an unexpected status) may still have been applied: the gateway can
-        // time out after the backend committed, and "commit then fail" is exactly what must not lead
-        // to a second create.
-        let write = operation.is_write();
-        match status {
+        let kind = match status {
             // IMS answers every client-side problem with the credentials (unknown client, wrong secret,
             // scope not granted) with a 4xx; all of them need the Secret to change.
             400..=499 if operation == Operation::Token && status != 408 && status != 429 => {
-                Self::Unauthorized { operation, details }
+                Unauthorized
             }
-            400 if TOKEN_INVALID_CODES.iter().any(|code| code_is(code)) => {
-                Self::Unauthorized { operation, details }
-            }
-            401 => Self::Unauthorized { operation, details },
-            403 => Self::Forbidden { operation, details },
-            404 if code_is(SANDBOX_NOT_FOUND_CODE) => Self::Invalid { operation, details },
-            404 | 410 => Self::NotFound { operation, details },
+            400 if TOKEN_INVALID_CODES.iter().any(|code| code_is(code)) => Unauthorized,
+            401 => Unauthorized,
+            403 => Forbidden,
+            404 if code_is(SANDBOX_NOT_FOUND_CODE) => Invalid,
+            404 | 410 => NotFound,
             // The server gave up waiting for the request, so it did not process it.
-            408 => Self::Unavailable {
-                operation,
-                maybe_committed: false,
-                retry_after,
-                details,
-            },
-            412 => Self::PreconditionFailed { operation, details },
-            429 => Self::RateLimited {
-                operation,
-                retry_after,
-                details,
-            },
-            400..=499 => Self::Invalid { operation, details },
-            500..=599 => Self::Unavailable {
-                operation,
-                maybe_committed: write,
-                retry_after,
-                details,
-            },
-            _ => Self::UnexpectedResponse {
-                operation,
-                maybe_committed: write,
-                details,
-            },
+            408 => Unavailable,
+            412 => PreconditionFailed,
+            429 => RateLimited,
+            400..=499 => Invalid,
+            500..=599 => Unavailable,
+            _ => UnexpectedResponse,
+        };
+        // A write that got a 5xx (or an unexpected status) may still have been applied: the gateway can
+        // time out after the backend committed, and "commit then fail" is exactly what must not lead
+        // to a second create.
+        let maybe_committed = operation.is_write() && status != 408;
+        Self::new(kind, operation, details)
+            .committed_if(maybe_committed)
+            .with_optional_retry_after(retry_after)
+    }
+}
+
+impl From<CredentialsError> for FlowError {
+    fn from(error: CredentialsError) -> Self {
+        let mut flow = Self::without_request(FlowErrorKind::Credentials);
+        flow.inner.credentials = Some(error);
+        flow
+    }
+}
+
+/// The one place a failure is put into words: `<operation>: <what went wrong>[; the request may have
+/// been applied][, retry after Ns] (<status, error code, request id: server message>)`. Details are
+/// scrubbed of credential values when the error is made, so nothing here can leak one.
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        if let Some(credentials) = &inner.credentials {
+            return fmt::Display::fmt(credentials, f);
+        }
+        if let Some(what) = &inner.configuration {
+            return write!(f, "Flow Service client configuration: {what}");
+        }
+        if let Some(operation) = inner.operation {
+            write!(f, "{operation}: ")?;
+        }
+        f.write_str(inner.kind.summary())?;
+        if inner.maybe_committed {
+            f.write_str("; the request may have been applied")?;
+        }
+        if let Some(wait) = inner.retry_after {
+            write!(f, ", retry after {}s", wait.as_secs_f64().ceil())?;
+        }
+        match &inner.details {
+            Some(details) => write!(f, " ({details})"),
+            None => Ok(()),
         }
     }
 }
+
+impl fmt::Debug for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        let mut debug = f.debug_struct("FlowError");
+        debug.field("kind", &inner.kind);
+        if let Some(operation) = inner.operation {
+            debug.field("operation", &operation);
+        }
+        if let Some(details) = &inner.details {
+            debug.field("details", details);
+        }
+        if inner.maybe_committed {
+            debug.field("maybe_committed", &true);
+        }
+        if let Some(wait) = inner.retry_after {
+            debug.field("retry_after", &wait);
+        }
+        if let Some(credentials) = &inner.credentials {
+            debug.field("credentials", credentials);
+        }
+        if let Some(what) = &inner.configuration {
+            debug.field("configuration", what);
+        }
+        debug.finish()
+    }
+}
+
+// Like the `#[error(transparent)]` it replaces for credentials errors: no source, since the message
+// already says everything (a chain would print it twice).
+impl std::error::Error for FlowError {}
 
 /// The error code of a Flow problem body (`type` ends in `FLOW-<code>-<status>`), a gateway body
 /// (`error_code`) or an IMS body (`error`).
@@ -703,37 +751,49 @@ mod tests {
     #[test]
     fn statuses_map_to_what_the_caller_should_do() {
         use Operation::*;
-        assert_eq!(map(Get, 404, Some("FLOW-1101-404")).reason(), "NotFound");
         assert_eq!(
-            map(Update, 412, Some("FLOW-1404-412")).reason(),
-            "PreconditionFailed"
+            map(Get, 404, Some("FLOW-1101-404")).kind(),
+            FlowErrorKind::NotFound
         );
-        assert_eq!(map(Get, 401, Some("401013")).reason(), "CredentialsInvalid");
-        assert_eq!(map(Get, 403, Some("FLOW-2120-403")).reason(), "Forbidden");
         assert_eq!(
-            map(Create, 400, Some("FLOW-1413-400")).reason(),
-            "InvalidSpec"
+            map(Update, 412, Some("FLOW-1404-412")).kind(),
+            FlowErrorKind::PreconditionFailed
         );
-        assert_eq!(map(Create, 422, None).reason(), "InvalidSpec");
-        assert_eq!(map(Create, 429, None).reason(), "RateLimited");
-        assert_eq!(map(Create, 503, None).reason(), "FlowServiceUnavailable");
-        assert_eq!(map(Get, 408, None).reason(), "FlowServiceUnavailable");
-        assert_eq!(map(Create, 302, None).reason(), "UnexpectedResponse");
+        assert_eq!(
+            map(Get, 401, Some("401013")).kind(),
+            FlowErrorKind::Unauthorized
+        );
+        assert_eq!(
+            map(Get, 403, Some("FLOW-2120-403")).kind(),
+            FlowErrorKind::Forbidden
+        );
+        assert_eq!(
+            map(Create, 400, Some("FLOW-1413-400")).kind(),
+            FlowErrorKind::Invalid
+        );
+        assert_eq!(map(Create, 422, None).kind(), FlowErrorKind::Invalid);
+        assert_eq!(map(Create, 429, None).kind(), FlowErrorKind::RateLimited);
+        assert_eq!(map(Create, 503, None).kind(), FlowErrorKind::Unavailable);
+        assert_eq!(map(Get, 408, None).kind(), FlowErrorKind::Unavailable);
+        assert_eq!(
+            map(Create, 302, None).kind(),
+            FlowErrorKind::UnexpectedResponse
+        );
     }
 
     #[test]
     fn codes_refine_the_status() {
         assert_eq!(
-            map(Operation::Create, 404, Some("FLOW-2100-404")).reason(),
-            "InvalidSpec"
+            map(Operation::Create, 404, Some("FLOW-2100-404")).kind(),
+            FlowErrorKind::Invalid
         );
         assert_eq!(
-            map(Operation::Get, 400, Some("FLOW-2115-400")).reason(),
-            "CredentialsInvalid"
+            map(Operation::Get, 400, Some("FLOW-2115-400")).kind(),
+            FlowErrorKind::Unauthorized
         );
         assert_eq!(
-            map(Operation::Get, 400, Some("FLOW-2114-400")).reason(),
-            "CredentialsInvalid"
+            map(Operation::Get, 400, Some("FLOW-2114-400")).kind(),
+            FlowErrorKind::Unauthorized
         );
     }
 
@@ -741,13 +801,16 @@ mod tests {
     fn ims_client_errors_mean_the_credentials_are_wrong() {
         for status in [400, 401, 403] {
             let error = map(Operation::Token, status, Some("invalid_client"));
-            assert_eq!(error.reason(), "CredentialsInvalid");
+            assert_eq!(error.kind(), FlowErrorKind::Unauthorized);
             assert!(error.is_permanent());
         }
-        assert_eq!(map(Operation::Token, 429, None).reason(), "RateLimited");
         assert_eq!(
-            map(Operation::Token, 500, None).reason(),
-            "FlowServiceUnavailable"
+            map(Operation::Token, 429, None).kind(),
+            FlowErrorKind::RateLimited
+        );
+        assert_eq!(
+            map(Operation::Token, 500, None).kind(),
+            FlowErrorKind::Unavailable
         );
     }
 
@@ -764,7 +827,7 @@ mod tests {
     }
 
     #[test]
-    fn permanence_follows_the_variant() {
+    fn permanence_follows_the_kind() {
         assert!(map(Operation::Create, 400, None).is_permanent());
         assert!(map(Operation::Create, 401, None).is_permanent());
         assert!(map(Operation::Create, 403, None).is_permanent());

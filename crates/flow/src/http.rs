@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
-use super::error::{ErrorDetails, FlowError};
+use super::error::{ErrorDetails, FlowError, FlowErrorKind};
 use super::observer::Operation;
 
 /// The OAuth client id, on every Platform API call.
@@ -85,14 +85,14 @@ pub(crate) fn build_client(
         .user_agent(USER_AGENT);
     if let Some(pem) = extra_ca_pem {
         let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|error| {
-            FlowError::Configuration(format!(
+            FlowError::configuration(format!(
                 "the extra CA file is not valid PEM: {}",
                 error_chain(&error)
             ))
         })?;
         if certificates.is_empty() {
-            return Err(FlowError::Configuration(
-                "the extra CA file contains no PEM certificate".to_owned(),
+            return Err(FlowError::configuration(
+                "the extra CA file contains no PEM certificate",
             ));
         }
         for certificate in certificates {
@@ -100,7 +100,7 @@ pub(crate) fn build_client(
         }
     }
     builder.build().map_err(|error| {
-        FlowError::Configuration(format!(
+        FlowError::configuration(format!(
             "cannot build the HTTP client: {}",
             error_chain(&error)
         ))
@@ -123,16 +123,17 @@ pub(crate) async fn execute(
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(FlowError::UnexpectedResponse {
+                    return Err(FlowError::new(
+                        FlowErrorKind::UnexpectedResponse,
                         operation,
-                        maybe_committed: operation.is_write(),
-                        details: ErrorDetails {
+                        ErrorDetails {
                             status: Some(status),
                             ..ErrorDetails::transport(format!(
                                 "the response body exceeds {MAX_BODY_BYTES} bytes"
                             ))
                         },
-                    });
+                    )
+                    .committed_if(operation.is_write()));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -152,7 +153,7 @@ pub(crate) async fn execute(
 /// failure (timeout, reset, truncated body) may have happened after the server applied a write.
 pub(crate) fn transport_error(operation: Operation, error: &reqwest::Error) -> FlowError {
     if error.is_builder() {
-        return FlowError::Configuration(format!(
+        return FlowError::configuration(format!(
             "cannot build the {operation} request: {}",
             error_chain(error)
         ));
@@ -164,12 +165,12 @@ pub(crate) fn transport_error(operation: Operation, error: &reqwest::Error) -> F
     } else {
         (operation.is_write(), "the request failed")
     };
-    FlowError::Unavailable {
+    FlowError::new(
+        FlowErrorKind::Unavailable,
         operation,
-        maybe_committed,
-        retry_after: None,
-        details: ErrorDetails::transport(format!("{what}: {}", error_chain(error))),
-    }
+        ErrorDetails::transport(format!("{what}: {}", error_chain(error))),
+    )
+    .committed_if(maybe_committed)
 }
 
 /// The error and its sources on one line; reqwest's own message alone ("error sending request") does
@@ -190,7 +191,7 @@ pub(crate) fn error_chain(error: &reqwest::Error) -> String {
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3). A date in the
 /// past means "now"; anything else unparseable is ignored.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
         // Saturate absurdly long values instead of failing to parse them.
@@ -258,7 +259,7 @@ mod tests {
             Some(b"not pem"),
         )
         .unwrap_err();
-        assert_eq!(error.reason(), "ConfigurationInvalid");
+        assert_eq!(error.kind(), FlowErrorKind::Configuration);
         assert!(error.is_permanent());
     }
 
@@ -276,7 +277,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(error.reason(), "FlowServiceUnavailable");
+        assert_eq!(error.kind(), FlowErrorKind::Unavailable);
         assert!(!error.maybe_committed(), "{error}");
         assert!(error.to_string().contains("could not connect"), "{error}");
     }

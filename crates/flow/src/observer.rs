@@ -10,10 +10,15 @@ use std::time::Duration;
 /// What the client was doing, as a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
+    /// Creating a connection (`POST /connections`).
     Create,
+    /// Reading one connection by id.
     Get,
+    /// Listing connections (the lookup by name).
     List,
+    /// Changing a connection's name or description (`PATCH` with `If-Match`).
     Update,
+    /// Deleting a connection.
     Delete,
     /// Minting an access token from IMS.
     Token,
@@ -72,17 +77,17 @@ impl fmt::Display for Operation {
 }
 
 /// Outcome label of a request that got a 2xx response.
-pub const OUTCOME_2XX: &str = "2xx";
+pub(crate) const OUTCOME_2XX: &str = "2xx";
 /// Outcome label of a request that got a 4xx response.
-pub const OUTCOME_4XX: &str = "4xx";
+pub(crate) const OUTCOME_4XX: &str = "4xx";
 /// Outcome label of a request that got a 5xx response.
-pub const OUTCOME_5XX: &str = "5xx";
+pub(crate) const OUTCOME_5XX: &str = "5xx";
 /// Outcome label of a request that got no usable response (connect error, timeout, reset) or an
 /// unexpected 1xx/3xx status.
-pub const OUTCOME_ERROR: &str = "error";
+pub(crate) const OUTCOME_ERROR: &str = "error";
 
 /// The outcome label for an HTTP status.
-pub fn outcome_for_status(status: u16) -> &'static str {
+pub(crate) fn outcome_for_status(status: u16) -> &'static str {
     match status {
         200..=299 => OUTCOME_2XX,
         400..=499 => OUTCOME_4XX,
@@ -93,7 +98,7 @@ pub fn outcome_for_status(status: u16) -> &'static str {
 
 /// Receives one call per HTTP request (each retry and each token request counts).
 pub trait FlowObserver: Send + Sync {
-    /// `outcome` is one of [`OUTCOME_2XX`], [`OUTCOME_4XX`], [`OUTCOME_5XX`] or [`OUTCOME_ERROR`];
+    /// `outcome` is one of `2xx`, `4xx`, `5xx` (the status class) or `error` (no response);
     /// `elapsed` covers sending the request and reading the response body, not queueing for the rate
     /// limit or concurrency cap.
     fn on_request(&self, operation: Operation, outcome: &'static str, elapsed: Duration) {
@@ -103,7 +108,7 @@ pub trait FlowObserver: Send + Sync {
 
 /// The observer used when none is configured.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoopObserver;
+pub(crate) struct NoopObserver;
 
 impl FlowObserver for NoopObserver {}
 

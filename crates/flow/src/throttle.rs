@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use super::credentials::Credentials;
-use super::error::{ErrorDetails, FlowError};
+use super::error::{ErrorDetails, FlowError, FlowErrorKind};
 use super::observer::Operation;
 
 /// The window after a 429 without `Retry-After`: 1 s, doubled for every further 429 in a row.
@@ -100,11 +100,12 @@ impl Throttle {
     ) -> Result<(), FlowError> {
         match self.remaining(integration) {
             None => Ok(()),
-            Some(remaining) => Err(FlowError::RateLimited {
+            Some(remaining) => Err(FlowError::new(
+                FlowErrorKind::RateLimited,
                 operation,
-                retry_after: Some(remaining),
-                details: ErrorDetails::transport(NOT_SENT),
-            }),
+                ErrorDetails::transport(NOT_SENT),
+            )
+            .with_retry_after(remaining)),
         }
     }
 
@@ -224,7 +225,7 @@ mod tests {
             Some(Duration::from_secs(7))
         );
         let error = throttle.check(Operation::Get, &ours).unwrap_err();
-        assert_eq!(error.reason(), "RateLimited");
+        assert_eq!(error.kind(), FlowErrorKind::RateLimited);
         let wait = error.retry_after().unwrap();
         assert!(
             wait > Duration::from_secs(6) && wait <= Duration::from_secs(7),

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::credentials::{Auth, Credentials, SecretString};
-use super::error::{ErrorDetails, FlowError};
+use super::error::{ErrorDetails, FlowError, FlowErrorKind};
 use super::http::{Response, execute};
 use super::observer::{FlowObserver, Operation, outcome_for_status};
 use super::throttle::{Integration, Throttle};
@@ -290,7 +290,7 @@ impl TokenProvider {
             Err(error) if error.is_permanent() => {
                 tracing::debug!(
                     client_id = credentials.client_id(),
-                    reason = error.reason(),
+                    kind = ?error.kind(),
                     "IMS refused the credentials; no more token requests until they change"
                 );
                 state.last_failure = Some(Failure {
@@ -399,13 +399,15 @@ impl TokenProvider {
                 _ => error,
             });
         }
-        parse_token(&response).ok_or_else(|| FlowError::UnexpectedResponse {
-            operation,
-            maybe_committed: false,
-            details: ErrorDetails {
-                status: Some(response.status),
-                ..ErrorDetails::transport("the IMS token response has no access_token")
-            },
+        parse_token(&response).ok_or_else(|| {
+            FlowError::new(
+                FlowErrorKind::UnexpectedResponse,
+                operation,
+                ErrorDetails {
+                    status: Some(response.status),
+                    ..ErrorDetails::transport("the IMS token response has no access_token")
+                },
+            )
         })
     }
 }

@@ -10,8 +10,8 @@ use aep_emulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig, RunningEmulator, start,
 };
 use aep_flow::{
-    ConnectionUpdate, Credentials, DataType, FlowClient, FlowClientConfig, FlowError, FlowObserver,
-    NewConnection, Operation, STREAMING_CONNECTION_SPEC_ID, Scope,
+    ConnectionUpdate, Credentials, DataType, FlowClient, FlowClientConfig, FlowError,
+    FlowErrorKind, FlowObserver, NewConnection, Operation, STREAMING_CONNECTION_SPEC_ID, Scope,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -208,9 +208,13 @@ impl Env {
     }
 }
 
-fn assert_reason(result: Result<impl std::fmt::Debug, FlowError>, reason: &str) -> FlowError {
+/// The call failed with an error of this kind.
+fn assert_reason(
+    result: Result<impl std::fmt::Debug, FlowError>,
+    kind: FlowErrorKind,
+) -> FlowError {
     let error = result.expect_err("the call should fail");
-    assert_eq!(error.reason(), reason, "{error}");
+    assert_eq!(error.kind(), kind, "{error}");
     error
 }
 
@@ -309,7 +313,7 @@ async fn create_get_update_and_delete_a_connection() {
         .unwrap();
     assert_reason(
         env.client.get_connection(&scope, &created.id).await,
-        "NotFound",
+        FlowErrorKind::NotFound,
     );
     // Deleting again is success: the connection is gone either way.
     env.client
@@ -386,7 +390,7 @@ async fn the_sandbox_is_chosen_per_call() {
         env.client
             .get_connection(&env.scope_in("prod"), &created.id)
             .await,
-        "NotFound",
+        FlowErrorKind::NotFound,
     );
     let in_prod = env
         .client
@@ -403,7 +407,7 @@ async fn an_unknown_sandbox_is_an_invalid_spec_not_a_missing_connection() {
         env.client
             .get_connection(&env.scope_in("no-such-sandbox"), "some-id")
             .await,
-        "InvalidSpec",
+        FlowErrorKind::Invalid,
     );
     assert!(error.is_permanent());
     assert_eq!(error.error_code(), Some("FLOW-2100-404"));
@@ -416,7 +420,7 @@ async fn a_missing_connection_is_not_found_with_code_and_request_id() {
         env.client
             .get_connection(&env.scope(), "4f1c1d9e-0000-4000-8000-000000000000")
             .await,
-        "NotFound",
+        FlowErrorKind::NotFound,
     );
     assert_eq!(error.status(), Some(404));
     assert_eq!(error.error_code(), Some("FLOW-1101-404"));
@@ -446,7 +450,7 @@ async fn a_missing_connection_is_not_found_with_code_and_request_id() {
                 &update,
             )
             .await,
-        "NotFound",
+        FlowErrorKind::NotFound,
     );
 }
 
@@ -455,17 +459,17 @@ async fn ids_are_path_segments_not_paths() {
     let env = env().await;
     assert_reason(
         env.client.get_connection(&env.scope(), " ").await,
-        "InvalidSpec",
+        FlowErrorKind::Invalid,
     );
     assert_reason(
         env.client.delete_connection(&env.scope(), "").await,
-        "InvalidSpec",
+        FlowErrorKind::Invalid,
     );
     assert_reason(
         env.client
             .get_connection(&env.scope(), "../connections")
             .await,
-        "NotFound",
+        FlowErrorKind::NotFound,
     );
 }
 
@@ -476,7 +480,7 @@ async fn an_empty_update_is_refused_without_a_request() {
         env.client
             .update_connection(&env.scope(), "id", "\"e\"", &ConnectionUpdate::default())
             .await,
-        "InvalidSpec",
+        FlowErrorKind::Invalid,
     );
     assert_eq!(env.tokens_minted().await, 0);
 }
@@ -503,7 +507,7 @@ async fn a_stale_etag_is_a_precondition_failure() {
         env.client
             .update_connection(&scope, &created.id, &created.etag, &rename("two"))
             .await,
-        "PreconditionFailed",
+        FlowErrorKind::PreconditionFailed,
     );
     assert_eq!(error.status(), Some(412));
     assert_eq!(error.error_code(), Some("FLOW-1404-412"));
@@ -593,7 +597,7 @@ async fn a_token_is_reused_rather_than_minted_per_call() {
     for _ in 0..10 {
         assert_reason(
             env.client.get_connection(&env.scope(), "missing").await,
-            "NotFound",
+            FlowErrorKind::NotFound,
         );
     }
     assert_eq!(env.tokens_minted().await, 1);
@@ -635,7 +639,7 @@ async fn concurrent_callers_share_one_failed_token_request() {
     let results =
         futures::future::join_all((0..50).map(|_| env.client.get_connection(&scope, "x"))).await;
     for result in results {
-        assert_reason(result, "CredentialsInvalid");
+        assert_reason(result, FlowErrorKind::Unauthorized);
     }
     assert_eq!(env.tokens_minted().await, 1);
 }
@@ -736,7 +740,7 @@ async fn a_401_drops_the_token_and_mints_once() {
     .await;
     let error = assert_reason(
         env.client.get_connection(&scope, &created.id).await,
-        "CredentialsInvalid",
+        FlowErrorKind::Unauthorized,
     );
     assert!(error.is_permanent());
     assert_eq!(error.error_code(), Some("401013"));
@@ -814,7 +818,7 @@ async fn a_static_access_token_is_used_as_is() {
     };
     let error = assert_reason(
         env.client.get_connection(&scope, &created.id).await,
-        "CredentialsInvalid",
+        FlowErrorKind::Unauthorized,
     );
     assert!(
         !error
@@ -847,7 +851,7 @@ async fn a_wrong_client_secret_is_unauthorized_and_permanent() {
         env.client
             .create_connection(&scope, &new_connection("x"))
             .await,
-        "CredentialsInvalid",
+        FlowErrorKind::Unauthorized,
     );
     assert!(error.is_permanent() && !error.maybe_committed());
     assert_eq!(error.operation(), Some(Operation::Token));
@@ -870,7 +874,7 @@ async fn a_wrong_client_secret_is_unauthorized_and_permanent() {
     };
     assert_reason(
         env.client.get_connection(&scope, "x").await,
-        "CredentialsInvalid",
+        FlowErrorKind::Unauthorized,
     );
 }
 
@@ -892,7 +896,10 @@ async fn forbidden_is_its_own_class() {
         credentials: &other_key,
         sandbox: "prod",
     };
-    let error = assert_reason(env.client.get_connection(&scope, "x").await, "Forbidden");
+    let error = assert_reason(
+        env.client.get_connection(&scope, "x").await,
+        FlowErrorKind::Forbidden,
+    );
     assert_eq!(error.error_code(), Some("403003"));
     assert!(error.is_permanent());
 
@@ -902,7 +909,7 @@ async fn forbidden_is_its_own_class() {
         env.client
             .create_connection(&env.scope(), &new_connection("x"))
             .await,
-        "Forbidden",
+        FlowErrorKind::Forbidden,
     );
     assert!(!error.maybe_committed());
 }
@@ -916,7 +923,7 @@ async fn a_400_is_an_invalid_spec() {
         env.client
             .create_connection(&env.scope(), &new_connection("x"))
             .await,
-        "InvalidSpec",
+        FlowErrorKind::Invalid,
     );
     assert!(error.is_permanent() && !error.maybe_committed());
     assert_eq!(error.status(), Some(400));
@@ -936,7 +943,7 @@ async fn a_429_on_a_write_carries_retry_after_in_seconds() {
         env.client
             .create_connection(&env.scope(), &new_connection("x"))
             .await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
     assert!(!error.is_permanent() && !error.maybe_committed());
@@ -957,7 +964,7 @@ async fn a_429_on_a_write_carries_retry_after_as_an_http_date() {
         env.client
             .update_connection(&env.scope(), "id", "\"e\"", &update)
             .await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     let wait = error
         .retry_after()
@@ -998,7 +1005,7 @@ async fn reads_hand_a_long_retry_after_to_the_caller() {
     let started = Instant::now();
     let error = assert_reason(
         env.client.get_connection(&env.scope(), "x").await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     assert_eq!(error.retry_after(), Some(Duration::from_secs(120)));
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -1012,7 +1019,7 @@ async fn reads_are_retried_through_transient_5xx() {
         .await;
     assert_reason(
         env.client.get_connection(&env.scope(), "missing").await,
-        "NotFound",
+        FlowErrorKind::NotFound,
     );
     assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(503)).await, 2);
     assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(404)).await, 1);
@@ -1026,7 +1033,7 @@ async fn reads_give_up_after_a_few_attempts() {
         .await;
     let error = assert_reason(
         env.client.get_connection(&env.scope(), "x").await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     assert!(!error.is_permanent() && !error.maybe_committed());
     assert_eq!(error.status(), Some(502));
@@ -1042,7 +1049,7 @@ async fn a_5xx_on_create_may_have_committed_and_is_not_retried() {
         env.client
             .create_connection(&env.scope(), &new_connection("x"))
             .await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     assert!(error.maybe_committed() && !error.is_permanent());
     assert_eq!(env.served("POST", CONNECTIONS_ROUTE, None).await, 1);
@@ -1057,7 +1064,7 @@ async fn commit_then_fail_is_reported_as_maybe_committed_and_the_lookup_finds_it
         env.client
             .create_connection(&env.scope(), &new_connection("Ambiguous"))
             .await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     assert!(error.maybe_committed());
     let found = env
@@ -1080,7 +1087,7 @@ async fn a_connection_dropped_after_sending_may_have_committed() {
             env.client
                 .create_connection(&env.scope(), &new_connection(action))
                 .await,
-            "FlowServiceUnavailable",
+            FlowErrorKind::Unavailable,
         );
         assert!(error.maybe_committed(), "{action}: {error}");
         assert_eq!(error.status(), None);
@@ -1123,7 +1130,7 @@ async fn a_timeout_after_sending_a_create_may_have_committed() {
         env.client
             .create_connection(&env.scope(), &new_connection("Slow"))
             .await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     assert!(error.maybe_committed(), "{error}");
     assert!(error.to_string().contains("timed out"), "{error}");
@@ -1148,7 +1155,7 @@ async fn a_refused_connection_certainly_did_not_commit() {
         client
             .create_connection(&env.scope(), &new_connection("x"))
             .await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     assert_eq!(error.operation(), Some(Operation::Create));
     assert!(!error.maybe_committed(), "{error}");
@@ -1163,7 +1170,7 @@ async fn ims_outages_are_transient() {
         env.client
             .create_connection(&env.scope(), &new_connection("x"))
             .await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     assert_eq!(error.operation(), Some(Operation::Token));
     assert!(!error.maybe_committed(), "no create was sent");
@@ -1175,7 +1182,7 @@ async fn ims_outages_are_transient() {
     // Held for a short while: the next call gets the same failure without asking IMS again...
     let again = assert_reason(
         env.client.get_connection(&env.scope(), "x").await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     assert_eq!(again.stable_message(), error.stable_message());
     assert!(again.retry_after().is_some_and(|left| left <= hold));
@@ -1227,7 +1234,7 @@ async fn fifty_calls_with_a_wrong_client_secret_make_one_ims_request() {
                 .map(drop),
             _ => env.client.delete_connection(&scope, "x").await,
         };
-        let error = assert_reason(result, "CredentialsInvalid");
+        let error = assert_reason(result, FlowErrorKind::Unauthorized);
         assert!(error.is_permanent());
         assert_eq!(error.operation(), Some(Operation::Token));
         messages.insert(error.stable_message());
@@ -1241,7 +1248,7 @@ async fn fifty_calls_with_a_wrong_client_secret_make_one_ims_request() {
     for _ in 0..5 {
         assert_reason(
             env.client.get_connection(&scope, "x").await,
-            "CredentialsInvalid",
+            FlowErrorKind::Unauthorized,
         );
     }
     assert_eq!(env.tokens_minted().await, 2);
@@ -1255,11 +1262,11 @@ async fn fifty_calls_with_a_wrong_client_secret_make_one_ims_request() {
     for _ in 0..5 {
         assert_reason(
             env.client.get_connection(&next_scope, "x").await,
-            "CredentialsInvalid",
+            FlowErrorKind::Unauthorized,
         );
         assert_reason(
             env.client.get_connection(&scope, "x").await,
-            "CredentialsInvalid",
+            FlowErrorKind::Unauthorized,
         );
     }
     assert_eq!(env.tokens_minted().await, 3);
@@ -1280,13 +1287,13 @@ async fn an_ims_429_holds_every_token_request_until_its_retry_after() {
     .await;
     let error = assert_reason(
         env.client.get_connection(&env.scope(), "x").await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
     for _ in 0..20 {
         let error = assert_reason(
             env.client.get_connection(&env.scope(), "x").await,
-            "RateLimited",
+            FlowErrorKind::RateLimited,
         );
         let left = error.retry_after().expect("the remaining wait");
         assert!(
@@ -1302,7 +1309,7 @@ async fn an_ims_429_holds_every_token_request_until_its_retry_after() {
     };
     assert_reason(
         env.client.find_connections_by_name(&scope, "n").await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     assert_eq!(env.tokens_minted().await, 1);
     assert_eq!(env.served("GET", CONNECTION_ROUTE, None).await, 0);
@@ -1323,7 +1330,7 @@ async fn a_429_stops_every_call_of_the_integration_until_its_retry_after() {
         env.client
             .create_connection(&scope, &new_connection("x"))
             .await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     assert_eq!(first.retry_after(), Some(Duration::from_secs(7)));
     let requests_so_far = env.admin_json_requests_total().await;
@@ -1357,7 +1364,7 @@ async fn a_429_stops_every_call_of_the_integration_until_its_retry_after() {
     ];
     assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
     for error in &errors {
-        assert_eq!(error.reason(), "RateLimited", "{error}");
+        assert_eq!(error.kind(), FlowErrorKind::RateLimited, "{error}");
         let left = error.retry_after().expect("the remaining wait");
         assert!(
             left > Duration::ZERO && left <= Duration::from_secs(7),
@@ -1388,12 +1395,12 @@ async fn a_429_without_retry_after_holds_the_integration_for_a_second() {
         .await;
     let error = assert_reason(
         env.client.delete_connection(&scope, "x").await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     assert_eq!(error.retry_after(), Some(Duration::from_secs(1)));
     let held = assert_reason(
         env.client.find_connections_by_name(&scope, "n").await,
-        "RateLimited",
+        FlowErrorKind::RateLimited,
     );
     assert!(
         held.retry_after()
@@ -1430,7 +1437,7 @@ async fn a_read_retry_never_goes_out_before_the_retry_after() {
         "{:?}",
         started.elapsed()
     );
-    assert_reason(get, "RateLimited");
+    assert_reason(get, FlowErrorKind::RateLimited);
     assert_eq!(env.served("GET", CONNECTION_ROUTE, None).await, 0);
     assert_eq!(env.served("GET", CONNECTIONS_ROUTE, None).await, 3);
 }
@@ -1498,7 +1505,7 @@ async fn a_created_id_that_is_not_a_uuid_may_have_committed() {
             env.client
                 .create_connection(&env.scope(), &new_connection("x"))
                 .await,
-            "UnexpectedResponse",
+            FlowErrorKind::UnexpectedResponse,
         );
         assert!(error.maybe_committed(), "look it up by name: {error}");
         assert!(!error.is_permanent());
@@ -1519,7 +1526,7 @@ async fn a_connection_read_back_with_an_id_that_is_not_a_uuid_is_unexpected() {
         .await;
     let error = assert_reason(
         env.client.get_connection(&env.scope(), &created.id).await,
-        "UnexpectedResponse",
+        FlowErrorKind::UnexpectedResponse,
     );
     assert!(!error.maybe_committed());
     assert!(error.to_string().contains("not a UUID"), "{error}");
@@ -1530,7 +1537,7 @@ async fn a_connection_read_back_with_an_id_that_is_not_a_uuid_is_unexpected() {
         .await;
     assert_reason(
         env.client.get_connection(&env.scope(), &created.id).await,
-        "UnexpectedResponse",
+        FlowErrorKind::UnexpectedResponse,
     );
 
     // In a lookup, only a match with an odd id is a problem; strangers are ignored.
@@ -1555,7 +1562,7 @@ async fn a_connection_read_back_with_an_id_that_is_not_a_uuid_is_unexpected() {
         env.client
             .find_connections_by_name(&env.scope(), "Odd")
             .await,
-        "UnexpectedResponse",
+        FlowErrorKind::UnexpectedResponse,
     );
 }
 
@@ -1571,7 +1578,7 @@ async fn a_proxy_html_page_becomes_its_title() {
         env.client
             .create_connection(&env.scope(), &new_connection("x"))
             .await,
-        "FlowServiceUnavailable",
+        FlowErrorKind::Unavailable,
     );
     let text = error.to_string();
     assert!(
@@ -1603,7 +1610,7 @@ async fn encoded_echoes_of_the_client_secret_are_redacted() {
             env.client
                 .create_connection(&env.scope(), &new_connection("x"))
                 .await,
-            "InvalidSpec",
+            FlowErrorKind::Invalid,
         );
         let text = format!("{error} {error:?}");
         assert!(text.contains("credential <redacted> rejected"), "{text}");
@@ -1692,7 +1699,7 @@ async fn the_observer_sees_each_request_by_operation_and_status_class() {
         .unwrap();
     assert_reason(
         env.client.get_connection(&scope, &created.id).await,
-        "NotFound",
+        FlowErrorKind::NotFound,
     );
 
     for (operation, outcome, expected) in [

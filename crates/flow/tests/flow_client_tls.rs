@@ -6,7 +6,7 @@ mod flow_tls;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aep_flow::{Credentials, FlowClient, FlowClientConfig, Scope};
+use aep_flow::{Credentials, FlowClient, FlowClientConfig, FlowErrorKind, Scope};
 
 fn credentials() -> Credentials {
     let data: BTreeMap<String, Vec<u8>> = [
@@ -66,7 +66,7 @@ async fn without_the_extra_ca_the_handshake_fails_before_anything_is_sent() {
     };
     // The token request is the first to fail; the connection was certainly not created.
     let error = client.create_connection(&scope, &new).await.unwrap_err();
-    assert_eq!(error.reason(), "FlowServiceUnavailable", "{error}");
+    assert_eq!(error.kind(), FlowErrorKind::Unavailable, "{error}");
     assert!(!error.maybe_committed(), "{error}");
     let text = error.to_string();
     assert!(text.contains("could not connect"), "{text}");

@@ -7,6 +7,7 @@ use tracing::{info, warn};
 use super::Reconciliation;
 use crate::api::DeletionPolicy;
 use crate::controller::error::{Error, Result};
+use crate::controller::reason::Reason;
 use aep_flow::Scope;
 
 impl Reconciliation<'_> {
@@ -20,7 +21,7 @@ impl Reconciliation<'_> {
             } else {
                 ""
             };
-            warn!(reason = error.reason(), %error, "cleanup failed");
+            warn!(reason = error.reason().as_str(), %error, "cleanup failed");
             self.publish(
                 EventType::Warning,
                 error.reason(),
@@ -40,7 +41,7 @@ impl Reconciliation<'_> {
             if let Some(id) = &known_id {
                 self.publish(
                     EventType::Normal,
-                    "Orphaned",
+                    Reason::Orphaned,
                     format!("Left connection {id} in place (deletionPolicy Orphan)"),
                 )
                 .await;
@@ -121,7 +122,7 @@ impl Reconciliation<'_> {
         info!(connection_id = %id, "deleted connection");
         self.publish(
             EventType::Normal,
-            "Deleted",
+            Reason::Deleted,
             format!("Deleted connection {id}"),
         )
         .await;
@@ -137,7 +138,8 @@ impl Reconciliation<'_> {
             note = %note,
             "left a connection in Adobe Experience Platform"
         );
-        self.publish(EventType::Warning, "Orphaned", note).await;
+        self.publish(EventType::Warning, Reason::Orphaned, note)
+            .await;
         Action::await_change()
     }
 }

@@ -13,8 +13,9 @@ use crate::api::PendingCreate;
 use crate::controller::desired;
 use crate::controller::error::{Error, Result};
 use crate::controller::memory::LateCommitWatch;
+use crate::controller::reason::Reason;
 use crate::controller::status::Progress;
-use aep_flow::{Connection, FlowError, Scope};
+use aep_flow::{Connection, FlowErrorKind, Scope};
 
 /// Connections created up to this long before the marker's timestamp still count as candidates
 /// when a pending create is resolved: the operator's and Adobe's clocks are not synchronised.
@@ -54,7 +55,7 @@ impl Reconciliation<'_> {
             Progress::Unchanged
         } else {
             Progress::Reconciling {
-                reason: "Creating",
+                reason: Reason::Creating,
                 message: format!(
                     "Creating connection `{}` in sandbox `{}`",
                     request.name, scope.sandbox
@@ -99,15 +100,15 @@ impl Reconciliation<'_> {
             })),
             // Eventual consistency right after a 201: the id is recorded, the next reconciles
             // confirm it (and only after a confirmed absence create again).
-            Err(FlowError::NotFound { .. }) => {
+            Err(error) if error.kind() == FlowErrorKind::NotFound => {
                 self.publish(
                     EventType::Normal,
-                    "Created",
+                    Reason::Created,
                     format!("Created connection {}", created.id),
                 )
                 .await;
                 Ok(Lookup::Wait {
-                    reason: "InletProvisioning",
+                    reason: Reason::InletProvisioning,
                     message: format!(
                         "Created connection {}; waiting for Flow Service to show it",
                         created.id
@@ -128,7 +129,7 @@ impl Reconciliation<'_> {
         self.write_status(
             next,
             &Progress::Reconciling {
-                reason: "InletProvisioning",
+                reason: Reason::InletProvisioning,
                 message: format!("Connection {id} exists; publishing its inlet"),
             },
         )
@@ -146,7 +147,7 @@ impl Reconciliation<'_> {
             + i64::try_from(self.ctx.settings.create_settle.as_millis()).unwrap_or(i64::MAX);
         let left = settled_at - Timestamp::now().as_millisecond();
         (left > 0).then(|| Lookup::Wait {
-            reason: "ConfirmingCreate",
+            reason: Reason::ConfirmingCreate,
             message: format!(
                 "A create request for `{}` got no answer and may still be committed; \
                  looking it up by name once it has settled",
@@ -281,7 +282,7 @@ impl Reconciliation<'_> {
         warn!(connection_ids = %ids, "a create committed late left unreferenced connections");
         self.publish(
             EventType::Warning,
-            "DuplicateFound",
+            Reason::DuplicateFound,
             format!(
                 "Connection(s) {ids} named `{}` appeared after a create request of this object got no \
                  answer; this object uses {own_id} and nothing references them: delete them in Adobe \

@@ -10,7 +10,8 @@ use super::{Found, Lookup, Reconciliation};
 use crate::controller::desired;
 use crate::controller::error::{Error, Result};
 use crate::controller::memory::{Missing, backoff_delay};
-use aep_flow::{Connection, FlowError, Scope};
+use crate::controller::reason::Reason;
+use aep_flow::{Connection, FlowErrorKind, Scope};
 
 /// A connection that answered 404 is only taken for deleted after this many reads...
 const MISSING_CONFIRM_READS: u32 = 3;
@@ -44,7 +45,7 @@ impl Reconciliation<'_> {
             // by an object that can read it.
             let connection = match self.ctx.flow.get_connection(scope, id).await {
                 Ok(connection) => connection,
-                Err(FlowError::NotFound { .. }) => {
+                Err(error) if error.kind() == FlowErrorKind::NotFound => {
                     return Err(Error::AdoptedConnectionNotFound {
                         id: id.clone(),
                         sandbox: self.object.spec.sandbox.clone(),
@@ -58,7 +59,7 @@ impl Reconciliation<'_> {
                 self.claim_connection(&connection.id)?;
                 self.publish(
                     EventType::Normal,
-                    "Adopted",
+                    Reason::Adopted,
                     format!("Adopted existing connection {id}"),
                 )
                 .await;
@@ -73,7 +74,7 @@ impl Reconciliation<'_> {
                     self.report_late_commits(scope, &id).await;
                     return existing(connection);
                 }
-                Err(FlowError::NotFound { .. }) => {
+                Err(error) if error.kind() == FlowErrorKind::NotFound => {
                     if let Some(wait) = self.confirm_missing(scope, &id).await? {
                         return Ok(wait);
                     }
@@ -92,7 +93,7 @@ impl Reconciliation<'_> {
                 .name_of_uid(&holder)
                 .unwrap_or_else(|| "another StreamingConnection".to_string());
             return Ok(Lookup::Wait {
-                reason: "WaitingForSameName",
+                reason: Reason::WaitingForSameName,
                 message: format!(
                     "StreamingConnection {holder} is creating a connection named `{name}`; \
                      waiting for it to finish before creating this one"
@@ -114,7 +115,7 @@ impl Reconciliation<'_> {
                     self.ctx.memory.release_name(&name_key, &self.uid());
                     self.publish(
                         EventType::Normal,
-                        "CreateResumed",
+                        Reason::CreateResumed,
                         format!(
                             "Found connection {} from an interrupted create; using it",
                             connection.id
@@ -222,7 +223,7 @@ impl Reconciliation<'_> {
                 .max(Duration::from_secs(1))
                 .min(window.saturating_sub(elapsed).max(Duration::from_secs(1)));
             return Ok(Some(Lookup::Wait {
-                reason: "ConfirmingDeletion",
+                reason: Reason::ConfirmingDeletion,
                 message: format!(
                     "Flow Service answers 404 for connection {id} and does not list it under the name \
                      `{name}`; confirming that it is gone before creating a new one"
@@ -232,7 +233,7 @@ impl Reconciliation<'_> {
         }
         self.publish(
             EventType::Warning,
-            "Recreated",
+            Reason::Recreated,
             format!(
                 "Connection {id} was deleted outside the operator: {} reads over {}s answered 404 and \
                  no connection with that id is listed under the name `{name}`; creating a new one",

@@ -33,6 +33,7 @@ pub use self::find::MISSING_CONFIRM_WINDOW;
 use super::Context;
 use super::desired;
 use super::error::{Error, Result};
+use super::reason::Reason;
 use super::status::Progress;
 use crate::api::{StreamingConnection, StreamingConnectionStatus};
 use aep_flow::{Connection, Scope};
@@ -71,7 +72,7 @@ enum Lookup {
     /// Not decidable yet (a 404 being confirmed, a create settling, a same-name create in flight):
     /// record why in the conditions and look again after `retry_in`.
     Wait {
-        reason: &'static str,
+        reason: Reason,
         message: String,
         retry_in: Duration,
     },
@@ -140,7 +141,7 @@ impl<'a> Reconciliation<'a> {
         if found.created {
             self.publish(
                 EventType::Normal,
-                "Created",
+                Reason::Created,
                 format!("Created connection {}", connection.id),
             )
             .await;
@@ -151,7 +152,7 @@ impl<'a> Reconciliation<'a> {
             self.write_status(
                 self.observed_status(&connection, None),
                 &Progress::Reconciling {
-                    reason: "InletProvisioning",
+                    reason: Reason::InletProvisioning,
                     message: format!(
                         "Waiting for Flow Service to provision the inlet of connection {}",
                         connection.id
@@ -198,14 +199,14 @@ impl<'a> Reconciliation<'a> {
         Action::requeue(delay)
     }
 
-    pub(super) async fn publish(&self, type_: EventType, reason: &str, note: String) {
+    pub(super) async fn publish(&self, type_: EventType, reason: Reason, note: String) {
         if let Err(error) = self
             .ctx
             .events
             .publish(&self.object.object_ref(&()), type_, reason, note)
             .await
         {
-            warn!(%error, reason, "could not publish an event");
+            warn!(%error, reason = reason.as_str(), "could not publish an event");
         }
     }
 }

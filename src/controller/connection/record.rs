@@ -12,6 +12,7 @@ use crate::api::{
     API_GROUP, API_VERSION, FIELD_MANAGER, StreamingConnection, StreamingConnectionStatus,
 };
 use crate::controller::error::{Error, Result};
+use crate::controller::reason::Reason;
 use crate::controller::status::{self, Progress};
 use aep_flow::Connection;
 
@@ -23,7 +24,7 @@ impl Reconciliation<'_> {
     /// operator process) may have stored meanwhile, such as a create-pending marker.
     pub(crate) async fn acknowledge(&self) -> Result<()> {
         let progress = Progress::Reconciling {
-            reason: "Initializing",
+            reason: Reason::Initializing,
             message: "The operator has seen the object and is starting to reconcile it".to_string(),
         };
         let generation = self.object.metadata.generation;
@@ -158,10 +159,10 @@ impl Reconciliation<'_> {
         let message = error.to_string();
         if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
             // Another writer holds the object: this replica must not write over it.
-            info!(reason = error.reason(), error = %message, "gave way to another writer");
+            info!(reason = error.reason().as_str(), error = %message, "gave way to another writer");
             return;
         }
-        warn!(reason = error.reason(), error = %message, "reconcile failed");
+        warn!(reason = error.reason().as_str(), error = %message, "reconcile failed");
         let condition = error.condition_message();
         let progress = if error.is_permanent() {
             Progress::Stalled {

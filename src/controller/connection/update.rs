@@ -5,7 +5,8 @@ use kube::runtime::events::EventType;
 use super::Reconciliation;
 use crate::controller::desired;
 use crate::controller::error::{Error, Result};
-use aep_flow::{Connection, FlowError, Scope};
+use crate::controller::reason::Reason;
+use aep_flow::{Connection, FlowErrorKind, Scope};
 
 impl Reconciliation<'_> {
     /// PATCHes name/description with `If-Match`; on a stale etag reads again and retries once.
@@ -22,7 +23,7 @@ impl Reconciliation<'_> {
             .await
         {
             Ok(updated) => updated,
-            Err(FlowError::PreconditionFailed { .. }) => {
+            Err(error) if error.kind() == FlowErrorKind::PreconditionFailed => {
                 connection = flow
                     .get_connection(scope, &connection.id)
                     .await
@@ -46,7 +47,7 @@ impl Reconciliation<'_> {
         connection.etag = updated.etag;
         self.publish(
             EventType::Normal,
-            "Updated",
+            Reason::Updated,
             format!("Updated connection {} to match the spec", connection.id),
         )
         .await;
