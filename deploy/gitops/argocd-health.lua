@@ -19,22 +19,22 @@
 -- argocd-health_test.yaml in Argo CD's sandbox (tools/argocd-health, gopher-lua), and also under
 -- stock Lua 5.1 and 5.4, and checks that the copy is identical.
 
--- The condition reasons the operator reports for failures that retrying cannot fix: each reason
--- that Error::reason (src/controller/error.rs) gives to an error for which Error::is_permanent is
--- true, including the FlowService errors for which FlowError::is_permanent (src/flow/error.rs) is
--- true. ConnectionNotFound is permanent for a spec.connectionId that does not exist
--- (AdoptedConnectionNotFound) and transient for a connection that vanished mid-reconcile; the
+-- The condition reasons the operator reports for failures that retrying cannot fix: the Reason
+-- variants (src/controller/reason.rs) for which Reason::is_permanent is true; a unit test there
+-- checks this table against them in both directions. ConnectionNotFound is permanent for a
+-- spec.connectionId that does not exist (AdoptedConnectionNotFound) and transient for a connection
+-- that vanished mid-reconcile; the
 -- operator tells the two apart with Stalled or Reconciling, which are checked first. The operator
 -- pairs every permanent reason with Stalled=True, so this table matters only for a status with
 -- Ready=False and neither of those. Not here because the operator retries them: AmbiguousCreate,
 -- RateLimited, FlowServiceUnavailable, ConcurrentUpdate, KubernetesApiError, NotLeader,
--- ClaimConflict. When the operator gains or reclassifies a reason, update this table.
+-- ClaimConflict.
 local permanent_reasons = {
   CredentialsNotFound = true,    -- Error::CredentialsNotFound
-  CredentialsInvalid = true,     -- Error::CredentialsUnusable; FlowError::Unauthorized, ::Credentials
-  PermissionDenied = true,       -- FlowError::Forbidden
-  InvalidSpec = true,            -- Error::InvalidObject; FlowError::Invalid
-  OperatorMisconfigured = true,  -- FlowError::Configuration
+  CredentialsInvalid = true,     -- Error::CredentialsUnusable; FlowErrorKind::Unauthorized, ::Credentials
+  PermissionDenied = true,       -- FlowErrorKind::Forbidden
+  InvalidSpec = true,            -- Error::InvalidObject; FlowErrorKind::Invalid
+  OperatorMisconfigured = true,  -- FlowErrorKind::Configuration
   ConnectionNotFound = true,     -- Error::AdoptedConnectionNotFound (see above)
   ConnectionConflict = true,     -- Error::ConnectionConflict
   ConfigMapConflict = true,      -- Error::ConfigMapConflict
