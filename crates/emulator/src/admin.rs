@@ -33,6 +33,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(FAULT_ROUTE, delete(remove_fault))
         .route(RESET_ROUTE, post(reset))
         .route(INLET_ROUTE, get(inlet))
+        .route(
+            super::catalog::ADMIN_DATASETS_ROUTE,
+            post(super::catalog::seed),
+        )
 }
 
 fn admin_error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -67,7 +71,14 @@ async fn state(State(app): State<Arc<AppState>>) -> Json<Value> {
         inlets.insert(inlet_id.clone(), record.summary());
     }
     let active_tokens = app.tokens.lock().expect("token lock").active();
-    Json(json!({ "connections": connections, "inlets": inlets, "activeTokens": active_tokens }))
+    let mut body =
+        json!({ "connections": connections, "inlets": inlets, "activeTokens": active_tokens });
+    if let (Value::Object(body), Value::Object(dataflows)) =
+        (&mut body, super::dataflows::admin_state(&store, now))
+    {
+        body.extend(dataflows);
+    }
+    Json(body)
 }
 
 /// `GET /_emulator/inlets/{inletId}`: counts and the most recent accepted messages of one inlet.

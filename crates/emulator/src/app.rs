@@ -13,7 +13,7 @@ use super::faults::FaultBook;
 use super::frontdoor::{self, RequestLog};
 use super::ims::{self, TokenBook};
 use super::state::{Persister, Store};
-use super::{admin, connections, inlet};
+use super::{admin, catalog, connections, flows, inlet, mapping, runs, source_target};
 
 /// Everything the handlers share. Each `Mutex` is held only for in-memory work, never across an `.await`.
 #[derive(Debug)]
@@ -75,6 +75,47 @@ pub fn router(app: Arc<AppState>) -> Router {
                 .patch(connections::patch)
                 .delete(connections::delete),
         )
+        .route(catalog::DATASET_ROUTE, get(catalog::get_one))
+        .route(
+            source_target::SOURCE_CONNECTIONS_ROUTE,
+            get(source_target::list_sources).post(source_target::create_source),
+        )
+        .route(
+            source_target::SOURCE_CONNECTION_ROUTE,
+            get(source_target::get_source)
+                .patch(source_target::patch_source)
+                .delete(source_target::delete_source),
+        )
+        .route(
+            source_target::TARGET_CONNECTIONS_ROUTE,
+            get(source_target::list_targets).post(source_target::create_target),
+        )
+        .route(
+            source_target::TARGET_CONNECTION_ROUTE,
+            get(source_target::get_target)
+                .patch(source_target::patch_target)
+                .delete(source_target::delete_target),
+        )
+        .route(
+            mapping::MAPPING_SETS_ROUTE,
+            get(mapping::list).post(mapping::create),
+        )
+        .route(
+            mapping::MAPPING_SET_ROUTE,
+            get(mapping::get_one)
+                .put(mapping::update)
+                .delete(mapping::delete),
+        )
+        .route(flows::FLOWS_ROUTE, get(flows::list).post(flows::create))
+        .route(
+            flows::FLOW_ROUTE,
+            get(flows::get_one)
+                .patch(flows::patch)
+                .delete(flows::delete),
+        )
+        .route(flows::FLOW_ACTION_ROUTE, post(flows::action))
+        .route(runs::RUNS_ROUTE, get(runs::list))
+        .route(runs::RUN_ROUTE, get(runs::get_one))
         .route(inlet::SINGLE_ROUTE, post(inlet::single))
         .route(inlet::BATCH_ROUTE, post(inlet::batch))
         .fallback(frontdoor::no_route)

@@ -37,6 +37,9 @@ pub struct EmulatorConfig {
     pub inlet_delay: Duration,
     /// File that keeps the connections across restarts; `None` keeps them in memory only.
     pub state_file: Option<PathBuf>,
+    /// Whether the emulator starts (and resets) with the demo dataset ([`crate::DEMO_DATASET_ID`]) in the demo
+    /// org's `prod` sandbox.
+    pub demo_dataset: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -50,6 +53,7 @@ impl Default for EmulatorConfig {
             latency: Duration::ZERO,
             inlet_delay: Duration::ZERO,
             state_file: None,
+            demo_dataset: true,
         }
     }
 }

@@ -50,7 +50,7 @@ pub struct Caller {
     pub sandbox: String,
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -60,7 +60,11 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The gateway's checks (reference §2.A, §7): token, api key, org, then for bodies the content type, then Flow
 /// Service's sandbox checks. The first failing check answers.
-fn authorize(app: &AppState, headers: &HeaderMap, has_body: bool) -> Result<Caller, ApiError> {
+pub(crate) fn authorize(
+    app: &AppState,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Result<Caller, ApiError> {
     // An empty header is no token at all, as for the gateway.
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -109,7 +113,7 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 }
 
 /// Body → JSON, with Flow's codes for an empty body (1405) and malformed JSON.
-fn parse_body(body: &Bytes) -> Result<Value, FlowError> {
+pub(crate) fn parse_body(body: &Bytes) -> Result<Value, FlowError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(FlowError::empty_body());
     }
@@ -119,7 +123,7 @@ fn parse_body(body: &Bytes) -> Result<Value, FlowError> {
 
 /// A new etag in Flow Service's (Cosmos DB) shape, `"xxxxxxxx-0000-0200-0000-<epoch secs hex>0000"`, quotes
 /// included.
-fn new_etag(now_ms: i64, previous: Option<&str>) -> String {
+pub(crate) fn new_etag(now_ms: i64, previous: Option<&str>) -> String {
     loop {
         let etag = format!(
             "\"{:08x}-0000-0200-0000-{:08x}0000\"",
@@ -133,7 +137,7 @@ fn new_etag(now_ms: i64, previous: Option<&str>) -> String {
 }
 
 /// `If-Match` and etags compare without quotes or a weak prefix: the docs send both `"…"` and bare forms.
-fn bare_etag(value: &str) -> &str {
+pub(crate) fn bare_etag(value: &str) -> &str {
     let value = value.trim();
     let value = value.strip_prefix("W/").unwrap_or(value);
     value.trim_matches('"')
@@ -187,7 +191,7 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
     Ok(params)
 }
 
-fn required_name(value: Option<&Value>) -> Result<String, FlowError> {
+pub(crate) fn required_name(value: Option<&Value>) -> Result<String, FlowError> {
     match value {
         Some(Value::String(name)) if !name.trim().is_empty() => Ok(name.clone()),
         Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -197,7 +201,7 @@ fn required_name(value: Option<&Value>) -> Result<String, FlowError> {
     }
 }
 
-fn optional_description(value: Option<&Value>) -> Result<Option<String>, FlowError> {
+pub(crate) fn optional_description(value: Option<&Value>) -> Result<Option<String>, FlowError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -352,6 +356,10 @@ pub async fn delete(
             .is_none()
         {
             return Err(FlowError::not_found(&id).into());
+        }
+        // A base connection that a flow still uses cannot go (reference §13): `FLOW-1418-400`.
+        if let Some(in_use) = super::flows::base_connection_in_use(&store, &id) {
+            return Err(in_use);
         }
         store.remove(&id);
         store.generation += 1;

@@ -280,6 +280,12 @@ impl FaultDecision {
                 Some(id) if status == StatusCode::NOT_FOUND && route == CONNECTION_ROUTE => {
                     ApiError::Flow(FlowError::not_found(id)).into_response()
                 }
+                // The dataflow item routes (flows, source/target connections, runs, mapping sets, datasets).
+                Some(id) if status == StatusCode::NOT_FOUND => {
+                    crate::dataflows::genuine_not_found(route, id).unwrap_or_else(|| {
+                        ApiError::Flow(FlowError::for_status(status)).into_response()
+                    })
+                }
                 _ => ApiError::Flow(FlowError::for_status(status)).into_response(),
             },
         };

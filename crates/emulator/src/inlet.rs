@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::app::{AppState, now_ms};
 use super::errors::ApiError;
 use super::ims::bearer_token;
+use super::runs;
 use super::state::{InletRecord, KEPT_MESSAGES_PER_INLET};
 
 pub const SINGLE_ROUTE: &str = "/collection/{inletId}";
@@ -169,6 +170,7 @@ pub async fn single(
     let message = read_json(body, &inlet_id).await?;
     let received = now_ms();
     let sync_validation = sync_validation_requested(query.as_deref());
+    let requested_flow = runs::requested_flow_id(&headers, query.as_deref());
     if sync_validation
         && inlet.xdm
         && let Some(problem) = xdm_problem(&message, &inlet_id, &inlet.org_id)
@@ -191,7 +193,18 @@ pub async fn single(
             }),
         });
     }
+    let routing = runs::resolve(
+        &app,
+        (&inlet_id, &inlet.connection_id, &inlet.org_id),
+        inlet.xdm,
+        &message,
+        requested_flow.as_deref(),
+    );
+    if sync_validation && let Some(reason) = routing.rejection() {
+        return Err(runs::sync_rejection(reason));
+    }
     record_delivery(&app, &inlet_id, &inlet.connection_id, vec![message], 0);
+    runs::deliver(&app, &inlet_id, vec![routing]);
     let validation = if sync_validation {
         json!({ "status": "pass" })
     } else {
@@ -210,10 +223,13 @@ pub async fn single(
 pub async fn batch(
     State(app): State<Arc<AppState>>,
     Path(inlet_id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let inlet = open_inlet(&app, &inlet_id, &headers)?;
+    let requested_flow = runs::requested_flow_id(&headers, query.as_deref());
+    let mut routings = Vec::new();
     let payload = read_json(body, &inlet_id).await?;
     let Some(messages) = payload.get("messages").and_then(Value::as_array) else {
         return Err(ApiError::inlet_problem(
@@ -227,11 +243,24 @@ pub async fn batch(
     let mut accepted = Vec::new();
     let mut responses = Vec::with_capacity(messages.len());
     for (index, message) in messages.iter().enumerate() {
-        let problem = if inlet.xdm {
+        let mut problem = if inlet.xdm {
             xdm_problem(message, &inlet_id, &inlet.org_id)
         } else {
             None
         };
+        if problem.is_none() {
+            let routing = runs::resolve(
+                &app,
+                (&inlet_id, &inlet.connection_id, &inlet.org_id),
+                inlet.xdm,
+                message,
+                requested_flow.as_deref(),
+            );
+            match routing.rejection() {
+                Some(reason) => problem = Some(reason.to_owned()),
+                None => routings.push(routing),
+            }
+        }
         match problem {
             Some(problem) => responses.push(json!({ "statusCode": 400, "message": problem })),
             None => {
@@ -242,6 +271,7 @@ pub async fn batch(
     }
     let rejected = (messages.len() - accepted.len()) as u64;
     record_delivery(&app, &inlet_id, &inlet.connection_id, accepted, rejected);
+    runs::deliver(&app, &inlet_id, routings);
     // 207 for full success, partial success and failure alike (reference §3.3).
     Ok((
         StatusCode::MULTI_STATUS,

@@ -29,17 +29,28 @@ pub mod inlet;
 pub mod listing;
 pub mod state;
 
+// The StreamingDataflow objects: Catalog datasets, source/target connections, mapping sets, flows and runs.
+pub(crate) mod catalog;
+pub(crate) mod dataflows;
+pub(crate) mod flows;
+pub(crate) mod mapping;
+pub(crate) mod runs;
+pub(crate) mod source_target;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use catalog::{DEMO_DATASET_ID, DEMO_DATASET_NAME, DEMO_SCHEMA_ID, XDM_CONTENT_TYPE};
 pub use config::{
     ClientCredential, ClientCredentialParseError, DEFAULT_SANDBOXES, DEFAULT_TOKEN_TTL,
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
 };
 pub use connections::{STREAMING_AUTH_SPEC_NAME, STREAMING_CONNECTION_SPEC_ID};
+pub use flows::{RAW_FLOW_SPEC_ID, XDM_FLOW_SPEC_ID};
+pub use source_target::DATA_LAKE_CONNECTION_SPEC_ID;
 pub use state::StateFileError;
 
 /// Why an emulator could not start.
@@ -134,10 +145,12 @@ fn validate(config: &EmulatorConfig) -> Result<(), EmulatorError> {
 /// Bind, load the state file (if any), and serve on the current tokio runtime. Returns once listening.
 pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
     validate(&config)?;
-    let store = match &config.state_file {
+    let mut store = match &config.state_file {
         Some(path) => state::Store::load(path)?,
         None => state::Store::default(),
     };
+    store.dataflow.seed_demo_dataset = config.demo_dataset;
+    store.dataflow.seed_demo();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| EmulatorError::Bind {

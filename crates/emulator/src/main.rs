@@ -73,6 +73,10 @@ struct Cli {
     /// File that keeps connections across restarts (written atomically after each change).
     #[arg(long, env = "AEP_EMULATOR_STATE_FILE", value_name = "PATH")]
     state_file: Option<PathBuf>,
+
+    /// Start without the demo dataset (5c8c3c555033b814b69f947f in the demo org's prod sandbox).
+    #[arg(long, env = "AEP_EMULATOR_NO_DEMO_DATASET")]
+    no_demo_dataset: bool,
 }
 
 impl Cli {
@@ -95,6 +99,7 @@ impl Cli {
             latency: Duration::from_millis(self.latency_ms),
             inlet_delay: Duration::from_millis(self.inlet_delay_ms),
             state_file: self.state_file,
+            demo_dataset: !self.no_demo_dataset,
         }
     }
 }

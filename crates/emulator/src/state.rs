@@ -120,7 +120,7 @@ impl StoredConnection {
 }
 
 /// A stable, made-up sandbox id: real sandboxes have one and clients may show it, but nothing keys on it.
-fn sandbox_id(org_id: &str, sandbox_name: &str) -> String {
+pub(crate) fn sandbox_id(org_id: &str, sandbox_name: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{org_id}/{sandbox_name}").as_bytes());
     let hex = hex::encode(&digest[..16]);
@@ -171,6 +171,8 @@ pub struct Store {
     /// Bumped by every persisted mutation; the persister writes a snapshot at least this new.
     pub generation: u64,
     pub inlets: HashMap<String, InletRecord>,
+    /// Datasets, source and target connections, mapping sets, flows and runs.
+    pub(crate) dataflow: super::dataflows::DataflowStore,
 }
 
 /// The state file's content.
@@ -181,6 +183,8 @@ struct StateFile {
     version: u32,
     next_seq: u64,
     connections: Vec<StoredConnection>,
+    #[serde(flatten)]
+    dataflow: super::dataflows::PersistedDataflows,
 }
 
 /// Why the state file could not be used.
@@ -277,6 +281,7 @@ impl Store {
         self.connections.clear();
         self.by_inlet.clear();
         self.inlets.clear();
+        self.dataflow.clear();
     }
 
     /// Load from a state file; a missing file is an empty store, anything unreadable is an error.
@@ -316,6 +321,8 @@ impl Store {
             store.next_seq = store.next_seq.max(connection.seq);
             store.insert(connection);
         }
+        store.dataflow.restore(file.dataflow);
+        store.next_seq = store.next_seq.max(store.dataflow.max_seq());
         Ok(store)
     }
 
@@ -326,6 +333,7 @@ impl Store {
             version: STATE_FILE_VERSION,
             next_seq: self.next_seq,
             connections: self.all().into_iter().cloned().collect(),
+            dataflow: self.dataflow.persisted(),
         };
         // Serializing plain data with string keys cannot fail.
         serde_json::to_vec_pretty(&file).expect("state serializes")
