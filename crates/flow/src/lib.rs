@@ -18,6 +18,7 @@ pub mod connections;
 pub mod credentials;
 pub mod error;
 mod http;
+mod listing;
 pub mod observer;
 mod redact;
 mod throttle;
