@@ -33,6 +33,11 @@ const HTML_PAGE: &str = "HTML error page";
 const SANDBOX_NOT_FOUND_CODE: &str = "2100-404";
 /// An empty or invalid token is reported as a 400 by Flow Service, yet minting a new one is the cure.
 const TOKEN_INVALID_CODES: [&str; 2] = ["2114-400", "2115-400"];
+/// The object is in a transitional state (`1416`: only `enabled`, `disabled` or `initializing` allow
+/// it; `1420`/`1421`: `disabling`/`updating`; `1457`/`1458`: `delete-finalizing`), so the change is
+/// refused for now: the reference (§9, §13) says to back off and retry, so these 400s are transient.
+pub(crate) const TRANSITIONAL_STATE_CODES: [&str; 5] =
+    ["1416-400", "1420-400", "1421-400", "1457-400", "1458-400"];
 
 /// What the server (or the transport) said about a failed request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -429,6 +434,13 @@ impl FlowError {
                 details,
             },
             412 => Self::PreconditionFailed { operation, details },
+            // Nothing was applied, and waiting for the object to settle is the cure.
+            400 if TRANSITIONAL_STATE_CODES.iter().any(|code| code_is(code)) => Self::Unavailable {
+                operation,
+                maybe_committed: false,
+                retry_after,
+                details,
+            },
             429 => Self::RateLimited {
                 operation,
                 retry_after,

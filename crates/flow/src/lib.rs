@@ -17,6 +17,7 @@ pub mod client;
 pub mod connections;
 pub mod credentials;
 pub mod error;
+mod flow_codes;
 mod http;
 mod listing;
 pub mod observer;
