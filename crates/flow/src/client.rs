@@ -31,6 +31,8 @@ use super::observer::{FlowObserver, NoopObserver, OUTCOME_ERROR, Operation, outc
 use super::throttle::{Integration, Throttle};
 use super::token::{AccessToken, TokenProvider};
 
+mod dataflow_calls;
+
 /// Adobe's production Platform gateway.
 pub(crate) const DEFAULT_PLATFORM_URL: &str = "https://platform.adobe.io";
 /// Adobe's IMS endpoint for server-to-server tokens.
@@ -46,6 +48,11 @@ pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where Flow Service lives under the platform URL.
 const FLOW_SERVICE_PATH: &str = "data/foundation/flowservice/";
+/// Where Catalog lives under the platform URL.
+const CATALOG_PATH: &str = "data/foundation/catalog/";
+/// Where Data Prep (mapping sets) lives under the platform URL: `/conversion`, as the API reference
+/// has it, not the tutorial's shorter `/data/foundation/mappingSets`.
+const CONVERSION_PATH: &str = "data/foundation/conversion/";
 /// Where the token endpoint lives under the IMS URL.
 const IMS_TOKEN_PATH: &str = "ims/token/v3";
 
@@ -136,6 +143,10 @@ struct Inner {
     http: reqwest::Client,
     /// `{platform}/data/foundation/flowservice/`, always with its trailing slash.
     flow_base: Url,
+    /// `{platform}/data/foundation/catalog/`, always with its trailing slash.
+    catalog_base: Url,
+    /// `{platform}/data/foundation/conversion/`, always with its trailing slash.
+    conversion_base: Url,
     tokens: TokenProvider,
     /// Shared with `tokens`, so that IMS requests count against the same limits.
     throttle: Arc<Throttle>,
@@ -164,6 +175,8 @@ impl FlowClient {
     /// Builds the client. Fails on a URL that cannot carry a path or a CA file that is not PEM.
     pub fn new(config: FlowClientConfig) -> Result<Self, FlowError> {
         let flow_base = join_base(&config.platform_url, FLOW_SERVICE_PATH, "platform")?;
+        let catalog_base = join_base(&config.platform_url, CATALOG_PATH, "platform")?;
+        let conversion_base = join_base(&config.platform_url, CONVERSION_PATH, "platform")?;
         let token_url = join_base(&config.ims_url, IMS_TOKEN_PATH, "IMS")?;
         let http = build_client(
             config.connect_timeout,
@@ -184,6 +197,8 @@ impl FlowClient {
                 ),
                 http,
                 flow_base,
+                catalog_base,
+                conversion_base,
                 throttle,
                 observer,
             }),
@@ -197,30 +212,9 @@ impl FlowClient {
         scope: &Scope<'_>,
         request: &NewConnection,
     ) -> Result<CreatedConnection, FlowError> {
-        let operation = Operation::Create;
-        let body = json_bytes(&connections::create_body(request));
-        let response = self
-            .send(Call {
-                operation,
-                scope,
-                method: Method::POST,
-                url: self.connections_url(),
-                body: Some(body),
-                if_match: None,
-            })
-            .await?;
-        // The create happened, whatever the body says: a caller that cannot trust the id must look
-        // the connection up by name rather than create it again.
-        let created = connections::parse_created(&response.body)
-            .ok_or_else(|| unusable_success(operation, &response, "no `id` and `etag`"))?;
-        if !connections::is_connection_id(&created.id) {
-            return Err(unusable_success(
-                operation,
-                &response,
-                "an `id` that is not a UUID",
-            ));
-        }
-        Ok(created)
+        let body = connections::create_body(request);
+        self.create_flow_object(scope, self.connections_url(), &body)
+            .await
     }
 
     /// `GET /connections/{id}`: an error of kind [`FlowErrorKind::NotFound`] when it does not exist.
@@ -274,55 +268,20 @@ impl FlowClient {
         scope: &Scope<'_>,
         name: &str,
     ) -> Result<Vec<Connection>, FlowError> {
-        let operation = Operation::List;
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_LIST_PAGES {
-            let query = connections::list_by_name_query(name, token.as_deref());
-            let response = self
-                .read(operation, scope, || {
-                    let mut url = self.connections_url();
-                    url.set_query(Some(&query));
-                    url
-                })
-                .await?;
-            let page = connections::parse_list_page(&response.body)
-                .map_err(|problem| unusable_success(operation, &response, &problem))?;
-            let matching = page.items.into_iter().filter(|connection| {
+        self.list_all(
+            scope,
+            self.connections_url(),
+            |token| connections::list_by_name_query(name, token),
+            |body| {
+                connections::parse_list_page(body).map(|page| (page.items, page.continuation_token))
+            },
+            |connection: &Connection| {
                 connection.name == name
                     && (connection.connection_spec_id.is_empty()
                         || connection.connection_spec_id == STREAMING_CONNECTION_SPEC_ID)
-            });
-            for connection in matching {
-                // Only the matches are checked: a stranger's odd id must not block this lookup.
-                if !connections::is_connection_id(&connection.id) {
-                    return Err(unusable_success(
-                        operation,
-                        &response,
-                        "a matching connection whose `id` is not a UUID",
-                    ));
-                }
-                found.push(connection);
-            }
-            match page.continuation_token {
-                None => return Ok(found),
-                Some(next) if token.as_deref() == Some(next.as_str()) => {
-                    return Err(unusable_success(
-                        operation,
-                        &response,
-                        "the next page has the same continuation token as this one",
-                    ));
-                }
-                Some(next) => token = Some(next),
-            }
-        }
-        Err(FlowError::new(
-            FlowErrorKind::UnexpectedResponse,
-            operation,
-            ErrorDetails::transport(format!(
-                "the lookup did not end after {MAX_LIST_PAGES} pages"
-            )),
-        ))
+            },
+        )
+        .await
     }
 
     /// `PATCH /connections/{id}` with `If-Match: <etag>` and a JSON Patch of the changed fields.
@@ -362,21 +321,7 @@ impl FlowClient {
     /// `DELETE /connections/{id}`. A 404 is success: the connection is already gone.
     pub async fn delete_connection(&self, scope: &Scope<'_>, id: &str) -> Result<(), FlowError> {
         require_id(Operation::Delete, id)?;
-        let result = self
-            .send(Call {
-                operation: Operation::Delete,
-                scope,
-                method: Method::DELETE,
-                url: self.connection_url(id),
-                body: None,
-                if_match: None,
-            })
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if error.kind() == FlowErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error),
-        }
+        self.delete_at(scope, self.connection_url(id)).await
     }
 
     /// Makes sure these credentials have a usable token (the cached one, or one minted now, within

@@ -5,9 +5,11 @@
 //! is tolerant: unknown fields are ignored and missing optional ones become `None`, because Adobe adds
 //! fields over time and the operator must keep reading.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use super::listing::{self, Filter};
 
 /// The connection spec of streaming (HTTP API) connections.
 pub const STREAMING_CONNECTION_SPEC_ID: &str = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb";
@@ -21,11 +23,11 @@ pub(crate) const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 pub(crate) const LIST_PAGE_LIMIT: u32 = 1000;
 
 /// Separates alternatives in a `property` filter value (`connectionSpec.id==a,b` means a OR b).
-const FILTER_VALUE_SEPARATOR: char = ',';
+pub(crate) const FILTER_VALUE_SEPARATOR: char = ',';
 
 /// Characters left as they are in a query value: RFC 3986 unreserved. Everything else, space included,
 /// is percent-encoded (`%20`, never `+`, which some servers read literally).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -201,25 +203,7 @@ pub(crate) struct ListPage {
 /// Reads a list page. The next page is `_links.next.href`, a relative URL such as
 /// `/connections?continuationToken=abc`; `_links: {}` means this was the last page.
 pub(crate) fn parse_list_page(body: &[u8]) -> Result<ListPage, String> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| format!("the list body is not JSON: {error}"))?;
-    let items = value
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or_else(|| "the list body has no `items` array".to_owned())?
-        .iter()
-        .map(|item| parse_connection(item).ok_or_else(|| "a list item has no `id`".to_owned()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = value
-        .pointer("/_links/next/href")
-        .and_then(Value::as_str)
-        .filter(|href| !href.trim().is_empty());
-    let continuation_token = match next {
-        None => None,
-        Some(href) => Some(continuation_token_of(href).ok_or_else(|| {
-            "the list body's `_links.next.href` has no continuationToken".to_owned()
-        })?),
-    };
+    let (items, continuation_token) = listing::parse_page(body, parse_connection)?;
     Ok(ListPage {
         items,
         continuation_token,
@@ -227,7 +211,7 @@ pub(crate) fn parse_list_page(body: &[u8]) -> Result<ListPage, String> {
 }
 
 /// The `continuationToken` query parameter of a (relative or absolute) next-page href.
-fn continuation_token_of(href: &str) -> Option<String> {
+pub(crate) fn continuation_token_of(href: &str) -> Option<String> {
     // A relative href needs some base to parse against; only its query matters.
     let base = url::Url::parse("http://next.invalid/").ok()?;
     let url = base.join(href.trim()).ok()?;
@@ -249,23 +233,13 @@ fn continuation_token_of(href: &str) -> Option<String> {
 /// Filters are resent with the token rather than following `_links.next.href` verbatim, so that a
 /// server whose href carries only the token cannot widen the lookup to every connection.
 pub(crate) fn list_by_name_query(name: &str, continuation_token: Option<&str>) -> String {
-    let mut query = String::new();
-    if !name.contains(FILTER_VALUE_SEPARATOR) {
-        query.push_str("property=name==");
-        query.extend(utf8_percent_encode(name, QUERY_VALUE));
-        query.push('&');
-    }
-    query.push_str("property=connectionSpec.id==");
-    query.extend(utf8_percent_encode(
-        STREAMING_CONNECTION_SPEC_ID,
-        QUERY_VALUE,
-    ));
-    query.push_str(&format!("&limit={LIST_PAGE_LIMIT}"));
-    if let Some(token) = continuation_token {
-        query.push_str("&continuationToken=");
-        query.extend(utf8_percent_encode(token, QUERY_VALUE));
-    }
-    query
+    listing::filter_query(
+        &[
+            Filter::new("name==", name),
+            Filter::new("connectionSpec.id==", STREAMING_CONNECTION_SPEC_ID),
+        ],
+        continuation_token,
+    )
 }
 
 fn parse_connection(item: &Value) -> Option<Connection> {

@@ -35,6 +35,11 @@ const HTML_PAGE: &str = "HTML error page";
 const SANDBOX_NOT_FOUND_CODE: &str = "2100-404";
 /// An empty or invalid token is reported as a 400 by Flow Service, yet minting a new one is the cure.
 const TOKEN_INVALID_CODES: [&str; 2] = ["2114-400", "2115-400"];
+/// The object is in a transitional state (`1416`: only `enabled`, `disabled` or `initializing` allow
+/// it; `1420`/`1421`: `disabling`/`updating`; `1457`/`1458`: `delete-finalizing`), so the change is
+/// refused for now: the reference (§9, §13) says to back off and retry, so these 400s are transient.
+pub(crate) const TRANSITIONAL_STATE_CODES: [&str; 5] =
+    ["1416-400", "1420-400", "1421-400", "1457-400", "1458-400"];
 
 /// What the server (or the transport) said about a failed request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -401,6 +406,8 @@ impl FlowError {
                 .as_deref()
                 .is_some_and(|code| code.ends_with(wanted))
         };
+        let transitional =
+            status == 400 && TRANSITIONAL_STATE_CODES.iter().any(|code| code_is(code));
         let kind = match status {
             // IMS answers every client-side problem with the credentials (unknown client, wrong secret,
             // scope not granted) with a 4xx; all of them need the Secret to change.
@@ -415,6 +422,8 @@ impl FlowError {
             // The server gave up waiting for the request, so it did not process it.
             408 => Unavailable,
             412 => PreconditionFailed,
+            // Nothing was applied, and waiting for the object to settle is the cure.
+            400 if transitional => Unavailable,
             429 => RateLimited,
             400..=499 => Invalid,
             500..=599 => Unavailable,
@@ -423,7 +432,7 @@ impl FlowError {
         // A write that got a 5xx (or an unexpected status) may still have been applied: the gateway can
         // time out after the backend committed, and "commit then fail" is exactly what must not lead
         // to a second create.
-        let maybe_committed = operation.is_write() && status != 408;
+        let maybe_committed = operation.is_write() && status != 408 && !transitional;
         Self::new(kind, operation, details)
             .committed_if(maybe_committed)
             .with_optional_retry_after(retry_after)

@@ -2,8 +2,11 @@
 //! every error class (injected with the emulator's fault API), token caching, expiry, refresh and re-mint,
 //! `Retry-After`, pagination, and that no secret or token ever shows in an error or `Debug` output.
 
+#[path = "support/recording_observer.rs"]
+mod recording_observer;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aep_emulator::{
@@ -11,36 +14,16 @@ use aep_emulator::{
 };
 use aep_flow::{
     ConnectionUpdate, Credentials, DataType, FlowClient, FlowClientConfig, FlowError,
-    FlowErrorKind, FlowObserver, NewConnection, Operation, STREAMING_CONNECTION_SPEC_ID, Scope,
+    FlowErrorKind, NewConnection, Operation, STREAMING_CONNECTION_SPEC_ID, Scope,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use recording_observer::RecordingObserver;
+
 const TOKEN_ROUTE: &str = "/ims/token/v3";
 const CONNECTIONS_ROUTE: &str = "/data/foundation/flowservice/connections";
 const CONNECTION_ROUTE: &str = "/data/foundation/flowservice/connections/{id}";
-
-/// Records every observer call, to check the metrics hooks.
-#[derive(Default)]
-struct RecordingObserver {
-    calls: Mutex<Vec<(Operation, &'static str)>>,
-}
-
-impl FlowObserver for RecordingObserver {
-    fn on_request(&self, operation: Operation, outcome: &'static str, _elapsed: Duration) {
-        self.calls.lock().unwrap().push((operation, outcome));
-    }
-}
-
-impl RecordingObserver {
-    fn count(&self, operation: Operation, outcome: &str) -> usize {
-        let calls = self.calls.lock().unwrap();
-        calls
-            .iter()
-            .filter(|(op, out)| *op == operation && *out == outcome)
-            .count()
-    }
-}
 
 /// An emulator, a client pointed at it, and the demo credentials.
 struct Env {
