@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aep_streaming_operator::api::{SecretReference, StreamingConnection, StreamingConnectionSpec};
+use aep_streaming_operator::api::StreamingConnection;
 use aep_streaming_operator::cli::parse_duration;
 use aep_testkit::admin::EmulatorAdmin;
 use aep_testkit::cluster::{is_ready, put_secret};
@@ -305,24 +305,15 @@ impl Bench {
         for index in 0..objects {
             let namespace = &namespaces[index % namespaces.len()];
             let name = format!("conn-{index:05}");
-            let mut object = StreamingConnection::new(
-                &name,
-                StreamingConnectionSpec {
-                    sandbox: "prod".into(),
-                    credentials_ref: SecretReference {
-                        name: "aep-credentials".into(),
-                    },
-                    ..StreamingConnectionSpec::default()
-                },
-            );
-            object.metadata.labels = Some([("bench".to_owned(), "aep".to_owned())].into());
+            // Only what a user writes: the defaults and the status belong to others.
+            let object = json!({
+                "apiVersion": StreamingConnection::api_version(&()),
+                "kind": StreamingConnection::kind(&()),
+                "metadata": {"name": name, "namespace": namespace, "labels": {"bench": "aep"}},
+                "spec": {"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}},
+            });
             let api: Api<StreamingConnection> = Api::namespaced(client.clone(), namespace);
-            let mut body = serde_json::to_value(&object)?;
-            // Only what a user writes: the defaults and the (empty) status belong to others.
-            body["spec"] =
-                json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}});
-            body.as_object_mut().map(|o| o.remove("status"));
-            api.patch(&name, &apply, &Patch::Apply(&body)).await?;
+            api.patch(&name, &apply, &Patch::Apply(&object)).await?;
         }
         Ok(())
     }
