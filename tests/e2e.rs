@@ -9,21 +9,15 @@
 use std::time::Duration;
 
 use aep_streaming_operator::api::StreamingConnection;
+use aep_testkit::admin::EmulatorConnection;
 use aep_testkit::cluster::{
     LEADER_ELECTION, Scenario, admin_client, install, put_secret, tail, wait_for,
 };
+use aep_testkit::emulator::xdm_message;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-
-fn xdm_message() -> Value {
-    let schema = json!({"id": "https://ns.adobe.com/demo/schemas/web", "contentType": "application/vnd.adobe.xed-full+json;version=1"});
-    json!({
-        "header": {"schemaRef": schema, "imsOrgId": "DEMO0000000000000000000@AdobeOrg", "source": {"name": "e2e"}},
-        "body": {"xdmMeta": {"schemaRef": schema}, "xdmEntity": {"_id": "event-1", "eventType": "web.webpagedetails.pageViews"}}
-    })
-}
 
 fn spec(extra: Value) -> Value {
     let mut spec = json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}});
@@ -185,11 +179,11 @@ async fn lifecycle_create_publish_ingest_delete() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert!(body["xactionId"].is_string(), "{body}");
-    assert_eq!(scenario.emulator_connections().await.len(), 1);
+    assert_eq!(scenario.emulator.connections().await.len(), 1);
 
     // Delete: the connection goes away in the emulator, the ConfigMap is garbage-collected.
     scenario.delete_and_wait(&ns, "web-events").await;
-    assert_eq!(scenario.emulator_connections().await.len(), 0);
+    assert_eq!(scenario.emulator.connections().await.len(), 0);
     let collected = wait_for(
         "the ConfigMap to be garbage-collected",
         Duration::from_secs(60),
@@ -225,10 +219,11 @@ async fn orphan_policy_adoption_and_authenticated_inlet() {
         .unwrap();
     scenario.delete_and_wait(&ns, "kept").await;
     let remaining: Vec<String> = scenario
-        .emulator_connections()
+        .emulator
+        .connections()
         .await
         .iter()
-        .map(|c| c["id"].as_str().unwrap().to_string())
+        .map(|c| c.id.clone())
         .collect();
     assert_eq!(remaining, vec![kept.clone()]);
 
@@ -245,7 +240,7 @@ async fn orphan_policy_adoption_and_authenticated_inlet() {
         adopted.status.unwrap().connection_id.as_deref(),
         Some(kept.as_str())
     );
-    assert_eq!(scenario.emulator_connections().await.len(), 1);
+    assert_eq!(scenario.emulator.connections().await.len(), 1);
 
     // An authenticated inlet refuses anonymous events and takes them with an IMS token.
     scenario
@@ -302,7 +297,7 @@ async fn secret_rotation_recovers_without_a_restart() {
         !stalled_status.contains("wrong-secret-value"),
         "the status leaks the secret"
     );
-    assert_eq!(scenario.emulator_connections().await.len(), 0);
+    assert_eq!(scenario.emulator.connections().await.len(), 0);
 
     put_secret(
         &scenario.admin,
@@ -312,7 +307,7 @@ async fn secret_rotation_recovers_without_a_restart() {
     )
     .await;
     scenario.wait_ready(&ns, "web").await;
-    assert_eq!(scenario.emulator_connections().await.len(), 1);
+    assert_eq!(scenario.emulator.connections().await.len(), 1);
     let log = scenario.operator.log_text();
     assert!(
         !log.contains("wrong-secret-value"),
@@ -365,7 +360,7 @@ async fn drift_is_repaired_recreate_and_patch() {
     );
     let object = scenario.wait_ready(&ns, "web").await;
     let second_id = object.status.unwrap().connection_id.unwrap();
-    let connections = scenario.emulator_connections().await;
+    let connections = scenario.emulator.connections().await;
     assert_eq!(connections.len(), 1);
     // A new fact is a new event, not a repeat of the first one's note.
     let events: Api<k8s_openapi::api::events::v1::Event> =
@@ -390,7 +385,7 @@ async fn drift_is_repaired_recreate_and_patch() {
         ))),
         "the Recreated event gives the evidence: {notes:?}"
     );
-    assert_eq!(connections[0]["id"], second_id.as_str());
+    assert_eq!(connections[0].id, second_id);
     let config_maps: Api<ConfigMap> = Api::namespaced(scenario.admin.clone(), &ns);
     let republished = wait_for(
         "the ConfigMap to name the new connection",
@@ -412,17 +407,11 @@ async fn drift_is_repaired_recreate_and_patch() {
         updated.status.unwrap().connection_id.as_deref(),
         Some(second_id.as_str())
     );
-    let connections = scenario.emulator_connections().await;
-    assert_eq!(connections[0]["description"], "second");
-    let requests = scenario.emulator_requests().await;
-    let patches: u64 = requests["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["method"] == "PATCH" && c["status"] == 200)
-        .map(|c| c["count"].as_u64().unwrap())
-        .sum();
-    assert_eq!(patches, 1, "{requests}");
+    let connections = scenario.emulator.connections().await;
+    assert_eq!(connections[0].description.as_deref(), Some("second"));
+    let requests = scenario.emulator.requests().await;
+    let patches = requests.count(|c| c.method == "PATCH" && c.status == 200);
+    assert_eq!(patches, 1, "{requests:?}");
     scenario.finish().await;
 }
 
@@ -537,18 +526,19 @@ async fn fifty_objects_in_three_namespaces_all_become_ready_with_exactly_fifty_c
             .wait_ready(&namespaces[index % 3], &format!("conn-{index:02}"))
             .await;
     }
-    let ours: Vec<Value> = scenario
-        .emulator_connections()
+    let ours: Vec<EmulatorConnection> = scenario
+        .emulator
+        .connections()
         .await
         .into_iter()
         .filter(|c| {
             namespaces
                 .iter()
-                .any(|ns| c["name"].as_str().unwrap().starts_with(&format!("{ns}/")))
+                .any(|ns| c.name.starts_with(&format!("{ns}/")))
         })
         .collect();
     assert_eq!(ours.len(), 50);
-    let mut names: Vec<&str> = ours.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = ours.iter().map(|c| c.name.as_str()).collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 50, "one connection per object, no duplicates");
@@ -655,7 +645,7 @@ async fn leader_election_one_replica_reconciles_and_a_standby_takes_over() {
     scenario.create(&ns, "third", spec(json!({}))).await;
     scenario.wait_ready(&ns, "third").await;
     assert_eq!(
-        scenario.emulator_connections().await.len(),
+        scenario.emulator.connections().await.len(),
         3,
         "one connection per object across three leaders"
     );

@@ -5,35 +5,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aep_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
+use aep_emulator::{DEMO_CLIENT_SECRET, EmulatorConfig};
 use aep_flow::{FlowClient, FlowClientConfig};
-use aep_streaming_operator::api::{
-    DeletionPolicy, PendingCreate, SecretReference, StreamingConnection, StreamingConnectionSpec,
-};
+use aep_streaming_operator::api::{DeletionPolicy, StreamingConnection};
 use aep_streaming_operator::controller::{self, Context, Settings};
 use aep_streaming_operator::metrics::Metrics;
+use aep_testkit::admin::{EmulatorConnection, IMS_TOKEN_ROUTE, rule};
+use aep_testkit::emulator::{CONNECTION_ROUTE as CONNECTION, CONNECTIONS};
 use aep_testkit::fake_apiserver::FakeApiServer;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use aep_testkit::fixtures::{
+    NAMESPACE, StreamingConnectionExt, credentials_secret, streaming_connection,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const NAMESPACE: &str = "marketing";
-const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
-const CONNECTION: &str = "/data/foundation/flowservice/connections/{id}";
 const SC_PATH: &str =
     "/apis/streaming.aep-operator.dev/v1alpha1/namespaces/marketing/streamingconnections";
 
 struct Harness {
     kube: FakeApiServer,
-    emulator: aep_emulator::RunningEmulator,
+    /// The platform, with its admin API at `platform.admin`.
+    platform: aep_testkit::emulator::Harness,
     ctx: Arc<Context>,
     store: Writer<StreamingConnection>,
-    http: reqwest::Client,
 }
 
 impl Harness {
@@ -48,8 +47,8 @@ impl Harness {
     }
 
     async fn with(resync_interval: Duration, platform: EmulatorConfig) -> Self {
-        let emulator = aep_emulator::start(platform).await.unwrap();
-        let url: url::Url = emulator.url().parse().unwrap();
+        let platform = aep_testkit::emulator::Harness::with(platform).await;
+        let url: url::Url = platform.base.parse().unwrap();
         let flow = FlowClient::new(FlowClientConfig {
             platform_url: url.clone(),
             ims_url: url,
@@ -58,7 +57,7 @@ impl Harness {
         })
         .unwrap();
         let kube = FakeApiServer::default();
-        kube.insert(&secret("aep-credentials", DEMO_CLIENT_SECRET));
+        kube.insert(&credentials_secret("aep-credentials", DEMO_CLIENT_SECRET));
         let (reader, store) = reflector::store();
         let settings = Settings {
             resync_interval,
@@ -78,10 +77,9 @@ impl Harness {
         ));
         Self {
             kube,
-            emulator,
+            platform,
             ctx,
             store,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -119,96 +117,31 @@ impl Harness {
         self.reconcile(name).await
     }
 
+    /// The Flow Service calls since the last clear, as `METHOD route status` (token requests left out).
     async fn flow_calls(&self) -> Vec<String> {
-        let log: Value = self
-            .http
-            .get(format!("{}/_emulator/requests", self.emulator.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log["log"]
-            .as_array()
-            .unwrap()
+        let requests = self.platform.admin.requests().await;
+        requests
+            .log
             .iter()
-            .filter(|entry| entry["route"] != "/ims/token/v3")
-            .map(|entry| {
-                format!(
-                    "{} {} {}",
-                    entry["method"].as_str().unwrap(),
-                    entry["route"].as_str().unwrap(),
-                    entry["status"]
-                )
-            })
+            .filter(|entry| entry.route != IMS_TOKEN_ROUTE)
+            .map(|entry| entry.summary())
             .collect()
     }
 
     async fn clear_calls(&self) {
-        self.http
-            .delete(format!("{}/_emulator/requests", self.emulator.url()))
-            .send()
-            .await
-            .unwrap();
+        self.platform.admin.clear_requests().await;
         self.kube.clear_calls();
     }
 
-    async fn fault(&self, rule: Value) {
-        let response = self
-            .http
-            .post(format!("{}/_emulator/faults", self.emulator.url()))
-            .json(&rule)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "fault rule rejected: {}",
-            response.text().await.unwrap()
-        );
-    }
-
-    async fn emulator_connections(&self) -> Vec<Value> {
-        let state: Value = self
-            .http
-            .get(format!("{}/_emulator/state", self.emulator.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        state["connections"].as_array().cloned().unwrap_or_default()
+    async fn emulator_connections(&self) -> Vec<EmulatorConnection> {
+        self.platform.admin.connections().await
     }
 
     /// Creates a connection directly in the emulator, as another tool would (no description).
     async fn create_in_emulator(&self, name: &str) -> String {
-        let url = self.emulator.url();
-        let token = aep_testkit::emulator::fetch_token(
-            &self.http,
-            &url,
-            DEMO_CLIENT_ID,
-            DEMO_CLIENT_SECRET,
-        )
-        .await;
         let mut body = aep_testkit::emulator::streaming_connection(name);
         body.as_object_mut().unwrap().remove("description");
-        let created: Value = self
-            .http
-            .post(format!("{url}{CONNECTIONS}"))
-            .bearer_auth(token)
-            .header("x-api-key", DEMO_CLIENT_ID)
-            .header("x-gw-ims-org-id", DEMO_ORG_ID)
-            .header("x-sandbox-name", "prod")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        created["id"].as_str().unwrap().to_string()
+        self.platform.create_in("prod", body).await.0
     }
 
     fn condition(&self, name: &str, type_: &str) -> (String, String) {
@@ -222,66 +155,6 @@ impl Harness {
             .unwrap_or_else(|| panic!("no {type_} condition"));
         (condition.status, condition.reason)
     }
-}
-
-fn secret(name: &str, client_secret: &str) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(NAMESPACE.into()),
-            uid: Some(format!("uid-secret-{name}")),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            [
-                ("clientId", DEMO_CLIENT_ID),
-                ("clientSecret", client_secret),
-                ("orgId", DEMO_ORG_ID),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-            .collect(),
-        ),
-        ..Secret::default()
-    }
-}
-
-fn streaming_connection(name: &str) -> StreamingConnection {
-    let mut object = StreamingConnection::new(
-        name,
-        StreamingConnectionSpec {
-            sandbox: "prod".into(),
-            credentials_ref: SecretReference {
-                name: "aep-credentials".into(),
-            },
-            ..StreamingConnectionSpec::default()
-        },
-    );
-    object.metadata.namespace = Some(NAMESPACE.into());
-    object.metadata.uid = Some(format!("uid-{name}"));
-    object.metadata.generation = Some(1);
-    object
-}
-
-/// The object as an interrupted create leaves it: a create-pending marker and no connection id.
-fn with_pending_create(
-    mut object: StreamingConnection,
-    started_at: Timestamp,
-) -> StreamingConnection {
-    object.status = Some(aep_streaming_operator::api::StreamingConnectionStatus {
-        pending_create: Some(PendingCreate {
-            connection_name: format!("{NAMESPACE}/{}", object.metadata.name.as_deref().unwrap()),
-            started_at: Time(started_at),
-            attempted_at: None,
-        }),
-        ..Default::default()
-    });
-    object
-}
-
-fn finalized(mut object: StreamingConnection) -> StreamingConnection {
-    object.metadata.finalizers = Some(vec!["streaming.aep-operator.dev/cleanup".into()]);
-    object
 }
 
 fn k8s(verb: &str, path: &str) -> String {
@@ -348,7 +221,7 @@ async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_read
     assert_eq!(data["CONNECTION_ID"], status.connection_id.unwrap());
     let connections = h.emulator_connections().await;
     assert_eq!(connections.len(), 1);
-    assert_eq!(connections[0]["name"], "marketing/web");
+    assert_eq!(connections[0].name, "marketing/web");
 }
 
 #[tokio::test]
@@ -376,7 +249,7 @@ async fn an_unchanged_resync_reads_but_writes_nothing() {
 async fn adopting_by_id_reads_the_connection_and_creates_nothing() {
     let mut h = Harness::new().await;
     let id = h.create_in_emulator("existing").await;
-    let mut object = finalized(streaming_connection("web"));
+    let mut object = streaming_connection("web").finalized();
     object.spec.connection_id = Some(id.clone());
     object.spec.connection_name = Some("existing".into());
     h.apply(object);
@@ -402,7 +275,7 @@ async fn a_connection_managed_by_another_object_is_not_adopted() {
     h.apply(streaming_connection("first"));
     h.converge("first").await.unwrap();
     let id = h.object("first").status.unwrap().connection_id.unwrap();
-    let mut second = finalized(streaming_connection("second"));
+    let mut second = streaming_connection("second").finalized();
     second.spec.connection_id = Some(id);
     h.apply(second);
 
@@ -418,10 +291,9 @@ async fn a_connection_managed_by_another_object_is_not_adopted() {
 #[tokio::test]
 async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
     let mut h = Harness::new().await;
-    let object = with_pending_create(
-        finalized(streaming_connection("web")),
-        Timestamp::now() - Duration::from_secs(30),
-    );
+    let object = streaming_connection("web")
+        .finalized()
+        .with_pending_create(Timestamp::now() - Duration::from_secs(30));
     h.apply(object);
     // The POST of the interrupted attempt reached Flow Service.
     let id = h.create_in_emulator("marketing/web").await;
@@ -452,7 +324,9 @@ async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
 #[tokio::test]
 async fn an_interrupted_create_that_never_arrived_is_created_again() {
     let mut h = Harness::new().await;
-    let object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
+    let object = streaming_connection("web")
+        .finalized()
+        .with_pending_create(Timestamp::now());
     h.apply(object);
     h.clear_calls().await;
 
@@ -497,7 +371,9 @@ async fn an_interrupted_create_that_never_arrived_is_created_again() {
 #[tokio::test]
 async fn an_ambiguous_interrupted_create_creates_nothing_and_is_looked_at_again_later() {
     let mut h = Harness::new().await;
-    let object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
+    let object = streaming_connection("web")
+        .finalized()
+        .with_pending_create(Timestamp::now());
     h.apply(object);
     h.create_in_emulator("marketing/web").await;
     h.create_in_emulator("marketing/web").await;
@@ -530,8 +406,8 @@ async fn an_ambiguous_interrupted_create_creates_nothing_and_is_looked_at_again_
 #[tokio::test]
 async fn a_create_committed_then_failed_is_recovered_without_a_duplicate() {
     let mut h = Harness::new().await;
-    h.apply(finalized(streaming_connection("web")));
-    h.fault(json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 500, "times": 1}))
+    h.apply(streaming_connection("web").finalized());
+    h.platform.admin.add_fault(rule(json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 500, "times": 1})))
         .await;
 
     let error = h.reconcile("web").await.unwrap_err();
@@ -579,8 +455,8 @@ async fn a_description_change_is_patched_with_if_match() {
     assert_ne!(status.etag.unwrap(), before);
     assert_eq!(status.observed_generation, Some(2));
     assert_eq!(
-        h.emulator_connections().await[0]["description"],
-        "Clickstream"
+        h.emulator_connections().await[0].description.as_deref(),
+        Some("Clickstream")
     );
     assert_eq!(h.kube.events(), vec![("Normal".into(), "Updated".into())]);
 }
@@ -591,11 +467,7 @@ async fn a_connection_deleted_out_of_band_is_recreated_with_an_event() {
     h.apply(streaming_connection("web"));
     h.converge("web").await.unwrap();
     let old_id = h.object("web").status.unwrap().connection_id.unwrap();
-    h.http
-        .post(format!("{}/_emulator/reset", h.emulator.url()))
-        .send()
-        .await
-        .unwrap();
+    h.platform.admin.reset().await;
     h.clear_calls().await;
 
     // One 404 is not proof (Flow Service is eventually consistent): the operator reads again,
@@ -673,11 +545,7 @@ async fn deleting_a_connection_already_gone_still_removes_the_finalizer() {
     let mut h = Harness::new().await;
     h.apply(streaming_connection("web"));
     h.converge("web").await.unwrap();
-    h.http
-        .post(format!("{}/_emulator/reset", h.emulator.url()))
-        .send()
-        .await
-        .unwrap();
+    h.platform.admin.reset().await;
     let mut object = h.object("web");
     object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
     h.apply(object);
@@ -724,7 +592,8 @@ async fn deleting_when_the_secret_is_gone_orphans_with_a_warning_instead_of_hang
     let mut h = Harness::new().await;
     h.apply(streaming_connection("web"));
     h.converge("web").await.unwrap();
-    h.kube.insert(&secret("other", DEMO_CLIENT_SECRET));
+    h.kube
+        .insert(&credentials_secret("other", DEMO_CLIENT_SECRET));
     let mut object = h.object("web");
     object.spec.credentials_ref.name = "deleted-secret".into();
     object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
@@ -746,7 +615,7 @@ async fn deleting_when_the_secret_is_gone_orphans_with_a_warning_instead_of_hang
 #[tokio::test]
 async fn a_missing_secret_stalls_and_waits_for_a_change() {
     let mut h = Harness::new().await;
-    let mut object = finalized(streaming_connection("web"));
+    let mut object = streaming_connection("web").finalized();
     object.spec.credentials_ref.name = "not-there".into();
     h.apply(object);
     h.clear_calls().await;
@@ -799,8 +668,9 @@ async fn a_missing_secret_stalls_and_waits_for_a_change() {
 #[tokio::test]
 async fn rejected_credentials_stall_as_credentials_invalid_and_never_leak() {
     let mut h = Harness::new().await;
-    h.kube.insert(&secret("wrong", "not-the-secret-42"));
-    let mut object = finalized(streaming_connection("web"));
+    h.kube
+        .insert(&credentials_secret("wrong", "not-the-secret-42"));
+    let mut object = streaming_connection("web").finalized();
     object.spec.credentials_ref.name = "wrong".into();
     h.apply(object);
 
@@ -828,11 +698,13 @@ async fn rejected_credentials_stall_as_credentials_invalid_and_never_leak() {
 #[tokio::test]
 async fn a_rate_limited_create_retries_no_sooner_than_retry_after() {
     let mut h = Harness::new().await;
-    h.apply(finalized(streaming_connection("web")));
-    h.fault(
-        json!({"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 2, "times": 1}),
-    )
-    .await;
+    h.apply(streaming_connection("web").finalized());
+    h.platform
+        .admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS, "status": 429, "retryAfter": 2, "times": 1}),
+        ))
+        .await;
 
     let error = h.reconcile("web").await.unwrap_err();
     assert_eq!(error.reason(), "RateLimited");
@@ -872,7 +744,7 @@ async fn a_config_map_owned_by_someone_else_is_not_taken_over() {
     foreign.metadata.namespace = Some(NAMESPACE.into());
     foreign.data = Some([("owner".to_string(), "someone else".to_string())].into());
     h.kube.insert(&foreign);
-    h.apply(finalized(streaming_connection("web")));
+    h.apply(streaming_connection("web").finalized());
 
     let error = h.reconcile("web").await.unwrap_err();
     assert_eq!(error.reason(), "ConfigMapConflict");
@@ -892,7 +764,7 @@ async fn deleting_an_object_whose_adoption_conflicted_leaves_the_other_objects_c
     h.apply(streaming_connection("first"));
     h.converge("first").await.unwrap();
     let id = h.object("first").status.unwrap().connection_id.unwrap();
-    let mut second = finalized(streaming_connection("second"));
+    let mut second = streaming_connection("second").finalized();
     second.spec.connection_id = Some(id.clone());
     h.apply(second);
     h.reconcile("second").await.unwrap_err();
@@ -920,7 +792,9 @@ async fn deleting_an_object_whose_adoption_conflicted_leaves_the_other_objects_c
 #[tokio::test]
 async fn deleting_during_an_ambiguous_create_orphans_instead_of_hanging() {
     let mut h = Harness::new().await;
-    let mut object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
+    let mut object = streaming_connection("web")
+        .finalized()
+        .with_pending_create(Timestamp::now());
     object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
     h.apply(object);
     h.create_in_emulator("marketing/web").await;
@@ -947,7 +821,9 @@ async fn deleting_during_an_ambiguous_create_orphans_instead_of_hanging() {
 #[tokio::test]
 async fn deleting_during_a_create_that_committed_deletes_what_it_created() {
     let mut h = Harness::new().await;
-    let mut object = with_pending_create(finalized(streaming_connection("web")), Timestamp::now());
+    let mut object = streaming_connection("web")
+        .finalized()
+        .with_pending_create(Timestamp::now());
     object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
     h.apply(object);
     h.create_in_emulator("marketing/web").await;
@@ -973,7 +849,11 @@ async fn a_cache_that_lags_behind_the_operators_own_writes_does_not_hide_a_neede
 
     // A failure is written while the watch is broken (an API server restart), so the cache keeps
     // showing the Ready object.
-    h.fault(json!({"method": "GET", "route": CONNECTION, "status": 503, "times": 4}))
+    h.platform
+        .admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTION, "status": 503, "times": 4}),
+        ))
         .await;
     controller::reconcile(Arc::new(ready.clone()), h.ctx.clone())
         .await
@@ -1023,7 +903,7 @@ async fn reconciles_triggered_by_the_operators_own_writes_do_not_ask_flow_servic
     // So does the first reconcile after the Secret changed: do the new credentials work?
     h.clear_calls().await;
     h.kube
-        .insert(&secret("aep-credentials", DEMO_CLIENT_SECRET));
+        .insert(&credentials_secret("aep-credentials", DEMO_CLIENT_SECRET));
     h.reconcile("web").await.unwrap();
     assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
 }
@@ -1035,7 +915,7 @@ async fn a_new_connection_whose_inlet_is_not_provisioned_yet_is_polled_until_it_
         ..EmulatorConfig::default()
     };
     let mut h = Harness::with(Duration::ZERO, platform).await;
-    h.apply(finalized(streaming_connection("web")));
+    h.apply(streaming_connection("web").finalized());
 
     let action = h.reconcile("web").await.unwrap();
     assert_eq!(
@@ -1079,19 +959,10 @@ async fn ten_simulated_minutes(h: &mut Harness, name: &str) -> (usize, usize, us
         }
         h.ctx.advance_clock(Duration::from_secs(1));
     }
-    let log: Value = h
-        .http
-        .get(format!("{}/_emulator/requests", h.emulator.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let entries = log["log"].as_array().unwrap();
+    let entries = h.platform.admin.requests().await.log;
     let ims = entries
         .iter()
-        .filter(|entry| entry["route"] == "/ims/token/v3")
+        .filter(|entry| entry.route == IMS_TOKEN_ROUTE)
         .count();
     (
         ims,
@@ -1104,7 +975,8 @@ async fn ten_simulated_minutes(h: &mut Harness, name: &str) -> (usize, usize, us
 #[tokio::test]
 async fn ten_minutes_with_a_wrong_client_secret_cost_one_token_request_and_a_few_writes() {
     let mut h = Harness::new().await;
-    h.kube.insert(&secret("wrong", "not-the-secret-42"));
+    h.kube
+        .insert(&credentials_secret("wrong", "not-the-secret-42"));
     let mut object = streaming_connection("web");
     object.spec.credentials_ref.name = "wrong".into();
     h.apply(object);
@@ -1161,7 +1033,11 @@ async fn ten_minutes_in_an_unknown_sandbox_cost_one_flow_request_and_a_few_write
 async fn ten_minutes_of_5xx_back_off_to_a_handful_of_attempts() {
     let mut h = Harness::new().await;
     h.apply(streaming_connection("web"));
-    h.fault(json!({"method": "POST", "route": CONNECTIONS, "status": 503}))
+    h.platform
+        .admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS, "status": 503}),
+        ))
         .await;
     h.clear_calls().await;
 

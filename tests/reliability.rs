@@ -7,11 +7,10 @@
 
 use std::time::Duration;
 
+use aep_testkit::admin::{IMS_TOKEN_ROUTE as IMS, rules};
 use aep_testkit::cluster::{LEADER_ELECTION, Scenario, local_cluster_dir, restart_component, tail};
+use aep_testkit::emulator::{CONNECTION_ROUTE as CONNECTION, CONNECTIONS};
 use serde_json::{Value, json};
-
-const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
-const CONNECTION: &str = "/data/foundation/flowservice/connections/{id}";
 
 fn spec() -> Value {
     json!({"sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}})
@@ -36,11 +35,8 @@ async fn assert_exactly_one_connection_each(scenario: &Scenario, count: usize) {
         let object = scenario.wait_ready(&ns, &format!("conn-{index:02}")).await;
         ids.push(object.status.unwrap().connection_id.unwrap());
     }
-    let connections = scenario.emulator_connections().await;
-    let mut names: Vec<String> = connections
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
+    let connections = scenario.emulator.connections().await;
+    let mut names: Vec<String> = connections.iter().map(|c| c.name.clone()).collect();
     names.sort();
     let expected: Vec<String> = (0..count)
         .map(|index| format!("{ns}/conn-{index:02}"))
@@ -53,34 +49,10 @@ async fn assert_exactly_one_connection_each(scenario: &Scenario, count: usize) {
     );
     for id in ids {
         assert!(
-            connections.iter().any(|c| c["id"] == id.as_str()),
+            connections.iter().any(|c| c.id == id),
             "status names a connection that does not exist"
         );
     }
-}
-
-async fn add_faults(scenario: &Scenario, rules: Value) {
-    let response = scenario
-        .http
-        .post(format!("{}/_emulator/faults", scenario.emulator_url))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap()
-    );
-}
-
-async fn clear_faults(scenario: &Scenario) {
-    scenario
-        .http
-        .delete(format!("{}/_emulator/faults", scenario.emulator_url))
-        .send()
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,10 +60,7 @@ async fn clear_faults(scenario: &Scenario) {
 async fn killing_the_operator_in_the_middle_of_creates_leaves_no_duplicate() {
     let mut scenario = Scenario::start(&["crash"]).await;
     // Creates are slow, so the kill lands while several POSTs are in flight.
-    add_faults(
-        &scenario,
-        json!({"method": "POST", "route": "/data/foundation/flowservice/connections", "latencyMs": 1500}),
-    )
+    scenario.emulator.add_faults(rules(json!({"method": "POST", "route": "/data/foundation/flowservice/connections", "latencyMs": 1500})))
     .await;
     create_many(&scenario, 12).await;
     for _round in 0..3 {
@@ -100,7 +69,7 @@ async fn killing_the_operator_in_the_middle_of_creates_leaves_no_duplicate() {
         let kubeconfig = scenario.operator_kubeconfig();
         scenario.operator = scenario.start_operator(&kubeconfig, &[], "operator-a");
     }
-    clear_faults(&scenario).await;
+    scenario.emulator.clear_faults().await;
     assert_exactly_one_connection_each(&scenario, 12).await;
     scenario.finish().await;
 }
@@ -111,9 +80,7 @@ async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() 
     // A create whose answer never came (commitThenDrop) is looked up by name once the request
     // timeout and the settle delay have passed: a short timeout keeps the test short.
     let scenario = Scenario::start_with(&["storm"], &["--flow-request-timeout", "5s"]).await;
-    add_faults(
-        &scenario,
-        // The first requests of each kind surely fail (rules with `times` fire first), then a
+    scenario.emulator.add_faults(rules(// The first requests of each kind surely fail (rules with `times` fire first), then a
         // random share of the rest, so the storm is both guaranteed and unpredictable.
         json!([
             {"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 502, "times": 3},
@@ -125,26 +92,25 @@ async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() 
             {"method": "GET", "route": CONNECTION, "status": 503, "probability": 0.3},
             {"method": "GET", "route": CONNECTIONS, "status": 500, "probability": 0.2},
             {"method": "POST", "route": CONNECTIONS, "action": "commitThenDrop", "probability": 0.1}
-        ]),
-    )
+        ])))
     .await;
     create_many(&scenario, 15).await;
     assert_exactly_one_connection_each(&scenario, 15).await;
 
     // The storm was real: the operator saw each kind of failure and stayed within bounds.
-    let requests = scenario.emulator_requests().await;
-    eprintln!("requests during the storm: {}", requests["counts"]);
-    let count = |status: u64| request_count(&requests, |c| c["status"] == status);
+    let requests = scenario.emulator.requests().await;
+    eprintln!("requests during the storm: {:?}", requests.counts);
+    let count = |status: u16| requests.count(|c| c.status == status);
     assert!(
         count(502) >= 3 && count(429) >= 4 && count(503) >= 4 && count(0) >= 2,
-        "{requests}"
+        "{requests:?}"
     );
-    let total = request_count(&requests, |_| true);
+    let total = requests.total();
     assert!(
         total < 15 * 40,
         "no hot loop: {total} requests for 15 objects"
     );
-    clear_faults(&scenario).await;
+    scenario.emulator.clear_faults().await;
     scenario.finish().await;
 }
 
@@ -204,8 +170,6 @@ async fn an_api_server_restart_is_ridden_out() {
 // emulator, objects Ready.
 // ---------------------------------------------------------------------------------------------
 
-const IMS: &str = "/ims/token/v3";
-
 /// How long the cost tests leave broken objects alone: `AEP_SOAK_SECONDS`, 60 by default (CI).
 /// `AEP_SOAK_SECONDS=600 cargo test --test reliability -- --ignored broken` measures ten minutes.
 fn soak_window() -> Duration {
@@ -215,17 +179,6 @@ fn soak_window() -> Duration {
             .and_then(|s| s.parse().ok())
             .unwrap_or(60),
     )
-}
-
-/// Requests in the emulator's request log that `matches` selects.
-fn request_count(requests: &Value, matches: impl Fn(&Value) -> bool) -> u64 {
-    requests["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| matches(c))
-        .map(|c| c["count"].as_u64().unwrap())
-        .sum()
 }
 
 /// Counts the versions of one object that a watch sees (each one a write) over the soak window.
@@ -283,7 +236,7 @@ async fn cost_of(
         "the condition carries the stable text only: {message}"
     );
     let writes = writes.await.unwrap();
-    let requests = scenario.emulator_requests().await;
+    let requests = scenario.emulator.requests().await;
     let events: kube::Api<k8s_openapi::api::events::v1::Event> =
         kube::Api::namespaced(scenario.admin.clone(), &ns);
     let events = events
@@ -293,8 +246,8 @@ async fn cost_of(
         .items
         .len();
     Cost {
-        ims: request_count(&requests, |c| c["route"] == IMS),
-        flow: request_count(&requests, |c| c["route"] != IMS),
+        ims: requests.count(|c| c.route == IMS),
+        flow: requests.count(|c| c.route != IMS),
         // The object's creation itself is one version.
         writes: writes.len().saturating_sub(1),
         events,
@@ -339,13 +292,10 @@ async fn broken_objects_cost_a_handful_of_calls_and_writes_over_a_window() {
         },
         async {
             let scenario = Scenario::start(&["cost-429"]).await;
-            add_faults(
-                &scenario,
-                json!({"path": "/data/foundation/flowservice/*", "status": 429, "retryAfter": 7}),
-            )
+            scenario.emulator.add_faults(rules(json!({"path": "/data/foundation/flowservice/*", "status": 429, "retryAfter": 7})))
             .await;
             let cost = cost_of(&scenario, spec(), "RateLimited", false).await;
-            clear_faults(&scenario).await;
+            scenario.emulator.clear_faults().await;
             scenario.finish().await;
             cost
         },
@@ -394,21 +344,18 @@ async fn ready_ids(scenario: &Scenario, count: usize) -> Vec<String> {
 async fn a_404_right_after_a_201_or_an_id_that_is_no_uuid_creates_no_second_connection() {
     let scenario = Scenario::start(&["consistency"]).await;
     // Eventual consistency: the first reads of a new connection answer 404.
-    add_faults(
-        &scenario,
-        json!([
+    scenario
+        .emulator
+        .add_faults(rules(json!([
             {"method": "GET", "route": CONNECTION, "status": 404, "times": 6},
             {"method": "POST", "route": CONNECTIONS, "action": "corruptId", "times": 1}
-        ]),
-    )
-    .await;
+        ])))
+        .await;
     create_many(&scenario, 3).await;
     assert_exactly_one_connection_each(&scenario, 3).await;
-    let requests = scenario.emulator_requests().await;
-    let posts = request_count(&requests, |c| {
-        c["method"] == "POST" && c["route"] == CONNECTIONS
-    });
-    assert_eq!(posts, 3, "one POST per object: {requests}");
+    let requests = scenario.emulator.requests().await;
+    let posts = requests.served("POST", CONNECTIONS, None);
+    assert_eq!(posts, 3, "one POST per object: {requests:?}");
     scenario.finish().await;
 }
 
@@ -418,16 +365,13 @@ async fn a_create_committed_after_the_client_gave_up_is_adopted_not_repeated() {
     // The client gives up after 3 s; a proxy forwards the POST after 5 s: the connection appears
     // two seconds after the operator stopped waiting for it.
     let scenario = Scenario::start_with(&["late-commit"], &["--flow-request-timeout", "3s"]).await;
-    add_faults(
-        &scenario,
-        json!({"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 5000, "times": 1}),
-    )
+    scenario.emulator.add_faults(rules(json!({"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 5000, "times": 1})))
     .await;
     create_many(&scenario, 1).await;
     let ids = ready_ids(&scenario, 1).await;
-    let connections = scenario.emulator_connections().await;
+    let connections = scenario.emulator.connections().await;
     assert_eq!(connections.len(), 1, "{connections:?}");
-    assert_eq!(connections[0]["id"], ids[0].as_str());
+    assert_eq!(connections[0].id, ids[0]);
     let log = scenario.operator.log_text();
     assert!(
         log.contains("resumed an interrupted create"),
@@ -443,7 +387,7 @@ async fn deleting_the_namespace_deletes_every_connection_with_the_delete_policy(
     let scenario = Scenario::start(&["teardown"]).await;
     create_many(&scenario, 3).await;
     let ids = ready_ids(&scenario, 3).await;
-    assert_eq!(scenario.emulator_connections().await.len(), 3);
+    assert_eq!(scenario.emulator.connections().await.len(), 3);
 
     // The namespace controller deletes the Secret before the finalizers have run.
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
@@ -462,7 +406,7 @@ async fn deleting_the_namespace_deletes_every_connection_with_the_delete_policy(
         })
         .await;
     assert!(gone, "{}", tail(&scenario.operator.log_text(), 40));
-    let left = scenario.emulator_connections().await;
+    let left = scenario.emulator.connections().await;
     assert!(
         left.is_empty(),
         "leaked {left:?}\n{}",
@@ -515,7 +459,7 @@ async fn another_namespace_cannot_hijack_a_connection_and_one_of_two_adopters_wi
     // The victim's Delete still deletes: the intruder's spec is no claim.
     scenario.delete_and_wait(&victim, "web").await;
     assert!(
-        scenario.emulator_connections().await.is_empty(),
+        scenario.emulator.connections().await.is_empty(),
         "deleted, not orphaned"
     );
 
@@ -589,14 +533,15 @@ async fn two_operators_without_leader_election_create_no_duplicate() {
     let kubeconfig = scenario.operator_kubeconfig();
     let twin = scenario.start_operator(&kubeconfig, &[], "operator-b");
     // Creates are slow, so both operators are in the middle of them at once.
-    add_faults(
-        &scenario,
-        json!({"method": "POST", "route": CONNECTIONS, "latencyMs": 300}),
-    )
-    .await;
+    scenario
+        .emulator
+        .add_faults(rules(
+            json!({"method": "POST", "route": CONNECTIONS, "latencyMs": 300}),
+        ))
+        .await;
     create_many(&scenario, 30).await;
     assert_exactly_one_connection_each(&scenario, 30).await;
-    clear_faults(&scenario).await;
+    scenario.emulator.clear_faults().await;
     drop(twin);
     scenario.operator.stop();
     let kubeconfig = scenario.operator_kubeconfig();
@@ -608,10 +553,7 @@ async fn two_operators_without_leader_election_create_no_duplicate() {
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn twenty_objects_with_one_connection_name_under_commit_then_fail_each_get_one() {
     let scenario = Scenario::start(&["same-name"]).await;
-    add_faults(
-        &scenario,
-        json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 502, "probability": 0.5}),
-    )
+    scenario.emulator.add_faults(rules(json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 502, "probability": 0.5})))
     .await;
     let ns = scenario.namespace().to_string();
     for index in 0..20 {
@@ -624,11 +566,11 @@ async fn twenty_objects_with_one_connection_name_under_commit_then_fail_each_get
             .await;
     }
     let mut ids = ready_ids(&scenario, 20).await;
-    clear_faults(&scenario).await;
+    scenario.emulator.clear_faults().await;
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 20, "twenty different connections");
-    let connections = scenario.emulator_connections().await;
+    let connections = scenario.emulator.connections().await;
     assert_eq!(
         connections.len(),
         20,
@@ -723,7 +665,7 @@ async fn a_name_with_a_trailing_space_never_adopts_the_name_without_it() {
     let object = scenario.wait_ready(&ns, "web").await;
     let id = object.status.unwrap().connection_id.unwrap();
     assert_ne!(id, foreign_id, "the other tool's connection is not adopted");
-    let connections = scenario.emulator_connections().await;
+    let connections = scenario.emulator.connections().await;
     assert_eq!(connections.len(), 2, "{connections:?}");
     scenario.finish().await;
 }
@@ -740,7 +682,7 @@ async fn events_name_each_new_fact_and_deleted_objects_are_no_warning() {
             .delete_and_wait(&ns, &format!("conn-{index:02}"))
             .await;
     }
-    assert!(scenario.emulator_connections().await.is_empty());
+    assert!(scenario.emulator.connections().await.is_empty());
     let events: kube::Api<k8s_openapi::api::events::v1::Event> =
         kube::Api::namespaced(scenario.admin.clone(), &ns);
     let notes: Vec<String> = events
@@ -808,6 +750,6 @@ async fn an_operator_without_leader_election_refuses_to_run_beside_a_leader() {
         tail(&log, 20)
     );
     assert!(!log.contains("starting the StreamingConnection controller"));
-    assert_eq!(scenario.emulator_connections().await.len(), 1);
+    assert_eq!(scenario.emulator.connections().await.len(), 1);
     scenario.finish().await;
 }

@@ -6,15 +6,17 @@
 #
 #   tools/bench.sh
 #
+# This script only builds, starts and stops processes; `aep-testkit bench` (crates/testkit) measures.
+#
 # Environment:
 #   BENCH_OBJECTS         number of StreamingConnections (default 200)
 #   BENCH_NAMESPACES      spread over this many namespaces, one credentials Secret each (default 4)
 #   BENCH_RESYNC          the operator's --resync-interval, e.g. 30s, 2m (default 30s)
-#   BENCH_STEADY_SECONDS  steady-state window (default: the resync interval + 20%)
-#   BENCH_POLL_INTERVAL   seconds between two `kubectl get sconn -A -o json` during create and delete (default 0.5)
+#   BENCH_STEADY_SECONDS  steady-state window in seconds (default: the resync interval + 20%)
 #   BENCH_EMULATOR_FLAGS  extra aep-emulator flags, e.g. "--latency-ms 150" for a Flow Service-like latency
 #   BENCH_READY_TIMEOUT   seconds to wait for all objects Ready (default 300)
 #   BENCH_DELETE_TIMEOUT  seconds to wait for all objects and connections gone (default 300)
+#   CARGO_TARGET_DIR      where cargo builds (default target/)
 # Everything it starts (control plane in target/bench/cluster, emulator, operator) is stopped on every exit path.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,26 +28,23 @@ NAMESPACES=${BENCH_NAMESPACES:-4}
 RESYNC=${BENCH_RESYNC:-30s}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-300}
 DELETE_TIMEOUT=${BENCH_DELETE_TIMEOUT:-300}
-POLL=${BENCH_POLL_INTERVAL:-0.5}
-OPERATOR=$REPO/target/release/aep-streaming-operator
-EMULATOR=$REPO/target/release/aep-emulator
+RELEASE=${CARGO_TARGET_DIR:-$REPO/target}/release
+OPERATOR=$RELEASE/aep-streaming-operator
+EMULATOR=$RELEASE/aep-emulator
+TESTKIT=$RELEASE/aep-testkit
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# Numbers are checked here; durations (BENCH_RESYNC) by the operator's own parser, in `aep-testkit bench`.
 [[ $OBJECTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_OBJECTS must be a positive integer (got '$OBJECTS')"
 [[ $NAMESPACES =~ ^[1-9][0-9]*$ ]] || die "BENCH_NAMESPACES must be a positive integer (got '$NAMESPACES')"
 [[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ && $DELETE_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "timeouts are whole positive seconds"
-[[ $POLL =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_POLL_INTERVAL must be a number of seconds (got '$POLL')"
-case $RESYNC in
-  *[0-9]s) resync_s=${RESYNC%s} ;;
-  *[0-9]m) resync_s=$((${RESYNC%m} * 60)) ;;
-  *[0-9]h) resync_s=$((${RESYNC%h} * 3600)) ;;
-  *) die "BENCH_RESYNC must look like 30s, 2m or 1h (got '$RESYNC')" ;;
-esac
-[[ $resync_s =~ ^[1-9][0-9]*$ ]] || die "BENCH_RESYNC must be a whole positive number of s, m or h (got '$RESYNC')"
-STEADY=${BENCH_STEADY_SECONDS:-$((resync_s * 12 / 10))}
-[[ $STEADY =~ ^[1-9][0-9]*$ ]] || die "BENCH_STEADY_SECONDS must be a positive integer (got '$STEADY')"
+steady=()
+if [[ -n ${BENCH_STEADY_SECONDS:-} ]]; then
+  [[ $BENCH_STEADY_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_STEADY_SECONDS must be a positive integer (got '$BENCH_STEADY_SECONDS')"
+  steady=(--steady "${BENCH_STEADY_SECONDS}s")
+fi
 
 # ------------------------------------------------------------------------- cleanup on every exit path
 operator_pid="" emulator_pid="" helper_pid="" cluster_started=""
@@ -72,7 +71,7 @@ cleanup() {
   if [[ -n $operator_pid$emulator_pid$cluster_started ]]; then
     say "stopping the operator, the emulator and the control plane"
   fi
-  stop "$helper_pid" "bench.py"
+  stop "$helper_pid" "aep-testkit bench"
   stop "$operator_pid" "aep-streaming-operator"
   stop "$emulator_pid" "aep-emulator"
   if [[ -n $operator_pid ]]; then rm -f "$BENCH/operator.pid"; fi
@@ -99,7 +98,7 @@ for name in operator emulator; do
   f=$BENCH/$name.pid
   [[ -s $f ]] || continue
   pid=$(<"$f")
-  if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$REPO/target/release/aep-"; then
+  if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$RELEASE/aep-"; then
     printf '[bench] stopping %s left over from an earlier run (pid %s)\n' "$name" "$pid" >&2
     kill -TERM "$pid" 2>/dev/null || true
     sleep 1
@@ -119,7 +118,7 @@ wait_http() { # url what pid: up to 30 s, failing fast if the process died
 }
 
 # ------------------------------------------------------------------------- 1. build and start
-rm -f "$BENCH"/{emulator-state.json,emulator.log,operator.log,operator-kubeconfig,objects.yaml,result.json}
+rm -f "$BENCH"/{emulator-state.json,emulator.log,operator.log,operator-kubeconfig,result.json}
 
 say "building the operator and the emulator (release)"
 # What is measured: the commit, and whether the operator's sources differed from it when built.
@@ -135,7 +134,7 @@ tools/cluster.sh up "$CLUSTER" >&2 9>&-
 # shellcheck disable=SC1091
 source "$CLUSTER/env"   # KUBECONFIG (admin) and kubectl v1.37 first on PATH
 
-read -r emulator_port metrics_port < <(python3 tools/bench.py freeports 2)
+read -r emulator_port metrics_port < <("$TESTKIT" free-ports 2)
 [[ -n ${metrics_port:-} ]] || die "could not find two free loopback ports"
 EMULATOR_URL=http://127.0.0.1:$emulator_port
 METRICS_URL=http://127.0.0.1:$metrics_port
@@ -154,21 +153,7 @@ kubectl wait --for=condition=Established crd/streamingconnections.streaming.aep-
 kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml >&2
 
 say "starting the operator (release) as service account aep-streaming-operator"
-token=$(kubectl create token aep-streaming-operator -n aep-streaming-operator --duration=24h)
-server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
-ca=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-(
-  umask 077
-  cat >"$BENCH/operator-kubeconfig" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters: [{name: bench, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
-users: [{name: aep-streaming-operator, user: {token: "$token"}}]
-contexts: [{name: bench, context: {cluster: bench, user: aep-streaming-operator}}]
-current-context: bench
-KUBECONFIG
-)
-unset token
+"$TESTKIT" operator-kubeconfig --out "$BENCH/operator-kubeconfig" --lifetime 24h
 operator_flags=(--platform-url "$EMULATOR_URL" --ims-url "$EMULATOR_URL" --metrics-addr "127.0.0.1:$metrics_port"
   --flow-service-qps 200 --max-concurrent-reconciles 8 --resync-interval "$RESYNC")
 KUBECONFIG=$BENCH/operator-kubeconfig "$OPERATOR" run "${operator_flags[@]}" \
@@ -177,16 +162,16 @@ operator_pid=$!
 echo "$operator_pid" >"$BENCH/operator.pid"
 wait_http "$METRICS_URL/readyz" "aep-streaming-operator" "$operator_pid"
 
-# ------------------------------------------------------------------------- 2.-7. measure (tools/bench.py)
-say "benchmark: $OBJECTS objects in $NAMESPACES namespaces, resync $RESYNC, steady window ${STEADY}s"
-python3 tools/bench.py run \
+# ------------------------------------------------------------------------- 2.-7. measure (aep-testkit bench)
+say "benchmark: $OBJECTS objects in $NAMESPACES namespaces, resync $RESYNC"
+"$TESTKIT" bench \
   --objects "$OBJECTS" --namespaces "$NAMESPACES" \
   --emulator-url "$EMULATOR_URL" --metrics-url "$METRICS_URL/metrics" \
   --operator-pid "$operator_pid" --emulator-pid "$emulator_pid" \
-  --operator-flags="--flow-service-qps 200 --max-concurrent-reconciles 8 --resync-interval $RESYNC" \
+  --operator-flags="${operator_flags[*]:6}" \
   --revision "$revision" --emulator-flags="${BENCH_EMULATOR_FLAGS:-}" \
-  --resync "$resync_s" --steady "$STEADY" --poll "$POLL" \
-  --ready-timeout "$READY_TIMEOUT" --delete-timeout "$DELETE_TIMEOUT" \
+  --resync "$RESYNC" "${steady[@]}" \
+  --ready-timeout "${READY_TIMEOUT}s" --delete-timeout "${DELETE_TIMEOUT}s" \
   --workdir "$BENCH" --out "$BENCH/result.json" &
 helper_pid=$!
 wait "$helper_pid"   # interruptible: a signal runs the trap at once

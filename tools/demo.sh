@@ -5,7 +5,8 @@
 #   tools/demo.sh up     build what is missing, start everything, apply examples/, wait for Ready, show it
 #   tools/demo.sh down   stop the operator, the emulator and the control plane
 #
-# Environment: AEP_DEMO_EMULATOR_PORT (default 18080), AEP_DEMO_METRICS_PORT (default 18081).
+# Environment: AEP_DEMO_EMULATOR_PORT (default 18080), AEP_DEMO_METRICS_PORT (default 18081), CARGO_TARGET_DIR
+# (where cargo builds, default target/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
@@ -15,6 +16,7 @@ NS=demo
 EMULATOR_PORT=${AEP_DEMO_EMULATOR_PORT:-18080}
 METRICS_PORT=${AEP_DEMO_METRICS_PORT:-18081}
 EMULATOR_URL=http://127.0.0.1:$EMULATOR_PORT
+DEBUG=${CARGO_TARGET_DIR:-$REPO/target}/debug
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -53,7 +55,7 @@ up() {
   source "$CLUSTER/env"
 
   say "starting aep-emulator on $EMULATOR_URL"
-  setsid nohup target/debug/aep-emulator --listen "127.0.0.1:$EMULATOR_PORT" \
+  setsid nohup "$DEBUG/aep-emulator" --listen "127.0.0.1:$EMULATOR_PORT" \
     --state-file "$DEMO/emulator-state.json" >"$DEMO/emulator.log" 2>&1 &
   echo $! >"$DEMO/emulator.pid"
   wait_http "$EMULATOR_URL/_emulator/health" "the emulator"
@@ -64,21 +66,8 @@ up() {
   kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml
 
   say "starting the operator as service account aep-streaming-operator (not admin)"
-  local token server ca
-  token=$(kubectl create token aep-streaming-operator -n aep-streaming-operator --duration=24h)
-  server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
-  ca=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-  umask 077
-  cat >"$DEMO/operator-kubeconfig" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters: [{name: demo, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
-users: [{name: aep-streaming-operator, user: {token: "$token"}}]
-contexts: [{name: demo, context: {cluster: demo, user: aep-streaming-operator}}]
-current-context: demo
-KUBECONFIG
-  umask 022
-  KUBECONFIG=$DEMO/operator-kubeconfig setsid nohup target/debug/aep-streaming-operator run \
+  "$DEBUG/aep-testkit" operator-kubeconfig --out "$DEMO/operator-kubeconfig" --lifetime 24h
+  KUBECONFIG=$DEMO/operator-kubeconfig setsid nohup "$DEBUG/aep-streaming-operator" run \
     --platform-url "$EMULATOR_URL" --ims-url "$EMULATOR_URL" \
     --metrics-addr "127.0.0.1:$METRICS_PORT" --resync-interval 1m >"$DEMO/operator.log" 2>&1 &
   echo $! >"$DEMO/operator.pid"

@@ -473,7 +473,7 @@ async fn create_validation_errors_are_flow_problem_bodies() {
     for (change, code) in cases {
         assert_flow_error(post(mutate(change)).await.unwrap(), 400, code).await;
     }
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     assert_eq!(state["connections"], json!([]), "nothing was created");
 }
 
@@ -1112,7 +1112,7 @@ async fn two_hundred_concurrent_creates_give_two_hundred_distinct_connections() 
     .await;
     let ids: HashSet<&String> = results.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), 200);
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     let connections = state["connections"].as_array().unwrap();
     assert_eq!(connections.len(), 200);
     let inlets: HashSet<&str> = connections

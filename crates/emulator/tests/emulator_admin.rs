@@ -7,13 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aep_emulator::{DEMO_CLIENT_ID, DEMO_ORG_ID, EmulatorConfig, start};
+use aep_testkit::admin::{rule, rules};
 use aep_testkit::emulator::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn count_connections(harness: &Harness) -> usize {
-    let state = harness.admin_json("/_emulator/state").await;
-    state["connections"].as_array().unwrap().len()
+    harness.admin.connections().await.len()
 }
 
 // ------------------------------------------------------------------------------------------------------ faults
@@ -22,9 +22,12 @@ async fn count_connections(harness: &Harness) -> usize {
 async fn a_fault_answers_its_status_with_retry_after_and_a_flow_body_until_cleared() {
     let harness = Harness::start().await;
     let stored = harness
-        .add_fault(json!({"method": "POST", "route": CONNECTIONS, "status": 503, "retryAfter": 7}))
+        .admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS, "status": 503, "retryAfter": 7}),
+        ))
         .await;
-    assert_eq!(stored["rules"][0]["id"], "fault-1");
+    assert_eq!(stored.rule.id.as_deref(), Some("fault-1"));
     let response = harness
         .flow(Method::POST, CONNECTIONS)
         .json(&streaming_connection("x"))
@@ -49,17 +52,16 @@ async fn a_fault_answers_its_status_with_retry_after_and_a_flow_body_until_clear
         StatusCode::OK
     );
 
-    let listed = harness.admin_json("/_emulator/faults").await;
-    assert_eq!(listed["rules"][0]["fired"], 1);
+    assert_eq!(harness.admin.faults().await[0].fired, 1);
     assert_eq!(
         harness
-            .admin(Method::DELETE, "/_emulator/faults")
+            .admin_request(Method::DELETE, "/_emulator/faults")
             .await
             .status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        harness.admin_json("/_emulator/faults").await["rules"],
+        harness.admin_wire("/_emulator/faults").await["rules"],
         json!([])
     );
     harness.create("after the outage").await;
@@ -69,7 +71,7 @@ async fn a_fault_answers_its_status_with_retry_after_and_a_flow_body_until_clear
 async fn a_fault_can_carry_its_own_body_and_be_removed_by_id() {
     let harness = Harness::start().await;
     harness
-        .add_fault(json!({"id": "throttle", "path": "/ims/*", "status": 429, "body": {"error": "throttled"}}))
+        .admin.add_fault(rule(json!({"id": "throttle", "path": "/ims/*", "status": 429, "body": {"error": "throttled"}})))
         .await;
     let response = harness
         .http
@@ -85,14 +87,14 @@ async fn a_fault_can_carry_its_own_body_and_be_removed_by_id() {
     );
     assert_eq!(
         harness
-            .admin(Method::DELETE, "/_emulator/faults/throttle")
+            .admin_request(Method::DELETE, "/_emulator/faults/throttle")
             .await
             .status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
         harness
-            .admin(Method::DELETE, "/_emulator/faults/throttle")
+            .admin_request(Method::DELETE, "/_emulator/faults/throttle")
             .await
             .status(),
         StatusCode::NOT_FOUND
@@ -104,7 +106,10 @@ async fn a_fault_with_times_fails_only_the_first_n_matching_requests() {
     let harness = Harness::start().await;
     let (id, _) = harness.create("flaky").await;
     harness
-        .add_fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 500, "times": 2}))
+        .admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 500, "times": 2}),
+        ))
         .await;
     let path = format!("{CONNECTIONS}/{id}");
     let statuses: Vec<u16> = {
@@ -123,7 +128,7 @@ async fn a_fault_with_times_fails_only_the_first_n_matching_requests() {
         statuses
     };
     assert_eq!(statuses, [500, 500, 200, 200]);
-    let listed = harness.admin_json("/_emulator/faults").await;
+    let listed = harness.admin_wire("/_emulator/faults").await;
     assert_eq!(listed["rules"][0]["remaining"], 0);
 }
 
@@ -136,7 +141,10 @@ async fn a_fault_with_probability_one_always_fires_and_a_path_glob_matches_inlet
         .unwrap()
         .to_owned();
     harness
-        .add_fault(json!({"path": "/collection/*", "status": 503, "probability": 1.0}))
+        .admin
+        .add_fault(rule(
+            json!({"path": "/collection/*", "status": 503, "probability": 1.0}),
+        ))
         .await;
     for _ in 0..5 {
         let response = harness
@@ -156,7 +164,10 @@ async fn a_fault_with_probability_one_always_fires_and_a_path_glob_matches_inlet
 async fn a_latency_fault_delays_the_request_and_then_serves_it() {
     let harness = Harness::start().await;
     harness
-        .add_fault(json!({"route": CONNECTIONS, "method": "GET", "latencyMs": 400}))
+        .admin
+        .add_fault(rule(
+            json!({"route": CONNECTIONS, "method": "GET", "latencyMs": 400}),
+        ))
         .await;
     let started = Instant::now();
     let response = harness.flow(Method::GET, CONNECTIONS).send().await.unwrap();
@@ -168,9 +179,10 @@ async fn a_latency_fault_delays_the_request_and_then_serves_it() {
 async fn commit_then_fail_creates_the_connection_though_the_client_sees_500() {
     let harness = Harness::start().await;
     harness
-        .add_fault(
+        .admin
+        .add_fault(rule(
             json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "times": 1}),
-        )
+        ))
         .await;
     let response = harness
         .flow(Method::POST, CONNECTIONS)
@@ -201,7 +213,10 @@ async fn commit_then_fail_creates_the_connection_though_the_client_sees_500() {
 async fn drop_closes_the_connection_without_an_answer_and_without_creating() {
     let harness = Harness::start().await;
     harness
-        .add_fault(json!({"method": "POST", "route": CONNECTIONS, "action": "drop", "times": 1}))
+        .admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS, "action": "drop", "times": 1}),
+        ))
         .await;
     let result = harness
         .flow(Method::POST, CONNECTIONS)
@@ -219,9 +234,10 @@ async fn drop_closes_the_connection_without_an_answer_and_without_creating() {
 async fn commit_then_drop_creates_the_connection_though_the_client_sees_a_connection_error() {
     let harness = Harness::start().await;
     harness
-        .add_fault(
+        .admin
+        .add_fault(rule(
             json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenDrop", "times": 1}),
-        )
+        ))
         .await;
     let result = harness
         .flow(Method::POST, CONNECTIONS)
@@ -229,9 +245,9 @@ async fn commit_then_drop_creates_the_connection_though_the_client_sees_a_connec
         .send()
         .await;
     assert!(result.is_err(), "the client sees a connection error");
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     assert_eq!(state["connections"][0]["name"], "committed");
-    let log = harness.admin_json("/_emulator/requests").await;
+    let log = harness.admin_wire("/_emulator/requests").await;
     let last = log["log"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
         last["status"], 0,
@@ -288,8 +304,11 @@ async fn commit_after_delay_creates_the_connection_after_the_client_gave_up() {
     })
     .await;
     harness
-        .add_fault(json!({"id": "late", "method": "POST", "route": CONNECTIONS,
-                          "action": "commitAfterDelay", "latencyMs": 2000, "times": 1}))
+        .admin
+        .add_fault(rule(
+            json!({"id": "late", "method": "POST", "route": CONNECTIONS,
+                          "action": "commitAfterDelay", "latencyMs": 2000, "times": 1}),
+        ))
         .await;
     let started = Instant::now();
     let error = post_impatiently(&harness, Duration::from_secs(1), "late-commit").await;
@@ -306,11 +325,11 @@ async fn commit_after_delay_creates_the_connection_after_the_client_gave_up() {
         "committed although the client had gone"
     );
     assert_eq!(listed_count(&harness, "late-commit").await, 1);
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     let id = state["connections"][0]["id"].as_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
 
-    let log = harness.admin_json("/_emulator/requests").await;
+    let log = harness.admin_wire("/_emulator/requests").await;
     let creates: Vec<&Value> = log["log"]
         .as_array()
         .unwrap()
@@ -334,7 +353,10 @@ async fn a_delay_fault_is_lost_when_the_client_gives_up_unlike_commit_after_dela
     // operation, because the delay runs inside the request.
     let harness = Harness::start().await;
     harness
-        .add_fault(json!({"method": "POST", "route": CONNECTIONS, "latencyMs": 1000, "times": 1}))
+        .admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS, "latencyMs": 1000, "times": 1}),
+        ))
         .await;
     let started = Instant::now();
     let error = post_impatiently(&harness, Duration::from_millis(300), "lost").await;
@@ -348,11 +370,11 @@ async fn commit_after_delay_answers_a_waiting_client_late_with_the_real_answer_o
 {
     let harness = Harness::start().await;
     harness
-        .add_fault(json!([
+        .admin.add_faults(rules(json!([
             {"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 300, "times": 1},
             {"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 300,
              "status": 504, "retryAfter": 3, "times": 1}
-        ]))
+        ])))
         .await;
     let started = Instant::now();
     let response = harness
@@ -383,7 +405,7 @@ async fn commit_after_delay_answers_a_waiting_client_late_with_the_real_answer_o
     assert_flow_error(response, 504, "1104-504").await;
     assert_eq!(listed_count(&harness, "late%20failure").await, 1);
 
-    let log = harness.admin_json("/_emulator/requests").await;
+    let log = harness.admin_wire("/_emulator/requests").await;
     let statuses: Vec<&Value> = log["log"]
         .as_array()
         .unwrap()
@@ -412,7 +434,10 @@ async fn an_injected_404_reads_exactly_like_a_missing_connection_then_the_connec
 
     let (id, _) = harness.create("eventually consistent").await;
     harness
-        .add_fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 404, "times": 2}))
+        .admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 404, "times": 2}),
+        ))
         .await;
     for _ in 0..2 {
         let injected = harness
@@ -444,9 +469,10 @@ async fn an_injected_404_reads_exactly_like_a_missing_connection_then_the_connec
 async fn corrupt_id_commits_the_connection_but_answers_201_with_a_non_uuid_id() {
     let harness = Harness::start().await;
     harness
-        .add_fault(
+        .admin
+        .add_fault(rule(
             json!({"method": "POST", "route": CONNECTIONS, "action": "corruptId", "times": 1}),
-        )
+        ))
         .await;
     let response = harness
         .flow(Method::POST, CONNECTIONS)
@@ -464,7 +490,7 @@ async fn corrupt_id_commits_the_connection_but_answers_201_with_a_non_uuid_id() 
     assert_eq!(body["id"], "not-a-uuid");
     assert!(body["etag"].as_str().unwrap().starts_with('"'));
 
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     let real_id = state["connections"][0]["id"].as_str().unwrap();
     assert!(
         uuid::Uuid::parse_str(real_id).is_ok(),
@@ -514,10 +540,11 @@ async fn admin_routes_are_never_faulted_delayed_or_logged() {
     })
     .await;
     harness
-        .add_fault(json!({"path": "/*", "status": 500}))
+        .admin
+        .add_fault(rule(json!({"path": "/*", "status": 500})))
         .await;
     let started = Instant::now();
-    let state = harness.admin(Method::GET, "/_emulator/state").await;
+    let state = harness.admin_request(Method::GET, "/_emulator/state").await;
     assert_eq!(state.status(), StatusCode::OK);
     assert!(
         started.elapsed() < Duration::from_millis(1_500),
@@ -525,7 +552,7 @@ async fn admin_routes_are_never_faulted_delayed_or_logged() {
     );
     let response = harness.flow(Method::GET, CONNECTIONS).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let log = harness.admin_json("/_emulator/requests").await;
+    let log = harness.admin_wire("/_emulator/requests").await;
     let routes: Vec<&str> = log["log"]
         .as_array()
         .unwrap()
@@ -559,7 +586,7 @@ async fn requests_counts_by_method_route_and_status_and_keeps_an_ordered_log() {
     let harness = Harness::start().await;
     assert_eq!(
         harness
-            .admin(Method::DELETE, "/_emulator/requests")
+            .admin_request(Method::DELETE, "/_emulator/requests")
             .await
             .status(),
         StatusCode::NO_CONTENT
@@ -587,7 +614,7 @@ async fn requests_counts_by_method_route_and_status_and_keeps_an_ordered_log() {
         .await
         .unwrap();
 
-    let requests = harness.admin_json("/_emulator/requests").await;
+    let requests = harness.admin_wire("/_emulator/requests").await;
     let log: Vec<(u64, String, String, String, u64)> = requests["log"]
         .as_array()
         .unwrap()
@@ -635,12 +662,12 @@ async fn requests_counts_by_method_route_and_status_and_keeps_an_ordered_log() {
 
     assert_eq!(
         harness
-            .admin(Method::DELETE, "/_emulator/requests")
+            .admin_request(Method::DELETE, "/_emulator/requests")
             .await
             .status(),
         StatusCode::NO_CONTENT
     );
-    let cleared = harness.admin_json("/_emulator/requests").await;
+    let cleared = harness.admin_wire("/_emulator/requests").await;
     assert_eq!(cleared["log"], json!([]));
     assert_eq!(cleared["counts"], json!([]));
 }
@@ -650,19 +677,22 @@ async fn reset_clears_connections_faults_and_counters_but_keeps_tokens() {
     let harness = Harness::start().await;
     harness.create("gone").await;
     harness
-        .add_fault(json!({"route": "/nowhere", "status": 500}))
+        .admin
+        .add_fault(rule(json!({"route": "/nowhere", "status": 500})))
         .await;
-    let response = harness.admin(Method::POST, "/_emulator/reset").await;
+    let response = harness
+        .admin_request(Method::POST, "/_emulator/reset")
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     assert_eq!(state["connections"], json!([]));
     assert_eq!(state["inlets"], json!({}));
     assert_eq!(
-        harness.admin_json("/_emulator/faults").await["rules"],
+        harness.admin_wire("/_emulator/faults").await["rules"],
         json!([])
     );
     assert_eq!(
-        harness.admin_json("/_emulator/requests").await["log"],
+        harness.admin_wire("/_emulator/requests").await["log"],
         json!([])
     );
     let list = harness.flow(Method::GET, CONNECTIONS).send().await.unwrap();

@@ -6,6 +6,7 @@ use aep_emulator::{
     DEMO_CLIENT_ID, DEMO_DATASET_ID, DEMO_ORG_ID, DEMO_SCHEMA_ID, EmulatorConfig, RAW_FLOW_SPEC_ID,
     STREAMING_CONNECTION_SPEC_ID, XDM_FLOW_SPEC_ID,
 };
+use aep_testkit::admin::rules;
 use aep_testkit::emulator::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -174,7 +175,7 @@ fn envelope(flow_id: &str, dataset_id: &str, schema: &str) -> Value {
 }
 
 async fn records(harness: &Harness, dataset_id: &str) -> u64 {
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     state["datasets"]
         .as_array()
         .unwrap()
@@ -263,7 +264,7 @@ async fn datasets_are_seeded_through_the_admin_api_and_the_demo_can_be_left_out(
         ..Default::default()
     })
     .await;
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     assert_eq!(state["datasets"], json!([]));
 
     let response = harness
@@ -476,7 +477,7 @@ async fn a_raw_flow_needs_a_mapping_of_the_dataset_schema_and_takes_the_flow_id_
         "received, but lands nowhere"
     );
     assert_eq!(records(&harness, &chain.dataset_id).await, 2);
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     let inlet_id = chain.inlet_url.rsplit('/').next().unwrap();
     assert_eq!(state["unroutedMessages"][inlet_id], 1);
 
@@ -808,7 +809,7 @@ async fn the_inlet_refuses_flows_of_other_inlets_and_messages_for_another_datase
     let runs = runs_of(&harness, &chain.flow_id).await;
     assert_eq!(runs[0]["metrics"]["recordSummary"]["inputRecordCount"], 2);
     assert_eq!(runs[0]["metrics"]["recordSummary"]["failedRecordCount"], 1);
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     assert_eq!(
         state["inlets"][chain.inlet_url.rsplit('/').next().unwrap()]["rejected"],
         3
@@ -894,12 +895,13 @@ async fn fault_rules_apply_to_the_new_routes() {
     let harness = Harness::start().await;
     let chain = chain(&harness, "xdm").await;
     harness
-        .add_fault(json!([
+        .admin
+        .add_faults(rules(json!([
             {"method": "GET", "route": "/data/foundation/flowservice/flows/{id}", "status": 404, "times": 1},
             {"method": "POST", "route": "/data/foundation/flowservice/flows", "status": 503,
              "retryAfter": 2, "times": 1},
             {"route": "/data/foundation/catalog/dataSets/{id}", "status": 404, "times": 1}
-        ]))
+        ])))
         .await;
     let response = harness
         .flow(Method::GET, &format!("{}/{}", path("flows"), chain.flow_id))
@@ -932,13 +934,12 @@ async fn fault_rules_apply_to_the_new_routes() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
-    let log = harness.admin_json("/_emulator/requests").await;
-    let faulted: Vec<&str> = log["log"]
-        .as_array()
-        .unwrap()
+    let log = harness.admin.requests().await;
+    let faulted: Vec<&str> = log
+        .log
         .iter()
-        .filter(|e| e["fault"].is_string())
-        .map(|e| e["route"].as_str().unwrap())
+        .filter(|e| e.fault.is_some())
+        .map(|e| e.route.as_str())
         .collect();
     assert_eq!(
         faulted,
@@ -954,7 +955,7 @@ async fn fault_rules_apply_to_the_new_routes() {
 async fn reset_forgets_the_dataflow_objects_and_seeds_the_demo_dataset_again() {
     let harness = Harness::start().await;
     chain(&harness, "raw").await;
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     for key in [
         "sourceConnections",
         "targetConnections",
@@ -964,9 +965,11 @@ async fn reset_forgets_the_dataflow_objects_and_seeds_the_demo_dataset_again() {
         assert_eq!(state[key].as_array().unwrap().len(), 1, "{key}");
     }
     assert_eq!(state["datasets"].as_array().unwrap().len(), 2);
-    let response = harness.admin(Method::POST, "/_emulator/reset").await;
+    let response = harness
+        .admin_request(Method::POST, "/_emulator/reset")
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     for key in [
         "sourceConnections",
         "targetConnections",

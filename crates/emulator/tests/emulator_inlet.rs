@@ -110,7 +110,7 @@ async fn batch_answers_207_with_a_400_entry_for_an_xdm_message_lacking_header_or
     assert!(responses[2]["xactionId"].is_string());
     assert_eq!(responses[3]["statusCode"], 400);
 
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     let inlet_id = inlet_url.rsplit('/').next().unwrap();
     assert_eq!(state["inlets"][inlet_id]["messages"], 2);
     assert_eq!(state["inlets"][inlet_id]["rejected"], 2);
@@ -344,7 +344,9 @@ async fn a_new_inlet_appears_in_get_and_accepts_data_only_after_the_inlet_delay(
     .await;
     let created_at = Instant::now();
     let (id, _) = harness.create("provisioning").await;
-    let inlet_id = harness.inlet_id(&id).await;
+    let inlet_id = harness.admin.state().await.connections[0]
+        .inlet_id()
+        .to_owned();
     let inlet_url = harness.url(&format!("/collection/{inlet_id}"));
 
     let connection = harness.connection(&id).await;
@@ -367,7 +369,7 @@ async fn a_new_inlet_appears_in_get_and_accepts_data_only_after_the_inlet_delay(
             StatusCode::NOT_FOUND,
             "inlet not provisioned yet"
         );
-        let state = harness.admin_json("/_emulator/state").await;
+        let state = harness.admin_wire("/_emulator/state").await;
         assert_eq!(state["connections"][0]["inletReady"], false);
     }
 
@@ -422,16 +424,14 @@ async fn admin_state_counts_messages_per_inlet_and_keeps_recent_ones() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::MULTI_STATUS);
 
-    let state = harness.admin_json("/_emulator/state").await;
+    let state = harness.admin_wire("/_emulator/state").await;
     let record = &state["inlets"][inlet_id];
     assert_eq!(record["messages"], 5);
     assert_eq!(record["requests"], 4);
     assert_eq!(record["connectionId"], id.as_str());
     assert_eq!(state["inlets"][quiet_id]["messages"], 0);
 
-    let detail = harness
-        .admin_json(&format!("/_emulator/inlets/{inlet_id}"))
-        .await;
-    assert_eq!(detail["recentMessages"].as_array().unwrap().len(), 5);
-    assert_eq!(detail["recentMessages"][0], xdm_message());
+    let detail = harness.admin.inlet(inlet_id).await;
+    assert_eq!(detail.recent_messages.len(), 5);
+    assert_eq!(detail.recent_messages[0], xdm_message());
 }

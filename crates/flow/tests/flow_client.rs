@@ -16,8 +16,9 @@ use aep_flow::{
     ConnectionUpdate, Credentials, DataType, FlowClient, FlowClientConfig, FlowError,
     FlowErrorKind, NewConnection, Operation, STREAMING_CONNECTION_SPEC_ID, Scope,
 };
+use aep_testkit::admin::{EmulatorAdmin, rule, rules};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use recording_observer::RecordingObserver;
 
@@ -31,7 +32,7 @@ struct Env {
     client: FlowClient,
     credentials: Credentials,
     observer: Arc<RecordingObserver>,
-    admin: reqwest::Client,
+    admin: EmulatorAdmin,
 }
 
 async fn env() -> Env {
@@ -57,7 +58,7 @@ async fn env_with(emulator: EmulatorConfig, tweak: impl FnOnce(&mut FlowClientCo
         client: FlowClient::new(config).expect("the client builds"),
         credentials: demo_credentials("secret-uid/1"),
         observer,
-        admin: reqwest::Client::new(),
+        admin: EmulatorAdmin::new(emulator.url()),
         emulator,
     }
 }
@@ -103,67 +104,9 @@ impl Env {
         }
     }
 
-    fn admin_url(&self, path: &str) -> String {
-        format!("{}/_emulator/{path}", self.emulator.url())
-    }
-
-    async fn fault(&self, rule: Value) {
-        let response = self
-            .admin
-            .post(self.admin_url("faults"))
-            .json(&rule)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-    }
-
-    async fn clear_faults(&self) {
-        self.admin
-            .delete(self.admin_url("faults"))
-            .send()
-            .await
-            .unwrap();
-    }
-
     /// How many requests the emulator served for this method and route, optionally with one status.
     async fn served(&self, method: &str, route: &str, status: Option<u16>) -> u64 {
-        let log: Value = self
-            .admin
-            .get(self.admin_url("requests"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log["counts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|count| count["method"] == method && count["route"] == route)
-            .filter(|count| status.is_none_or(|status| count["status"] == status))
-            .map(|count| count["count"].as_u64().unwrap())
-            .sum()
-    }
-
-    /// Every request the emulator served so far, of any route.
-    async fn admin_json_requests_total(&self) -> u64 {
-        let log: Value = self
-            .admin
-            .get(self.admin_url("requests"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log["counts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|count| count["count"].as_u64().unwrap())
-            .sum()
+        self.admin.requests().await.served(method, route, status)
     }
 
     async fn tokens_minted(&self) -> u64 {
@@ -172,22 +115,13 @@ impl Env {
 
     /// An access token straight from the emulator's IMS, for the static-token mode.
     async fn mint_token_by_hand(&self) -> String {
-        let body: Value = self
-            .admin
-            .post(format!("{}{TOKEN_ROUTE}", self.emulator.url()))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", DEMO_CLIENT_ID),
-                ("client_secret", DEMO_CLIENT_SECRET),
-                ("scope", "openid"),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
+        aep_testkit::emulator::fetch_token(
+            &reqwest::Client::new(),
+            &self.emulator.url(),
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+        )
+        .await
     }
 }
 
@@ -695,8 +629,8 @@ async fn a_401_drops_the_token_and_mints_once() {
     assert_eq!(env.tokens_minted().await, 1);
 
     // The token is revoked early once: one new token, the read succeeds.
-    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 401,
-                     "body": {"error_code": "401013", "message": "Oauth token is not valid"}, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 401,
+                     "body": {"error_code": "401013", "message": "Oauth token is not valid"}, "times": 1})))
         .await;
     env.client
         .get_connection(&scope, &created.id)
@@ -706,7 +640,10 @@ async fn a_401_drops_the_token_and_mints_once() {
     assert_eq!(env.served("GET", CONNECTION_ROUTE, Some(401)).await, 1);
 
     // A write is resent after a 401 too: the 401 proves it was not processed.
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 401, "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 401, "times": 1}),
+        ))
         .await;
     env.client
         .create_connection(&scope, &new_connection("Remint 2"))
@@ -716,11 +653,12 @@ async fn a_401_drops_the_token_and_mints_once() {
     assert_eq!(env.served("POST", CONNECTIONS_ROUTE, Some(201)).await, 2);
 
     // Still 401 with a brand-new token: the credentials are wrong; only one re-mint per call.
-    env.fault(
-        json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 401,
+    env.admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 401,
                      "body": {"error_code": "401013", "message": "Oauth token is not valid"}}),
-    )
-    .await;
+        ))
+        .await;
     let error = assert_reason(
         env.client.get_connection(&scope, &created.id).await,
         FlowErrorKind::Unauthorized,
@@ -886,7 +824,10 @@ async fn forbidden_is_its_own_class() {
     assert_eq!(error.error_code(), Some("403003"));
     assert!(error.is_permanent());
 
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 403, "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 403, "times": 1}),
+        ))
         .await;
     let error = assert_reason(
         env.client
@@ -900,7 +841,10 @@ async fn forbidden_is_its_own_class() {
 #[tokio::test]
 async fn a_400_is_an_invalid_spec() {
     let env = env().await;
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 400, "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 400, "times": 1}),
+        ))
         .await;
     let error = assert_reason(
         env.client
@@ -920,7 +864,7 @@ async fn a_400_is_an_invalid_spec() {
 #[tokio::test]
 async fn a_429_on_a_write_carries_retry_after_in_seconds() {
     let env = env().await;
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 7, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 7, "times": 1})))
         .await;
     let error = assert_reason(
         env.client
@@ -937,7 +881,7 @@ async fn a_429_on_a_write_carries_retry_after_in_seconds() {
 async fn a_429_on_a_write_carries_retry_after_as_an_http_date() {
     let env = env().await;
     let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-    env.fault(json!({"method": "PATCH", "route": CONNECTION_ROUTE, "status": 429, "retryAfter": at, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "PATCH", "route": CONNECTION_ROUTE, "status": 429, "retryAfter": at, "times": 1})))
         .await;
     let update = ConnectionUpdate {
         name: Some("x".into()),
@@ -961,7 +905,7 @@ async fn a_429_on_a_write_carries_retry_after_as_an_http_date() {
 #[tokio::test]
 async fn reads_wait_out_a_short_retry_after() {
     let env = env().await;
-    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 1, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 1, "times": 1})))
         .await;
     let started = Instant::now();
     env.client
@@ -981,10 +925,11 @@ async fn reads_wait_out_a_short_retry_after() {
 #[tokio::test]
 async fn reads_hand_a_long_retry_after_to_the_caller() {
     let env = env().await;
-    env.fault(
-        json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 429, "retryAfter": 120}),
-    )
-    .await;
+    env.admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 429, "retryAfter": 120}),
+        ))
+        .await;
     let started = Instant::now();
     let error = assert_reason(
         env.client.get_connection(&env.scope(), "x").await,
@@ -998,7 +943,10 @@ async fn reads_hand_a_long_retry_after_to_the_caller() {
 #[tokio::test]
 async fn reads_are_retried_through_transient_5xx() {
     let env = env().await;
-    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 503, "times": 2}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 503, "times": 2}),
+        ))
         .await;
     assert_reason(
         env.client.get_connection(&env.scope(), "missing").await,
@@ -1012,7 +960,10 @@ async fn reads_are_retried_through_transient_5xx() {
 #[tokio::test]
 async fn reads_give_up_after_a_few_attempts() {
     let env = env().await;
-    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 502}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 502}),
+        ))
         .await;
     let error = assert_reason(
         env.client.get_connection(&env.scope(), "x").await,
@@ -1026,7 +977,7 @@ async fn reads_give_up_after_a_few_attempts() {
 #[tokio::test]
 async fn a_5xx_on_create_may_have_committed_and_is_not_retried() {
     let env = env().await;
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "retryAfter": 3, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "retryAfter": 3, "times": 1})))
         .await;
     let error = assert_reason(
         env.client
@@ -1041,7 +992,7 @@ async fn a_5xx_on_create_may_have_committed_and_is_not_retried() {
 #[tokio::test]
 async fn commit_then_fail_is_reported_as_maybe_committed_and_the_lookup_finds_it() {
     let env = env().await;
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": "commitThenFail", "status": 500, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": "commitThenFail", "status": 500, "times": 1})))
         .await;
     let error = assert_reason(
         env.client
@@ -1062,10 +1013,11 @@ async fn commit_then_fail_is_reported_as_maybe_committed_and_the_lookup_finds_it
 async fn a_connection_dropped_after_sending_may_have_committed() {
     let env = env().await;
     for action in ["drop", "commitThenDrop"] {
-        env.fault(
-            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": action, "times": 1}),
-        )
-        .await;
+        env.admin
+            .add_fault(rule(
+                json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": action, "times": 1}),
+            ))
+            .await;
         let error = assert_reason(
             env.client
                 .create_connection(&env.scope(), &new_connection(action))
@@ -1087,7 +1039,10 @@ async fn a_connection_dropped_after_sending_may_have_committed() {
 #[tokio::test]
 async fn a_read_survives_a_dropped_connection() {
     let env = env().await;
-    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "action": "drop", "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTIONS_ROUTE, "action": "drop", "times": 1}),
+        ))
         .await;
     env.client
         .find_connections_by_name(&env.scope(), "n")
@@ -1107,7 +1062,10 @@ async fn a_timeout_after_sending_a_create_may_have_committed() {
         .find_connections_by_name(&env.scope(), "n")
         .await
         .unwrap();
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "latencyMs": 1500, "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "latencyMs": 1500, "times": 1}),
+        ))
         .await;
     let error = assert_reason(
         env.client
@@ -1147,7 +1105,10 @@ async fn a_refused_connection_certainly_did_not_commit() {
 #[tokio::test]
 async fn ims_outages_are_transient() {
     let env = env().await;
-    env.fault(json!({"method": "POST", "route": TOKEN_ROUTE, "status": 503, "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": TOKEN_ROUTE, "status": 503, "times": 1}),
+        ))
         .await;
     let error = assert_reason(
         env.client
@@ -1264,9 +1225,9 @@ async fn fifty_calls_with_a_wrong_client_secret_make_one_ims_request() {
 #[tokio::test]
 async fn an_ims_429_holds_every_token_request_until_its_retry_after() {
     let env = env().await;
-    env.fault(
+    env.admin.add_fault(rule(
         json!({"method": "POST", "route": TOKEN_ROUTE, "status": 429, "retryAfter": 7, "times": 1}),
-    )
+    ))
     .await;
     let error = assert_reason(
         env.client.get_connection(&env.scope(), "x").await,
@@ -1307,7 +1268,7 @@ async fn a_429_stops_every_call_of_the_integration_until_its_retry_after() {
         .create_connection(&scope, &new_connection("Throttled"))
         .await
         .unwrap();
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 7, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 7, "times": 1})))
         .await;
     let first = assert_reason(
         env.client
@@ -1316,7 +1277,7 @@ async fn a_429_stops_every_call_of_the_integration_until_its_retry_after() {
         FlowErrorKind::RateLimited,
     );
     assert_eq!(first.retry_after(), Some(Duration::from_secs(7)));
-    let requests_so_far = env.admin_json_requests_total().await;
+    let requests_so_far = env.admin.requests().await.total();
 
     let started = Instant::now();
     let update = ConnectionUpdate {
@@ -1360,7 +1321,7 @@ async fn a_429_stops_every_call_of_the_integration_until_its_retry_after() {
         assert!(!error.maybe_committed());
     }
     assert_eq!(
-        env.admin_json_requests_total().await,
+        env.admin.requests().await.total(),
         requests_so_far,
         "nothing was sent inside the window"
     );
@@ -1374,7 +1335,10 @@ async fn a_429_without_retry_after_holds_the_integration_for_a_second() {
         .find_connections_by_name(&scope, "n")
         .await
         .unwrap();
-    env.fault(json!({"method": "DELETE", "route": CONNECTION_ROUTE, "status": 429, "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "DELETE", "route": CONNECTION_ROUTE, "status": 429, "times": 1}),
+        ))
         .await;
     let error = assert_reason(
         env.client.delete_connection(&scope, "x").await,
@@ -1407,7 +1371,7 @@ async fn a_read_retry_never_goes_out_before_the_retry_after() {
         .await
         .unwrap();
     // The list is throttled for 2 s; its own retry must wait until then, and so must other calls.
-    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 2, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 429, "retryAfter": 2, "times": 1})))
         .await;
     let started = Instant::now();
     let (list, get) = tokio::join!(env.client.find_connections_by_name(&scope, "n"), async {
@@ -1445,7 +1409,10 @@ async fn ims_requests_count_against_the_rate_limit_and_the_concurrency_cap() {
         config.max_concurrency = 1
     })
     .await;
-    env.fault(json!({"method": "POST", "route": TOKEN_ROUTE, "latencyMs": 400}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": TOKEN_ROUTE, "latencyMs": 400}),
+        ))
         .await;
     let (first, second) = (demo_credentials("a/1"), demo_credentials("b/1"));
     let (first, second) = (
@@ -1482,7 +1449,7 @@ async fn a_created_id_that_is_not_a_uuid_may_have_committed() {
         json!({"etag": "\"e1\""}),
         json!({"id": 42, "etag": "\"e1\""}),
     ] {
-        env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 201, "body": body, "times": 1}))
+        env.admin.add_fault(rule(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 201, "body": body, "times": 1})))
             .await;
         let error = assert_reason(
             env.client
@@ -1504,8 +1471,8 @@ async fn a_connection_read_back_with_an_id_that_is_not_a_uuid_is_unexpected() {
         .create_connection(&env.scope(), &new_connection("Odd"))
         .await
         .unwrap();
-    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 200,
-                     "body": {"items": [{"id": "12345", "name": "Odd", "etag": "\"e\""}]}, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 200,
+                     "body": {"items": [{"id": "12345", "name": "Odd", "etag": "\"e\""}]}, "times": 1})))
         .await;
     let error = assert_reason(
         env.client.get_connection(&env.scope(), &created.id).await,
@@ -1514,9 +1481,9 @@ async fn a_connection_read_back_with_an_id_that_is_not_a_uuid_is_unexpected() {
     assert!(!error.maybe_committed());
     assert!(error.to_string().contains("not a UUID"), "{error}");
     // Another connection than the one asked for is not trusted either.
-    env.fault(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 200,
+    env.admin.add_fault(rule(json!({"method": "GET", "route": CONNECTION_ROUTE, "status": 200,
                      "body": {"items": [{"id": "a59d368a-1152-4673-a46e-bd52e8cdb9a9", "name": "Odd"}]},
-                     "times": 1}))
+                     "times": 1})))
         .await;
     assert_reason(
         env.client.get_connection(&env.scope(), &created.id).await,
@@ -1524,22 +1491,23 @@ async fn a_connection_read_back_with_an_id_that_is_not_a_uuid_is_unexpected() {
     );
 
     // In a lookup, only a match with an odd id is a problem; strangers are ignored.
-    env.fault(
-        json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 200,
+    env.admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 200,
                      "body": {"items": [
                          {"id": "stranger-id", "name": "Someone else"},
                          {"id": created.id, "name": "Odd"},
                      ], "_links": {}}, "times": 1}),
-    )
-    .await;
+        ))
+        .await;
     let found = env
         .client
         .find_connections_by_name(&env.scope(), "Odd")
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
-    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 200,
-                     "body": {"items": [{"id": "odd-id", "name": "Odd"}], "_links": {}}, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "status": 200,
+                     "body": {"items": [{"id": "odd-id", "name": "Odd"}], "_links": {}}, "times": 1})))
         .await;
     assert_reason(
         env.client
@@ -1555,7 +1523,7 @@ async fn a_proxy_html_page_becomes_its_title() {
     let page = "<!DOCTYPE html><html><head><title>503 Service Temporarily Unavailable</title>\
                 <style>body{font:x}</style></head><body><h1>503 Service Temporarily Unavailable</h1>\
                 <hr><center>nginx</center></body></html>";
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "body": page, "times": 1}))
+    env.admin.add_fault(rule(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "body": page, "times": 1})))
         .await;
     let error = assert_reason(
         env.client
@@ -1584,11 +1552,12 @@ async fn encoded_echoes_of_the_client_secret_are_redacted() {
         "DEMO-SECRET",
     ];
     for echo in echoes {
-        env.fault(
-            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 400,
+        env.admin
+            .add_fault(rule(
+                json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 400,
                          "body": {"message": format!("credential {echo} rejected")}, "times": 1}),
-        )
-        .await;
+            ))
+            .await;
         let error = assert_reason(
             env.client
                 .create_connection(&env.scope(), &new_connection("x"))
@@ -1629,7 +1598,10 @@ async fn the_concurrency_cap_bounds_requests_in_flight() {
         .find_connections_by_name(&env.scope(), "n")
         .await
         .unwrap();
-    env.fault(json!({"method": "GET", "route": CONNECTIONS_ROUTE, "latencyMs": 300}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "GET", "route": CONNECTIONS_ROUTE, "latencyMs": 300}),
+        ))
         .await;
     let started = Instant::now();
     let scope = env.scope();
@@ -1727,13 +1699,14 @@ async fn no_secret_or_token_appears_in_errors_or_debug_output() {
     // caller's client secret, then the static caller's token.
     let echo_secret = format!("client secret {DEMO_CLIENT_SECRET} was rejected");
     let echo_token = format!("token {hand_token} was rejected");
-    env.fault(json!({"rules": [
-        {"method": "GET", "route": CONNECTION_ROUTE, "status": 400,
-         "body": {"message": echo_secret}, "times": 1},
-        {"method": "GET", "route": CONNECTION_ROUTE, "status": 400,
-         "body": {"message": echo_token, "error_code": hand_token}, "times": 1},
-    ]}))
-    .await;
+    env.admin
+        .add_faults(rules(json!({"rules": [
+            {"method": "GET", "route": CONNECTION_ROUTE, "status": 400,
+             "body": {"message": echo_secret}, "times": 1},
+            {"method": "GET", "route": CONNECTION_ROUTE, "status": 400,
+             "body": {"message": echo_token, "error_code": hand_token}, "times": 1},
+        ]})))
+        .await;
     errors.push(
         env.client
             .get_connection(&env.scope(), "x")
@@ -1746,10 +1719,10 @@ async fn no_secret_or_token_appears_in_errors_or_debug_output() {
             .await
             .unwrap_err(),
     );
-    env.fault(
+    env.admin.add_fault(rule(
         json!({"method": "POST", "route": TOKEN_ROUTE, "status": 401,
                      "body": {"error": "invalid_client", "error_description": echo_secret}, "times": 1}),
-    )
+    ))
     .await;
     env.client.forget_token(&env.credentials);
     errors.push(
@@ -1758,7 +1731,7 @@ async fn no_secret_or_token_appears_in_errors_or_debug_output() {
             .await
             .unwrap_err(),
     );
-    env.clear_faults().await;
+    env.admin.clear_faults().await;
 
     // Ordinary failures of every kind.
     let wrong = Credentials::from_secret_data(
@@ -1788,7 +1761,10 @@ async fn no_secret_or_token_appears_in_errors_or_debug_output() {
             .await
             .unwrap_err(),
     );
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "status": 503, "times": 1}),
+        ))
         .await;
     errors.push(
         env.client
@@ -1796,7 +1772,10 @@ async fn no_secret_or_token_appears_in_errors_or_debug_output() {
             .await
             .unwrap_err(),
     );
-    env.fault(json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": "drop", "times": 1}))
+    env.admin
+        .add_fault(rule(
+            json!({"method": "POST", "route": CONNECTIONS_ROUTE, "action": "drop", "times": 1}),
+        ))
         .await;
     errors.push(
         env.client

@@ -1,12 +1,17 @@
 //! End-to-end harness: a real API server (from `AEP_E2E_KUBECONFIG`), the operator as a separate
 //! process authenticated as its own service account (RBAC of `deploy/`), the emulator in-process.
+//! Also the two things the demo and the benchmark share with it: the operator's kubeconfig from a
+//! TokenRequest ([`write_operator_kubeconfig`]) and the Ready predicate ([`is_ready`]).
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aep_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
 use aep_streaming_operator::api::StreamingConnection;
+use aep_streaming_operator::controller::status;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,19 +23,23 @@ use kube::{Client, Config, ResourceExt};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
-pub const OPERATOR_NAMESPACE: &str = "aep-streaming-operator";
-pub const OPERATOR_SERVICE_ACCOUNT: &str = "aep-streaming-operator";
+use crate::admin::EmulatorAdmin;
+
+/// The namespace `deploy/` installs the operator's service account in.
+const OPERATOR_NAMESPACE: &str = "aep-streaming-operator";
+/// The operator's service account, whose RBAC is that of `deploy/rbac.yaml`.
+const OPERATOR_SERVICE_ACCOUNT: &str = "aep-streaming-operator";
 const E2E_MANAGER: &str = "e2e-tests";
 
 /// The repository root (the workspace root, two levels above this crate).
-pub fn repo() -> PathBuf {
+fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The operator binary the tests start: the one cargo built beside the running test executable
 /// (`target/<profile>/aep-streaming-operator`, as `CARGO_BIN_EXE_…` would name it in the root package), or
 /// `AEP_OPERATOR_BINARY`.
-pub fn operator_binary() -> PathBuf {
+fn operator_binary() -> PathBuf {
     if let Ok(path) = std::env::var("AEP_OPERATOR_BINARY") {
         return PathBuf::from(path);
     }
@@ -59,11 +68,23 @@ fn kubeconfig_path() -> PathBuf {
 /// A client with the kubeconfig's own (admin) identity: for setting up and inspecting, never for
 /// the operator.
 pub async fn admin_client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("a readable kubeconfig");
+    client_for(&kubeconfig_path()).await
+}
+
+/// A client with the identity of the kubeconfig at `path` (its current context).
+pub async fn client_for(path: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .unwrap_or_else(|error| panic!("a readable kubeconfig at {}: {error}", path.display()));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap();
     Client::try_from(config).unwrap()
+}
+
+/// True when the object's `Ready` condition is `True` for its current generation: the operator's own
+/// predicate, for the tests and the benchmark alike.
+pub fn is_ready(object: &StreamingConnection) -> bool {
+    status::is_ready(object.status.as_ref(), object.metadata.generation)
 }
 
 /// Installs the CRD and the operator's RBAC (both from the repository), once per cluster; applying
@@ -104,7 +125,7 @@ pub async fn install(admin: &Client) {
 }
 
 /// Server-side applies every document of a YAML file.
-pub async fn apply_file(client: &Client, path: &Path) {
+async fn apply_file(client: &Client, path: &Path) {
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     for document in serde_yaml::Deserializer::from_str(&text) {
@@ -138,14 +159,20 @@ pub async fn apply_file(client: &Client, path: &Path) {
     }
 }
 
-/// A kubeconfig for the operator: the same API server, authenticated with a token of the
-/// operator's service account from the TokenRequest API, so the operator has exactly the RBAC of
-/// `deploy/`.
-pub async fn operator_kubeconfig(admin: &Client, directory: &Path) -> PathBuf {
+/// Writes a kubeconfig for the operator to `path` (mode 0600): the API server of `admin_kubeconfig`,
+/// authenticated with a token of the operator's service account from the TokenRequest API, valid for
+/// `lifetime`, so the operator has exactly the RBAC of `deploy/`. The end-to-end tests, `tools/demo.sh`
+/// and `tools/bench.sh` (through `aep-testkit operator-kubeconfig`) all write it here.
+pub async fn write_operator_kubeconfig(
+    admin: &Client,
+    admin_kubeconfig: &Path,
+    path: &Path,
+    lifetime: Duration,
+) {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
     let request = TokenRequest {
         spec: TokenRequestSpec {
-            expiration_seconds: Some(3600),
+            expiration_seconds: Some(i64::try_from(lifetime.as_secs()).expect("a sane lifetime")),
             ..TokenRequestSpec::default()
         },
         ..TokenRequest::default()
@@ -158,24 +185,31 @@ pub async fn operator_kubeconfig(admin: &Client, directory: &Path) -> PathBuf {
         .unwrap()
         .token;
     let admin_config: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(admin_kubeconfig).unwrap()).unwrap();
     let mut cluster = admin_config["clusters"][0]["cluster"].clone();
     if let Some(ca) = cluster.get("certificate-authority").and_then(Value::as_str) {
         // Relative paths in a kubeconfig are relative to the kubeconfig's folder.
-        let ca = kubeconfig_path().parent().unwrap().join(ca);
+        let ca = admin_kubeconfig.parent().unwrap().join(ca);
         cluster["certificate-authority"] = json!(ca.to_string_lossy());
     }
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": cluster}],
-        "users": [{"name": "aep-streaming-operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "e2e", "user": "aep-streaming-operator"}}],
+        "clusters": [{"name": "cluster", "cluster": cluster}],
+        "users": [{"name": OPERATOR_SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": OPERATOR_SERVICE_ACCOUNT}}],
         "current-context": "operator",
     });
-    let path = directory.join("operator-kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
-    path
+    // The file holds a token: readable by its owner only, from the moment it exists.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
+    file.write_all(serde_yaml::to_string(&config).unwrap().as_bytes())
+        .unwrap();
 }
 
 /// Operator flags for leader election on the Lease in the operator's namespace, with a short lease
@@ -191,11 +225,12 @@ pub const LEADER_ELECTION: [&str; 5] = [
 /// The operator binary running as a separate process; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Operator {
     child: Option<Child>,
+    /// Where its stdout and stderr go.
     pub log: PathBuf,
 }
 
 impl Operator {
-    pub fn start(
+    fn start(
         kubeconfig: &Path,
         platform_url: &str,
         log: PathBuf,
@@ -255,6 +290,7 @@ impl Operator {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Everything it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -268,12 +304,18 @@ impl Drop for Operator {
 
 /// One end-to-end scenario: its namespaces, a credentials Secret in each, the emulator, the operator.
 pub struct Scenario {
+    /// A client with the cluster's admin identity.
     pub admin: Client,
     /// Base URL of the emulator (IMS, Flow Service and inlet); stable across emulator restarts.
     pub emulator_url: String,
-    emulator: Option<aep_emulator::RunningEmulator>,
+    /// The emulator's admin API.
+    pub emulator: EmulatorAdmin,
+    running_emulator: Option<aep_emulator::RunningEmulator>,
+    /// The operator process (`operator-a`).
     pub operator: Operator,
+    /// The scenario's namespaces, each with a random suffix.
     pub namespaces: Vec<String>,
+    /// A client for direct requests to the emulator.
     pub http: reqwest::Client,
     /// Logs, kubeconfig and emulator state of this scenario; kept after the run for a post-mortem.
     pub directory: PathBuf,
@@ -310,11 +352,19 @@ impl Scenario {
         })
         .await
         .unwrap();
-        let kubeconfig = operator_kubeconfig(&admin, &directory).await;
+        let kubeconfig = directory.join("operator-kubeconfig");
+        write_operator_kubeconfig(
+            &admin,
+            &kubeconfig_path(),
+            &kubeconfig,
+            Duration::from_secs(3600),
+        )
+        .await;
         let mut scenario = Self {
             admin,
             emulator_url: emulator.url(),
-            emulator: Some(emulator),
+            emulator: EmulatorAdmin::new(emulator.url()),
+            running_emulator: Some(emulator),
             operator: Operator {
                 child: None,
                 log: PathBuf::new(),
@@ -346,7 +396,7 @@ impl Scenario {
     /// Stops the emulator and starts it again on the same address with the same state file, as a
     /// restart of the platform would look to the operator (tokens it issued are gone).
     pub async fn restart_emulator(&mut self, downtime: Duration) {
-        let running = self.emulator.take().expect("the emulator runs");
+        let running = self.running_emulator.take().expect("the emulator runs");
         let listen = running.local_addr();
         running.shutdown().await;
         tokio::time::sleep(downtime).await;
@@ -358,7 +408,7 @@ impl Scenario {
         for attempt in 0.. {
             match aep_emulator::start(config.clone()).await {
                 Ok(emulator) => {
-                    self.emulator = Some(emulator);
+                    self.running_emulator = Some(emulator);
                     return;
                 }
                 Err(error) if attempt < 50 => {
@@ -370,14 +420,17 @@ impl Scenario {
         }
     }
 
+    /// The kubeconfig the scenario's operators run with.
     pub fn operator_kubeconfig(&self) -> PathBuf {
         self.directory.join("operator-kubeconfig")
     }
 
+    /// The first namespace.
     pub fn namespace(&self) -> &str {
         &self.namespaces[0]
     }
 
+    /// The StreamingConnections of `namespace`, as admin.
     pub fn connections(&self, namespace: &str) -> Api<StreamingConnection> {
         Api::namespaced(self.admin.clone(), namespace)
     }
@@ -399,9 +452,9 @@ impl Scenario {
             .unwrap_or_else(|e| panic!("creating {namespace}/{name}: {e}"))
     }
 
-    /// Waits until the object is Ready for its current generation, and returns it.
+    /// Waits until the object is Ready for its current generation ([`is_ready`]), and returns it.
     pub async fn wait_ready(&self, namespace: &str, name: &str) -> StreamingConnection {
-        self.wait_condition(namespace, name, "Ready", "True", None)
+        self.wait_until(namespace, name, "Ready=True", is_ready)
             .await
     }
 
@@ -414,27 +467,42 @@ impl Scenario {
         status: &str,
         reason: Option<&str>,
     ) -> StreamingConnection {
-        let api = self.connections(namespace);
-        // Long enough for a create whose answer never came to settle (the scenarios' request
-        // timeout plus 30 s) and be retried with the backoff.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let object = api.get(name).await.unwrap();
+        let what = format!("{type_}={status} {reason:?}");
+        self.wait_until(namespace, name, &what, |object| {
             let generation = object.metadata.generation;
-            let matched = object.status.as_ref().is_some_and(|s| {
+            object.status.as_ref().is_some_and(|s| {
                 s.conditions.iter().any(|c| {
                     c.type_ == type_
                         && c.status == status
                         && c.observed_generation == generation
                         && reason.is_none_or(|r| c.reason == r)
                 })
-            });
-            if matched {
+            })
+        })
+        .await
+    }
+
+    /// Polls the object until `matched` holds, and returns it; panics with its status and the
+    /// operator's log after two minutes.
+    async fn wait_until(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        matched: impl Fn(&StreamingConnection) -> bool,
+    ) -> StreamingConnection {
+        let api = self.connections(namespace);
+        // Long enough for a create whose answer never came to settle (the scenarios' request
+        // timeout plus 30 s) and be retried with the backoff.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let object = api.get(name).await.unwrap();
+            if matched(&object) {
                 return object;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "{namespace}/{name} never had {type_}={status} {reason:?}; status: {}\n--- operator log ({}) ---\n{}",
+                    "{namespace}/{name} never had {what}; status: {}\n--- operator log ({}) ---\n{}",
                     serde_json::to_string_pretty(&object.status).unwrap(),
                     self.operator.log.display(),
                     tail(&self.operator.log_text(), 60)
@@ -461,30 +529,6 @@ impl Scenario {
         );
     }
 
-    pub async fn emulator_connections(&self) -> Vec<Value> {
-        let state: Value = self
-            .http
-            .get(format!("{}/_emulator/state", self.emulator_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        state["connections"].as_array().cloned().unwrap_or_default()
-    }
-
-    pub async fn emulator_requests(&self) -> Value {
-        self.http
-            .get(format!("{}/_emulator/requests", self.emulator_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     /// An IMS token from the emulator for the demo client, as an application would get one.
     pub async fn ims_token(&self) -> String {
         crate::emulator::fetch_token(
@@ -503,15 +547,8 @@ impl Scenario {
         path: &str,
     ) -> reqwest::RequestBuilder {
         let token = self.ims_token().await;
-        self.http
-            .request(
-                method,
-                format!("{}/data/foundation/flowservice{path}", self.emulator_url),
-            )
-            .bearer_auth(token)
-            .header("x-api-key", DEMO_CLIENT_ID)
-            .header("x-gw-ims-org-id", DEMO_ORG_ID)
-            .header("x-sandbox-name", "prod")
+        let url = format!("{}/data/foundation/flowservice{path}", self.emulator_url);
+        crate::emulator::flow_request(&self.http, method, &url, &token, "prod")
     }
 
     /// Deletes every StreamingConnection of the scenario (so its finalizers run while the operator
@@ -595,6 +632,7 @@ where
     false
 }
 
+/// The last `lines` lines of `text`.
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

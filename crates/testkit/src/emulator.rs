@@ -1,7 +1,6 @@
-//! Test fixtures for the emulator tests: an in-process emulator on a random port with a token in hand, and
-//! request builders that carry the headers a well-behaved client sends.
-
-#![allow(dead_code)] // Each test binary uses a different subset.
+//! The in-process emulator harness: an emulator on a random port with a token in hand, request builders that
+//! carry the headers a well-behaved client sends, and the request bodies and answer checks the emulator's tests
+//! share. Its admin API is reached through [`EmulatorAdmin`].
 
 use std::time::Duration;
 
@@ -12,18 +11,30 @@ use aep_emulator::{
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::admin::{EmulatorAdmin, IMS_TOKEN_ROUTE};
+
+/// The Flow Service connections collection.
 pub const CONNECTIONS: &str = "/data/foundation/flowservice/connections";
+/// The route template of one connection, as the request log names it.
 pub const CONNECTION_ROUTE: &str = "/data/foundation/flowservice/connections/{id}";
-pub const TOKEN_PATH: &str = "/ims/token/v3";
+/// The IMS token path.
+pub const TOKEN_PATH: &str = IMS_TOKEN_ROUTE;
 
 /// A running emulator, an HTTP client and a valid token of the demo client.
 pub struct Harness {
+    /// The emulator, stopped when the harness is dropped.
     pub emulator: RunningEmulator,
+    /// A client for direct requests.
     pub http: reqwest::Client,
+    /// The emulator's base URL.
     pub base: String,
+    /// A valid token of the demo client.
     pub token: String,
+    /// The emulator's admin API.
+    pub admin: EmulatorAdmin,
 }
 
+/// An HTTP client whose timeout turns a hang into a failure.
 pub fn http_client() -> reqwest::Client {
     // Generous: no test should come near it, it only turns a hang into a failure.
     reqwest::Client::builder()
@@ -33,10 +44,12 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl Harness {
+    /// An emulator with the default configuration.
     pub async fn start() -> Self {
         Self::with(EmulatorConfig::default()).await
     }
 
+    /// An emulator with `config`.
     pub async fn with(config: EmulatorConfig) -> Self {
         let emulator = start(config).await.expect("emulator starts");
         let base = emulator.url();
@@ -45,11 +58,13 @@ impl Harness {
         Self {
             emulator,
             http,
+            admin: EmulatorAdmin::new(&base),
             base,
             token,
         }
     }
 
+    /// The full URL of `path` on the emulator.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -59,13 +74,9 @@ impl Harness {
         self.flow_in("prod", method, path)
     }
 
+    /// A Flow Service request in `sandbox` with every required header.
     pub fn flow_in(&self, sandbox: &str, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
-            .header("x-api-key", DEMO_CLIENT_ID)
-            .header("x-gw-ims-org-id", DEMO_ORG_ID)
-            .header("x-sandbox-name", sandbox)
+        flow_request(&self.http, method, &self.url(path), &self.token, sandbox)
     }
 
     /// Create a streaming connection in `prod`; returns `(id, etag)`.
@@ -73,6 +84,7 @@ impl Harness {
         self.create_in("prod", streaming_connection(name)).await
     }
 
+    /// Create a connection from `body` in `sandbox`; returns `(id, etag)`.
     pub async fn create_in(&self, sandbox: &str, body: Value) -> (String, String) {
         let response = self
             .flow_in(sandbox, Method::POST, CONNECTIONS)
@@ -105,7 +117,9 @@ impl Harness {
         body["items"][0].take()
     }
 
-    pub async fn admin(&self, method: Method, path: &str) -> Response {
+    /// A raw admin request, for the emulator's own tests of the admin API's wire format (everything else
+    /// uses [`EmulatorAdmin`]).
+    pub async fn admin_request(&self, method: Method, path: &str) -> Response {
         self.http
             .request(method, self.url(path))
             .send()
@@ -113,46 +127,30 @@ impl Harness {
             .unwrap()
     }
 
-    pub async fn admin_json(&self, path: &str) -> Value {
-        let response = self.admin(Method::GET, path).await;
+    /// The raw JSON of an admin route, for the emulator's own tests of the admin API's wire format.
+    pub async fn admin_wire(&self, path: &str) -> Value {
+        let response = self.admin_request(Method::GET, path).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
-
-    pub async fn add_fault(&self, rule: Value) -> Value {
-        let response = self
-            .http
-            .post(self.url("/_emulator/faults"))
-            .json(&rule)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "{}",
-            response.text().await.unwrap()
-        );
-        response.json().await.unwrap()
-    }
-
-    /// The inlet id of a connection as the admin state shows it (also before it is provisioned).
-    pub async fn inlet_id(&self, connection_id: &str) -> String {
-        let state = self.admin_json("/_emulator/state").await;
-        let connection = state["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == connection_id)
-            .expect("connection in state")
-            .clone();
-        connection["auth"]["params"]["inletId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
 }
 
+/// A request to `url` with every header Flow Service requires, as the demo client in `sandbox`.
+pub fn flow_request(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: &str,
+    sandbox: &str,
+) -> RequestBuilder {
+    http.request(method, url)
+        .bearer_auth(token)
+        .header("x-api-key", DEMO_CLIENT_ID)
+        .header("x-gw-ims-org-id", DEMO_ORG_ID)
+        .header("x-sandbox-name", sandbox)
+}
+
+/// A token from the emulator's IMS for `client_id`.
 pub async fn fetch_token(
     http: &reqwest::Client,
     base: &str,

@@ -1,19 +1,27 @@
-//! Test fixtures that read like sentences: `streaming_connection("web").with_description("…")`.
+//! Test fixtures that read like sentences: `streaming_connection("web").with_description("…").finalized()`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 
+use aep_emulator::{DEMO_CLIENT_ID, DEMO_ORG_ID};
 use aep_flow::{Connection, STREAMING_CONNECTION_SPEC_ID};
 use aep_streaming_operator::api::{
-    ConfigMapTemplate, SecretReference, StreamingConnection, StreamingConnectionSpec,
+    ConfigMapTemplate, FINALIZER, PendingCreate, SecretReference, StreamingConnection,
+    StreamingConnectionSpec, StreamingConnectionStatus,
 };
 use aep_streaming_operator::controller::desired;
+
+/// The namespace every fixture lives in.
+pub const NAMESPACE: &str = "marketing";
 
 /// A StreamingConnection `name` in namespace `marketing`, sandbox `prod`, with Secret `aep-credentials`.
 pub fn streaming_connection(name: &str) -> StreamingConnection {
     StreamingConnection {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
-            namespace: Some("marketing".to_string()),
+            namespace: Some(NAMESPACE.to_string()),
             uid: Some(format!("uid-{name}")),
             generation: Some(1),
             ..ObjectMeta::default()
@@ -29,10 +37,18 @@ pub fn streaming_connection(name: &str) -> StreamingConnection {
     }
 }
 
+/// Builders on a StreamingConnection fixture.
 pub trait StreamingConnectionExt: Sized {
+    /// Names the Flow Service connection explicitly (`spec.connectionName`).
     fn with_connection_name(self, name: &str) -> Self;
+    /// Sets `spec.description`.
     fn with_description(self, description: &str) -> Self;
+    /// Adds a label to the published ConfigMap's template.
     fn with_config_map_label(self, key: &str, value: &str) -> Self;
+    /// With the operator's finalizer in place, as after its first reconcile.
+    fn finalized(self) -> Self;
+    /// As an interrupted create leaves it: a create-pending marker from `started_at` and no connection id.
+    fn with_pending_create(self, started_at: Timestamp) -> Self;
 }
 
 impl StreamingConnectionExt for StreamingConnection {
@@ -53,6 +69,46 @@ impl StreamingConnectionExt for StreamingConnection {
             .get_or_insert_with(ConfigMapTemplate::default);
         template.labels.insert(key.to_string(), value.to_string());
         self
+    }
+
+    fn finalized(mut self) -> Self {
+        self.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+        self
+    }
+
+    fn with_pending_create(mut self, started_at: Timestamp) -> Self {
+        self.status = Some(StreamingConnectionStatus {
+            pending_create: Some(PendingCreate {
+                connection_name: desired::connection_name(&self),
+                started_at: Time(started_at),
+                attempted_at: None,
+            }),
+            ..StreamingConnectionStatus::default()
+        });
+        self
+    }
+}
+
+/// A credentials Secret `name` in namespace `marketing` for the emulator's demo client, with `client_secret`.
+pub fn credentials_secret(name: &str, client_secret: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NAMESPACE.into()),
+            uid: Some(format!("uid-secret-{name}")),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [
+                ("clientId", DEMO_CLIENT_ID),
+                ("clientSecret", client_secret),
+                ("orgId", DEMO_ORG_ID),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), ByteString(value.as_bytes().to_vec())))
+            .collect(),
+        ),
+        ..Secret::default()
     }
 }
 
