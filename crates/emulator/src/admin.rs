@@ -13,15 +13,15 @@ use serde_json::{Map, Value, json};
 use super::app::{AppState, now_ms};
 use super::faults::FaultRule;
 
-pub const STATE_ROUTE: &str = "/_emulator/state";
-pub const REQUESTS_ROUTE: &str = "/_emulator/requests";
-pub const FAULTS_ROUTE: &str = "/_emulator/faults";
-pub const FAULT_ROUTE: &str = "/_emulator/faults/{id}";
-pub const RESET_ROUTE: &str = "/_emulator/reset";
-pub const INLET_ROUTE: &str = "/_emulator/inlets/{inletId}";
-pub const HEALTH_ROUTE: &str = "/_emulator/health";
+pub(crate) const STATE_ROUTE: &str = "/_emulator/state";
+pub(crate) const REQUESTS_ROUTE: &str = "/_emulator/requests";
+pub(crate) const FAULTS_ROUTE: &str = "/_emulator/faults";
+pub(crate) const FAULT_ROUTE: &str = "/_emulator/faults/{id}";
+pub(crate) const RESET_ROUTE: &str = "/_emulator/reset";
+pub(crate) const INLET_ROUTE: &str = "/_emulator/inlets/{inletId}";
+pub(crate) const HEALTH_ROUTE: &str = "/_emulator/health";
 
-pub fn router() -> Router<Arc<AppState>> {
+pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route(HEALTH_ROUTE, get(health))
         .route(STATE_ROUTE, get(state))

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use super::config::ClientCredential;
-use super::errors::FlowError;
+use super::errors::FlowServiceProblem;
 use super::faults::FaultBook;
 use super::frontdoor::{self, RequestLog};
 use super::ims::{self, TokenBook};
@@ -17,25 +17,25 @@ use super::{admin, connections, inlet};
 
 /// Everything the handlers share. Each `Mutex` is held only for in-memory work, never across an `.await`.
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// Base of `inletUrl` and `Location`, without a trailing `/`.
-    pub public_url: String,
-    pub clients: Vec<ClientCredential>,
-    pub sandboxes: Vec<String>,
-    pub token_ttl: Duration,
-    pub latency: Duration,
-    pub inlet_delay: Duration,
-    pub store: Mutex<Store>,
-    pub tokens: Mutex<TokenBook>,
-    pub faults: Mutex<FaultBook>,
-    pub requests: Mutex<RequestLog>,
-    pub persister: Option<Persister>,
+    pub(crate) public_url: String,
+    pub(crate) clients: Vec<ClientCredential>,
+    pub(crate) sandboxes: Vec<String>,
+    pub(crate) token_ttl: Duration,
+    pub(crate) latency: Duration,
+    pub(crate) inlet_delay: Duration,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) tokens: Mutex<TokenBook>,
+    pub(crate) faults: Mutex<FaultBook>,
+    pub(crate) requests: Mutex<RequestLog>,
+    pub(crate) persister: Option<Persister>,
 }
 
 impl AppState {
     /// Write the store to the state file (if any) up to at least `generation`. A failure becomes a 500, because
     /// the caller was about to be told its change is durable.
-    pub async fn persist(&self, generation: u64) -> Result<(), FlowError> {
+    pub(crate) async fn persist(&self, generation: u64) -> Result<(), FlowServiceProblem> {
         let Some(persister) = &self.persister else {
             return Ok(());
         };
@@ -44,18 +44,18 @@ impl AppState {
             .await
             .map_err(|error| {
                 tracing::error!(%error, "could not persist emulator state");
-                FlowError::internal("the emulator could not write its state file")
+                FlowServiceProblem::internal("the emulator could not write its state file")
             })
     }
 }
 
 /// Milliseconds since the epoch, the unit of `createdAt`, `updatedAt` and `receivedTimeMs`.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 /// The whole HTTP surface.
-pub fn router(app: Arc<AppState>) -> Router {
+pub(crate) fn router(app: Arc<AppState>) -> Router {
     let adobe = Router::new()
         .route(ims::TOKEN_ROUTE, post(ims::issue_token))
         .route(

@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::connections::CONNECTION_ROUTE;
-use super::errors::{ApiError, FlowError};
+use super::errors::{ApiError, FlowServiceProblem};
 
 /// What a firing rule does to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum FaultAction {
+pub(crate) enum FaultAction {
     /// Answer `status` without performing the operation.
     Fail,
     /// Perform the operation, then answer `status` (default 500) instead of its real answer.
@@ -48,12 +48,12 @@ impl FaultAction {
 }
 
 /// The id a `corruptId` rule puts in the answer: not a UUID, as no Flow Service id is.
-pub const CORRUPT_ID: &str = "not-a-uuid";
+pub(crate) const CORRUPT_ID: &str = "not-a-uuid";
 
 /// `Retry-After` as seconds or as literal header text (an HTTP date, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum RetryAfter {
+pub(crate) enum RetryAfter {
     Seconds(u64),
     Text(String),
 }
@@ -61,35 +61,35 @@ pub enum RetryAfter {
 /// A rule as posted. Every field is optional; see [`FaultRule::validated`] for the rules between them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FaultRule {
+pub(crate) struct FaultRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// HTTP method, any case; absent or `*` matches every method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub(crate) method: Option<String>,
     /// Route template, exactly as listed in the docs, e.g. `/data/foundation/flowservice/connections/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub(crate) route: Option<String>,
     /// Glob over the actual path: `*` matches any run of characters including `/`, `?` one character.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<FaultAction>,
+    pub(crate) action: Option<FaultAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<RetryAfter>,
+    pub(crate) retry_after: Option<RetryAfter>,
     /// Response body; a JSON string is sent as plain text, anything else as JSON. Absent: an Adobe-shaped body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
+    pub(crate) body: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
+    pub(crate) latency_ms: Option<u64>,
     /// Fire only this many times, then stay inert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub times: Option<u64>,
+    pub(crate) times: Option<u64>,
     /// Chance in [0, 1] that a matching request fires the rule; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probability: Option<f64>,
+    pub(crate) probability: Option<f64>,
 }
 
 /// Statuses a `commitThenFail` rule answers with when it names none.
@@ -228,10 +228,10 @@ impl ActiveRule {
 
 /// The decision for one request, taken from the rule that fired.
 #[derive(Debug, Clone)]
-pub struct FaultDecision {
-    pub rule_id: String,
-    pub action: FaultAction,
-    pub latency: Duration,
+pub(crate) struct FaultDecision {
+    pub(crate) rule_id: String,
+    pub(crate) action: FaultAction,
+    pub(crate) latency: Duration,
     status: Option<u16>,
     retry_after: Option<RetryAfter>,
     body: Option<Value>,
@@ -239,13 +239,13 @@ pub struct FaultDecision {
 
 impl FaultDecision {
     /// Whether the real handler runs before the fault is applied.
-    pub fn commits(&self) -> bool {
+    pub(crate) fn commits(&self) -> bool {
         self.action.commits()
     }
 
     /// Whether the rule names a status that replaces the real answer (always for `fail`/`commitThenFail`,
     /// optionally for `commitAfterDelay`).
-    pub fn replaces_answer(&self) -> bool {
+    pub(crate) fn replaces_answer(&self) -> bool {
         self.status.is_some()
     }
 
@@ -253,7 +253,7 @@ impl FaultDecision {
     /// component the route belongs to (IMS, inlet or Flow Service), so that clients parse it as they would a
     /// real failure. A 404 on an item route (`resource_id` is its decoded `{id}` or `{inletId}`) is exactly the
     /// genuine not-found answer, so that a client cannot tell an injected 404 from a missing resource.
-    pub fn response(&self, route: &str, resource_id: Option<&str>) -> Response {
+    pub(crate) fn response(&self, route: &str, resource_id: Option<&str>) -> Response {
         let status = StatusCode::from_u16(self.status.unwrap_or(DEFAULT_COMMIT_THEN_FAIL_STATUS))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = match &self.body {
@@ -278,9 +278,9 @@ impl FaultDecision {
             },
             None => match resource_id {
                 Some(id) if status == StatusCode::NOT_FOUND && route == CONNECTION_ROUTE => {
-                    ApiError::Flow(FlowError::not_found(id)).into_response()
+                    ApiError::Flow(FlowServiceProblem::not_found(id)).into_response()
                 }
-                _ => ApiError::Flow(FlowError::for_status(status)).into_response(),
+                _ => ApiError::Flow(FlowServiceProblem::for_status(status)).into_response(),
             },
         };
         // ApiError bodies carry their own status; the rule's status wins.
@@ -301,7 +301,7 @@ impl FaultDecision {
 /// The answer of a `corruptId` rule: a successful JSON object's string `id` becomes [`CORRUPT_ID`], and the same
 /// id at the end of `Location` too, so that the client has no other way to learn the real one. Anything else
 /// (an error, a body without an id) passes unchanged.
-pub async fn corrupt_id(response: Response) -> Response {
+pub(crate) async fn corrupt_id(response: Response) -> Response {
     if !response.status().is_success() {
         return response;
     }
@@ -337,14 +337,14 @@ pub async fn corrupt_id(response: Response) -> Response {
 
 /// The installed rules.
 #[derive(Debug, Default)]
-pub struct FaultBook {
+pub(crate) struct FaultBook {
     rules: Vec<ActiveRule>,
     next_id: u64,
 }
 
 impl FaultBook {
     /// Validate and add rules (all or none). Returns the stored rules, ids filled in.
-    pub fn add(&mut self, rules: Vec<FaultRule>) -> Result<Vec<Value>, String> {
+    pub(crate) fn add(&mut self, rules: Vec<FaultRule>) -> Result<Vec<Value>, String> {
         let mut validated = Vec::with_capacity(rules.len());
         for (index, rule) in rules.into_iter().enumerate() {
             let mut rule = rule.validated().map_err(|e| format!("rule {index}: {e}"))?;
@@ -373,23 +373,28 @@ impl FaultBook {
         Ok(stored)
     }
 
-    pub fn list(&self) -> Vec<Value> {
+    pub(crate) fn list(&self) -> Vec<Value> {
         self.rules.iter().map(ActiveRule::to_json).collect()
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.rules.clear();
     }
 
     /// Remove one rule; false if there is none with that id.
-    pub fn remove(&mut self, id: &str) -> bool {
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
         let before = self.rules.len();
         self.rules.retain(|r| r.rule.id.as_deref() != Some(id));
         self.rules.len() != before
     }
 
     /// The fault for this request, if a rule fires (and count the firing).
-    pub fn decide(&mut self, method: &str, route: &str, path: &str) -> Option<FaultDecision> {
+    pub(crate) fn decide(
+        &mut self,
+        method: &str,
+        route: &str,
+        path: &str,
+    ) -> Option<FaultDecision> {
         let rule = self.rules.iter_mut().find(|active| {
             !active.exhausted()
                 && active.rule.matches(method, route, path)
