@@ -13,14 +13,23 @@ use serde_json::{Map, Value, json};
 use super::app::{AppState, now_ms};
 use super::faults::FaultRule;
 
+// The admin API's routes, for tests, benchmarks and scripts (README "Admin API"); never delayed, faulted or logged.
+/// Every connection and inlet record, across organizations and sandboxes.
 pub(crate) const STATE_ROUTE: &str = "/_emulator/state";
+/// The request log (GET) and clearing it (DELETE).
 pub(crate) const REQUESTS_ROUTE: &str = "/_emulator/requests";
+/// The fault rules: list, add, clear all.
 pub(crate) const FAULTS_ROUTE: &str = "/_emulator/faults";
+/// One fault rule, to remove it.
 pub(crate) const FAULT_ROUTE: &str = "/_emulator/faults/{id}";
+/// Forget every connection and inlet record, every fault rule and the request log at once.
 pub(crate) const RESET_ROUTE: &str = "/_emulator/reset";
+/// What one inlet received.
 pub(crate) const INLET_ROUTE: &str = "/_emulator/inlets/{inletId}";
+/// Readiness of the emulator itself.
 pub(crate) const HEALTH_ROUTE: &str = "/_emulator/health";
 
+/// The `/_emulator/…` routes.
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route(HEALTH_ROUTE, get(health))

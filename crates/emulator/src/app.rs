@@ -20,15 +20,25 @@ use super::{admin, connections, inlet};
 pub(crate) struct AppState {
     /// Base of `inletUrl` and `Location`, without a trailing `/`.
     pub(crate) public_url: String,
+    /// The OAuth clients IMS accepts.
     pub(crate) clients: Vec<ClientCredential>,
+    /// The sandbox names `x-sandbox-name` may carry; any other is Flow Service's sandbox-not-found.
     pub(crate) sandboxes: Vec<String>,
+    /// The `expires_in` of every token IMS mints.
     pub(crate) token_ttl: Duration,
+    /// Added by the front door before every non-admin request (`--latency-ms`).
     pub(crate) latency: Duration,
+    /// How long after a create its inlet starts to exist (`--inlet-delay-ms`).
     pub(crate) inlet_delay: Duration,
+    /// The connections and what their inlets received.
     pub(crate) store: Mutex<Store>,
+    /// The tokens IMS has minted, until they expire or the emulator forgets them.
     pub(crate) tokens: Mutex<TokenBook>,
+    /// The fault rules posted to the admin API.
     pub(crate) faults: Mutex<FaultBook>,
+    /// Every served request, for `GET /_emulator/requests`.
     pub(crate) requests: Mutex<RequestLog>,
+    /// Writes the store to `--state-file`; absent when the emulator keeps everything in memory.
     pub(crate) persister: Option<Persister>,
 }
 

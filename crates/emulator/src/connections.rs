@@ -22,8 +22,11 @@ use super::state::{
     PARAM_INLET_URL, PARAM_NAME, PARAM_SOURCE_ID, StoredConnection,
 };
 
+/// List and create.
 pub(crate) const CONNECTIONS_ROUTE: &str = "/data/foundation/flowservice/connections";
+/// Get, patch and delete one connection.
 pub(crate) const CONNECTION_ROUTE: &str = "/data/foundation/flowservice/connections/{id}";
+/// The same with a trailing `/`, as the OpenAPI spec writes it (the tutorials write it without).
 pub(crate) const CONNECTION_ROUTE_TRAILING_SLASH: &str =
     "/data/foundation/flowservice/connections/{id}/";
 /// The streaming ("HTTP API") connection spec, the only one this emulator knows.
@@ -34,8 +37,11 @@ pub(crate) const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 const DEFAULT_SPEC_VERSION: &str = "1.0";
 const STATE_ENABLED: &str = "enabled";
 
+/// The client id, checked by the gateway against the token's client.
 pub(crate) const API_KEY_HEADER: &str = "x-api-key";
+/// The IMS organization, checked by the gateway against the token's organization.
 pub(crate) const ORG_HEADER: &str = "x-gw-ims-org-id";
+/// The sandbox every Flow Service call is scoped to.
 pub(crate) const SANDBOX_HEADER: &str = "x-sandbox-name";
 
 /// Server-owned inlet parameters: never taken from a request body, added on read once provisioned.
@@ -44,8 +50,11 @@ const SERVER_OWNED_PARAMS: [&str; 2] = [PARAM_INLET_ID, PARAM_INLET_URL];
 /// Who is calling, once the headers passed.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
+    /// The token's client, recorded as `createdBy`/`updatedBy`.
     pub(crate) client_id: String,
+    /// The token's organization: connections of other organizations are invisible.
     pub(crate) org_id: String,
+    /// From `x-sandbox-name`: connections of other sandboxes are invisible.
     pub(crate) sandbox: String,
 }
 

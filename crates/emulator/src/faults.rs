@@ -54,7 +54,9 @@ pub(crate) const CORRUPT_ID: &str = "not-a-uuid";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum RetryAfter {
+    /// A delay in seconds, e.g. `7`.
     Seconds(u64),
+    /// Sent verbatim, e.g. an HTTP date.
     Text(String),
 }
 
@@ -62,6 +64,7 @@ pub(crate) enum RetryAfter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct FaultRule {
+    /// Names the rule for `DELETE /_emulator/faults/{id}`; `fault-<n>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) id: Option<String>,
     /// HTTP method, any case; absent or `*` matches every method.
@@ -73,15 +76,19 @@ pub(crate) struct FaultRule {
     /// Glob over the actual path: `*` matches any run of characters including `/`, `?` one character.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) path: Option<String>,
+    /// What the rule does; absent: `fail` when a status is given, else `delay` when a latency is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) action: Option<FaultAction>,
+    /// The status to answer with (`fail`, `commitThenFail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) status: Option<u16>,
+    /// A `Retry-After` header to add to the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) retry_after: Option<RetryAfter>,
     /// Response body; a JSON string is sent as plain text, anything else as JSON. Absent: an Adobe-shaped body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) body: Option<Value>,
+    /// Extra delay before the request is served, on top of `--latency-ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) latency_ms: Option<u64>,
     /// Fire only this many times, then stay inert.
@@ -229,8 +236,11 @@ impl ActiveRule {
 /// The decision for one request, taken from the rule that fired.
 #[derive(Debug, Clone)]
 pub(crate) struct FaultDecision {
+    /// The rule that fired, recorded in the request log.
     pub(crate) rule_id: String,
+    /// What to do to this request.
     pub(crate) action: FaultAction,
+    /// How long to wait first.
     pub(crate) latency: Duration,
     status: Option<u16>,
     retry_after: Option<RetryAfter>,
@@ -373,10 +383,12 @@ impl FaultBook {
         Ok(stored)
     }
 
+    /// The active rules as the admin API shows them, with how often each fired.
     pub(crate) fn list(&self) -> Vec<Value> {
         self.rules.iter().map(ActiveRule::to_json).collect()
     }
 
+    /// Remove every rule.
     pub(crate) fn clear(&mut self) {
         self.rules.clear();
     }

@@ -51,18 +51,23 @@ struct ConnectionDropped;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct LogEntry {
+    /// Position in the log, from 1; it keeps counting across evictions.
     pub(crate) seq: u64,
+    /// The HTTP method.
     pub(crate) method: String,
     /// The route template, e.g. `/data/foundation/flowservice/connections/{id}`.
     pub(crate) route: String,
     /// The actual path, without the query.
     pub(crate) path: String,
+    /// The query string, without `?`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) query: Option<String>,
+    /// The status answered, or [`DROPPED_STATUS`] for a connection closed without an answer.
     pub(crate) status: u16,
     /// Id of the fault rule that fired, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) fault: Option<String>,
+    /// The `x-request-id` answered, which Flow problem bodies repeat.
     pub(crate) request_id: String,
 }
 
@@ -91,10 +96,13 @@ impl RequestLog {
         self.entries.push_back(entry);
     }
 
+    /// Forget every entry and count, and start numbering from 1 again.
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }
 
+    /// The log as `GET /_emulator/requests` answers it: counts per route, method and status, the entries, and
+    /// how many entries were evicted.
     pub(crate) fn to_json(&self) -> Value {
         let counts: Vec<Value> = self
             .counts

@@ -27,7 +27,9 @@ const TOKEN_LENGTH: usize = 96;
 /// Who a valid token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TokenHolder {
+    /// The OAuth client that asked for the token.
     pub(crate) client_id: String,
+    /// The organization of that client.
     pub(crate) org_id: String,
 }
 

@@ -18,7 +18,9 @@ use super::errors::ApiError;
 use super::ims::bearer_token;
 use super::state::{InletRecord, KEPT_MESSAGES_PER_INLET};
 
+/// One message per request.
 pub(crate) const SINGLE_ROUTE: &str = "/collection/{inletId}";
+/// A batch of messages, each answered on its own (207 when some are rejected).
 pub(crate) const BATCH_ROUTE: &str = "/collection/batch/{inletId}";
 /// "413 when the payload exceeds 1 MB" (reference §3.3), counted in decimal bytes.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 1_000_000;

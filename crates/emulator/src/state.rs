@@ -15,13 +15,19 @@ use serde_json::{Map, Value, json};
 pub(crate) const INLET_PATH_PREFIX: &str = "/collection/";
 /// Names in `auth.params` that the emulator reads or writes (reference §1.2, §1.3).
 pub(crate) const PARAM_INLET_ID: &str = "inletId";
+/// The URL clients post events to; server-owned like `inletId`.
 pub(crate) const PARAM_INLET_URL: &str = "inletUrl";
+/// A label of the source; the connection's name when the request gives none.
 pub(crate) const PARAM_SOURCE_ID: &str = "sourceId";
+/// The inlet's name; the connection's name when the request gives none.
 pub(crate) const PARAM_NAME: &str = "name";
+/// `xdm` or `raw`: what the inlet accepts.
 pub(crate) const PARAM_DATA_TYPE: &str = "dataType";
+/// Whether the inlet requires an IMS bearer token.
 pub(crate) const PARAM_AUTHENTICATION_REQUIRED: &str = "authenticationRequired";
 /// `dataType` values: the XDM envelope, or arbitrary JSON mapped by Data Prep.
 pub(crate) const DATA_TYPE_XDM: &str = "xdm";
+/// See [`DATA_TYPE_XDM`].
 pub(crate) const DATA_TYPE_RAW: &str = "raw";
 /// Written into the state file so that a file of another kind is refused instead of misread.
 const STATE_FILE_FORMAT: &str = "aep-emulator-state";
@@ -137,6 +143,7 @@ fn sandbox_id(org_id: &str, sandbox_name: &str) -> String {
 /// What an inlet has received, for tests that assert delivery.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct InletRecord {
+    /// The connection the inlet belongs to.
     pub(crate) connection_id: String,
     /// Messages accepted (one per single POST, one per valid batch entry).
     pub(crate) messages: u64,
@@ -144,12 +151,14 @@ pub(crate) struct InletRecord {
     pub(crate) requests: u64,
     /// Batch entries answered with a per-message 400.
     pub(crate) rejected: u64,
+    /// Epoch ms of the last accepted request.
     pub(crate) last_received_at: Option<i64>,
     /// The last [`KEPT_MESSAGES_PER_INLET`] accepted messages, oldest first.
     pub(crate) recent: VecDeque<Value>,
 }
 
 impl InletRecord {
+    /// The counters, without the kept messages: what `GET /_emulator/state` shows per inlet.
     pub(crate) fn summary(&self) -> Value {
         json!({
             "connectionId": self.connection_id,
@@ -170,6 +179,7 @@ pub(crate) struct Store {
     next_seq: u64,
     /// Bumped by every persisted mutation; the persister writes a snapshot at least this new.
     pub(crate) generation: u64,
+    /// inletId → what that inlet received. In memory only: never written to the state file.
     pub(crate) inlets: HashMap<String, InletRecord>,
 }
 
@@ -233,6 +243,7 @@ impl Store {
         self.next_seq
     }
 
+    /// Add or replace a connection, and index its inlet.
     pub(crate) fn insert(&mut self, connection: StoredConnection) {
         self.by_inlet
             .insert(connection.inlet_id.clone(), connection.id.clone());
@@ -251,6 +262,7 @@ impl Store {
             .filter(|c| c.org_id == org_id && c.sandbox_name == sandbox)
     }
 
+    /// [`Store::get_scoped`], to change the connection.
     pub(crate) fn get_scoped_mut(
         &mut self,
         id: &str,
@@ -262,6 +274,7 @@ impl Store {
             .filter(|c| c.org_id == org_id && c.sandbox_name == sandbox)
     }
 
+    /// Delete a connection and its inlet index entry; `None` if there is none with that id.
     pub(crate) fn remove(&mut self, id: &str) -> Option<StoredConnection> {
         let removed = self.connections.remove(id)?;
         self.by_inlet.remove(&removed.inlet_id);
@@ -396,6 +409,7 @@ pub(crate) struct Persister {
 }
 
 impl Persister {
+    /// A persister for `path`, whose content is already the store at `written_generation`.
     pub(crate) fn new(path: PathBuf, written_generation: u64) -> Self {
         Self {
             path,
