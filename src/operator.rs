@@ -10,9 +10,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::client::ClientBuilder;
 use tokio::sync::watch;
-use tower_http::set_header::SetRequestHeaderLayer;
 use tracing::{debug, error, info, warn};
 
 use crate::api::StreamingConnection;
@@ -302,17 +300,19 @@ fn exit_process_after(after: Duration) {
 /// The Kubernetes client. Its User-Agent names the operator, so that the API server records the
 /// finalizer patches (which are not server-side applies) under the operator's field manager too.
 async fn kubernetes_client() -> anyhow::Result<Client> {
-    let config = kube::Config::infer()
+    let mut config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration found (in-cluster service account or KUBECONFIG)")?;
-    let user_agent = HeaderValue::from_static(concat!(
-        "aep-streaming-operator/",
-        env!("CARGO_PKG_VERSION")
+    // kube sends no User-Agent of its own, so an extra header on every request sets it (and no
+    // tower-http layer of ours is needed).
+    config.headers.push((
+        USER_AGENT,
+        HeaderValue::from_static(concat!(
+            "aep-streaming-operator/",
+            env!("CARGO_PKG_VERSION")
+        )),
     ));
-    Ok(ClientBuilder::try_from(config)
-        .context("building the Kubernetes client")?
-        .with_layer(&SetRequestHeaderLayer::overriding(USER_AGENT, user_agent))
-        .build())
+    Client::try_from(config).context("building the Kubernetes client")
 }
 
 fn flow_config(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<FlowClientConfig> {

@@ -217,7 +217,10 @@ impl StreamingConnection {
 
     /// The CRD as YAML, as `aep-streaming-operator crd` prints it.
     pub fn definition_yaml() -> String {
-        serde_yaml::to_string(&Self::definition()).expect("a CRD always serializes")
+        // A long one-line description or message stays on one line rather than folded at 80 columns.
+        let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+        serde_saphyr::to_string_with_options(&Self::definition(), options)
+            .expect("a CRD always serializes")
     }
 }
 

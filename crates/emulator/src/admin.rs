@@ -13,15 +13,24 @@ use serde_json::{Map, Value, json};
 use super::app::{AppState, now_ms};
 use super::faults::FaultRule;
 
+// The admin API's routes, for tests, benchmarks and scripts (README "Admin API"); never delayed, faulted or logged.
+/// Every connection and inlet record, across organizations and sandboxes.
 pub const STATE_ROUTE: &str = "/_emulator/state";
+/// The request log (GET) and clearing it (DELETE).
 pub const REQUESTS_ROUTE: &str = "/_emulator/requests";
+/// The fault rules: list, add, clear all.
 pub const FAULTS_ROUTE: &str = "/_emulator/faults";
+/// One fault rule, to remove it.
 pub const FAULT_ROUTE: &str = "/_emulator/faults/{id}";
+/// Forget every connection and inlet record, every fault rule and the request log at once.
 pub const RESET_ROUTE: &str = "/_emulator/reset";
+/// What one inlet received.
 pub const INLET_ROUTE: &str = "/_emulator/inlets/{inletId}";
+/// Readiness of the emulator itself.
 pub const HEALTH_ROUTE: &str = "/_emulator/health";
 
-pub fn router() -> Router<Arc<AppState>> {
+/// The `/_emulator/…` routes.
+pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route(HEALTH_ROUTE, get(health))
         .route(STATE_ROUTE, get(state))

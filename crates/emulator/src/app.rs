@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use super::config::ClientCredential;
-use super::errors::FlowError;
+use super::errors::FlowServiceProblem;
 use super::faults::FaultBook;
 use super::frontdoor::{self, RequestLog};
 use super::ims::{self, TokenBook};
@@ -17,25 +17,35 @@ use super::{admin, catalog, connections, flows, inlet, mapping, runs, source_tar
 
 /// Everything the handlers share. Each `Mutex` is held only for in-memory work, never across an `.await`.
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// Base of `inletUrl` and `Location`, without a trailing `/`.
-    pub public_url: String,
-    pub clients: Vec<ClientCredential>,
-    pub sandboxes: Vec<String>,
-    pub token_ttl: Duration,
-    pub latency: Duration,
-    pub inlet_delay: Duration,
-    pub store: Mutex<Store>,
-    pub tokens: Mutex<TokenBook>,
-    pub faults: Mutex<FaultBook>,
-    pub requests: Mutex<RequestLog>,
-    pub persister: Option<Persister>,
+    pub(crate) public_url: String,
+    /// The OAuth clients IMS accepts.
+    pub(crate) clients: Vec<ClientCredential>,
+    /// The sandbox names `x-sandbox-name` may carry; any other is Flow Service's sandbox-not-found.
+    pub(crate) sandboxes: Vec<String>,
+    /// The `expires_in` of every token IMS mints.
+    pub(crate) token_ttl: Duration,
+    /// Added by the front door before every non-admin request (`--latency-ms`).
+    pub(crate) latency: Duration,
+    /// How long after a create its inlet starts to exist (`--inlet-delay-ms`).
+    pub(crate) inlet_delay: Duration,
+    /// The connections and what their inlets received.
+    pub(crate) store: Mutex<Store>,
+    /// The tokens IMS has minted, until they expire or the emulator forgets them.
+    pub(crate) tokens: Mutex<TokenBook>,
+    /// The fault rules posted to the admin API.
+    pub(crate) faults: Mutex<FaultBook>,
+    /// Every served request, for `GET /_emulator/requests`.
+    pub(crate) requests: Mutex<RequestLog>,
+    /// Writes the store to `--state-file`; absent when the emulator keeps everything in memory.
+    pub(crate) persister: Option<Persister>,
 }
 
 impl AppState {
     /// Write the store to the state file (if any) up to at least `generation`. A failure becomes a 500, because
     /// the caller was about to be told its change is durable.
-    pub async fn persist(&self, generation: u64) -> Result<(), FlowError> {
+    pub(crate) async fn persist(&self, generation: u64) -> Result<(), FlowServiceProblem> {
         let Some(persister) = &self.persister else {
             return Ok(());
         };
@@ -44,18 +54,18 @@ impl AppState {
             .await
             .map_err(|error| {
                 tracing::error!(%error, "could not persist emulator state");
-                FlowError::internal("the emulator could not write its state file")
+                FlowServiceProblem::internal("the emulator could not write its state file")
             })
     }
 }
 
 /// Milliseconds since the epoch, the unit of `createdAt`, `updatedAt` and `receivedTimeMs`.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 /// The whole HTTP surface.
-pub fn router(app: Arc<AppState>) -> Router {
+pub(crate) fn router(app: Arc<AppState>) -> Router {
     let adobe = Router::new()
         .route(ims::TOKEN_ROUTE, post(ims::issue_token))
         .route(

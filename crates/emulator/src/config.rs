@@ -15,7 +15,7 @@ pub const DEMO_ORG_ID: &str = "DEMO0000000000000000000@AdobeOrg";
 /// Sandboxes known when none is configured, `prod` first as on a fresh AEP organization.
 pub const DEFAULT_SANDBOXES: [&str; 2] = ["prod", "dev"];
 /// IMS answers `expires_in: 86399` for server-to-server tokens (reference §4.1).
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(86_399);
+pub(crate) const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(86_399);
 
 /// How to start an emulator. `Default` gives a random local port, the demo client and sandboxes `prod`/`dev`.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
-use super::errors::{ApiError, FlowError, GatewayError};
+use super::errors::{ApiError, FlowServiceProblem, GatewayError};
 use super::ims::bearer_token;
 use super::listing::ListRequest;
 use super::state::{
@@ -22,32 +22,40 @@ use super::state::{
     PARAM_INLET_URL, PARAM_NAME, PARAM_SOURCE_ID, StoredConnection,
 };
 
-/// Base path of Flow Service.
-pub const FLOW_SERVICE_BASE: &str = "/data/foundation/flowservice";
-pub const CONNECTIONS_ROUTE: &str = "/data/foundation/flowservice/connections";
-pub const CONNECTION_ROUTE: &str = "/data/foundation/flowservice/connections/{id}";
-pub const CONNECTION_ROUTE_TRAILING_SLASH: &str = "/data/foundation/flowservice/connections/{id}/";
+/// List and create.
+pub(crate) const CONNECTIONS_ROUTE: &str = "/data/foundation/flowservice/connections";
+/// Get, patch and delete one connection.
+pub(crate) const CONNECTION_ROUTE: &str = "/data/foundation/flowservice/connections/{id}";
+/// The same with a trailing `/`, as the OpenAPI spec writes it (the tutorials write it without).
+pub(crate) const CONNECTION_ROUTE_TRAILING_SLASH: &str =
+    "/data/foundation/flowservice/connections/{id}/";
 /// The streaming ("HTTP API") connection spec, the only one this emulator knows.
 pub const STREAMING_CONNECTION_SPEC_ID: &str = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb";
 /// The auth spec of the streaming connection spec.
-pub const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
+pub(crate) const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 /// "Omitting [connectionSpec.version] will default to the most recent version."
 const DEFAULT_SPEC_VERSION: &str = "1.0";
 const STATE_ENABLED: &str = "enabled";
 
-pub const API_KEY_HEADER: &str = "x-api-key";
-pub const ORG_HEADER: &str = "x-gw-ims-org-id";
-pub const SANDBOX_HEADER: &str = "x-sandbox-name";
+/// The client id, checked by the gateway against the token's client.
+pub(crate) const API_KEY_HEADER: &str = "x-api-key";
+/// The IMS organization, checked by the gateway against the token's organization.
+pub(crate) const ORG_HEADER: &str = "x-gw-ims-org-id";
+/// The sandbox every Flow Service call is scoped to.
+pub(crate) const SANDBOX_HEADER: &str = "x-sandbox-name";
 
 /// Server-owned inlet parameters: never taken from a request body, added on read once provisioned.
 const SERVER_OWNED_PARAMS: [&str; 2] = [PARAM_INLET_ID, PARAM_INLET_URL];
 
 /// Who is calling, once the headers passed.
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub client_id: String,
-    pub org_id: String,
-    pub sandbox: String,
+pub(crate) struct Caller {
+    /// The token's client, recorded as `createdBy`/`updatedBy`.
+    pub(crate) client_id: String,
+    /// The token's organization: connections of other organizations are invisible.
+    pub(crate) org_id: String,
+    /// From `x-sandbox-name`: connections of other sandboxes are invisible.
+    pub(crate) sandbox: String,
 }
 
 pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -86,9 +94,10 @@ pub(crate) fn authorize(
     if has_body && !is_json_content_type(headers) {
         return Err(ApiError::ContentType);
     }
-    let sandbox = header_text(headers, SANDBOX_HEADER).ok_or_else(FlowError::sandbox_missing)?;
+    let sandbox =
+        header_text(headers, SANDBOX_HEADER).ok_or_else(FlowServiceProblem::sandbox_missing)?;
     if !app.sandboxes.iter().any(|s| s == sandbox) {
-        return Err(FlowError::sandbox_not_found(sandbox).into());
+        return Err(FlowServiceProblem::sandbox_not_found(sandbox).into());
     }
     Ok(Caller {
         client_id: holder.client_id,
@@ -113,12 +122,12 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 }
 
 /// Body → JSON, with Flow's codes for an empty body (1405) and malformed JSON.
-pub(crate) fn parse_body(body: &Bytes) -> Result<Value, FlowError> {
+pub(crate) fn parse_body(body: &Bytes) -> Result<Value, FlowServiceProblem> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(FlowError::empty_body());
+        return Err(FlowServiceProblem::empty_body());
     }
     serde_json::from_slice(body)
-        .map_err(|e| FlowError::invalid_body(format!("malformed JSON ({e})")))
+        .map_err(|e| FlowServiceProblem::invalid_body(format!("malformed JSON ({e})")))
 }
 
 /// A new etag in Flow Service's (Cosmos DB) shape, `"xxxxxxxx-0000-0200-0000-<epoch secs hex>0000"`, quotes
@@ -144,11 +153,18 @@ pub(crate) fn bare_etag(value: &str) -> &str {
 }
 
 /// Validate `auth.params` and fill the documented defaults. `name` is the connection's top-level name.
-fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Value>, FlowError> {
+fn normalize_params(
+    params: Option<&Value>,
+    name: &str,
+) -> Result<Map<String, Value>, FlowServiceProblem> {
     let mut params = match params {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map.clone(),
-        Some(_) => return Err(FlowError::invalid_body("'auth.params' must be an object")),
+        Some(_) => {
+            return Err(FlowServiceProblem::invalid_body(
+                "'auth.params' must be an object",
+            ));
+        }
     };
     for owned in SERVER_OWNED_PARAMS {
         params.remove(owned);
@@ -160,7 +176,7 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
             }
             Some(Value::String(_)) => {}
             Some(_) => {
-                return Err(FlowError::invalid_body(format!(
+                return Err(FlowServiceProblem::invalid_body(format!(
                     "'auth.params.{text_param}' must be a string"
                 )));
             }
@@ -172,7 +188,7 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
         }
         Some(Value::String(t)) if t == DATA_TYPE_XDM || t == DATA_TYPE_RAW => {}
         Some(other) => {
-            return Err(FlowError::invalid_body(format!(
+            return Err(FlowServiceProblem::invalid_body(format!(
                 "'auth.params.dataType' must be '{DATA_TYPE_XDM}' or '{DATA_TYPE_RAW}', got {other}"
             )));
         }
@@ -183,7 +199,7 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
         }
         Some(Value::Bool(_)) => {}
         Some(_) => {
-            return Err(FlowError::invalid_body(
+            return Err(FlowServiceProblem::invalid_body(
                 "'auth.params.authenticationRequired' must be a boolean",
             ));
         }
@@ -191,42 +207,52 @@ fn normalize_params(params: Option<&Value>, name: &str) -> Result<Map<String, Va
     Ok(params)
 }
 
-pub(crate) fn required_name(value: Option<&Value>) -> Result<String, FlowError> {
+pub(crate) fn required_name(value: Option<&Value>) -> Result<String, FlowServiceProblem> {
     match value {
         Some(Value::String(name)) if !name.trim().is_empty() => Ok(name.clone()),
         Some(Value::String(_)) | None | Some(Value::Null) => {
-            Err(FlowError::invalid_body("'name' is required"))
+            Err(FlowServiceProblem::invalid_body("'name' is required"))
         }
-        Some(_) => Err(FlowError::invalid_body("'name' must be a string")),
+        Some(_) => Err(FlowServiceProblem::invalid_body("'name' must be a string")),
     }
 }
 
-pub(crate) fn optional_description(value: Option<&Value>) -> Result<Option<String>, FlowError> {
+pub(crate) fn optional_description(
+    value: Option<&Value>,
+) -> Result<Option<String>, FlowServiceProblem> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(FlowError::invalid_body("'description' must be a string")),
+        Some(_) => Err(FlowServiceProblem::invalid_body(
+            "'description' must be a string",
+        )),
     }
 }
 
 /// The fields of a valid create request.
-struct NewConnection {
+struct ValidCreateRequest {
     name: String,
     description: Option<String>,
     connection_spec: Value,
     params: Map<String, Value>,
 }
 
-fn validate_create(request: &Value) -> Result<NewConnection, FlowError> {
+fn validate_create(request: &Value) -> Result<ValidCreateRequest, FlowServiceProblem> {
     let Value::Object(request) = request else {
-        return Err(FlowError::invalid_body("the body must be a JSON object"));
+        return Err(FlowServiceProblem::invalid_body(
+            "the body must be a JSON object",
+        ));
     };
     let spec_id = match request.get("connectionSpec").and_then(|s| s.get("id")) {
         Some(Value::String(id)) => id.as_str(),
-        _ => return Err(FlowError::invalid_spec_id("connectionSpec.id is missing")),
+        _ => {
+            return Err(FlowServiceProblem::invalid_spec_id(
+                "connectionSpec.id is missing",
+            ));
+        }
     };
     if spec_id != STREAMING_CONNECTION_SPEC_ID {
-        return Err(FlowError::invalid_spec_id(&format!(
+        return Err(FlowServiceProblem::invalid_spec_id(&format!(
             "unknown connection spec id '{spec_id}'"
         )));
     }
@@ -234,7 +260,7 @@ fn validate_create(request: &Value) -> Result<NewConnection, FlowError> {
         None | Some(Value::Null) => DEFAULT_SPEC_VERSION.to_owned(),
         Some(Value::String(v)) => v.clone(),
         Some(_) => {
-            return Err(FlowError::invalid_body(
+            return Err(FlowServiceProblem::invalid_body(
                 "'connectionSpec.version' must be a string",
             ));
         }
@@ -244,11 +270,11 @@ fn validate_create(request: &Value) -> Result<NewConnection, FlowError> {
     let auth = request.get("auth");
     let spec_name = auth.and_then(|a| a.get("specName")).and_then(Value::as_str);
     if spec_name != Some(STREAMING_AUTH_SPEC_NAME) {
-        return Err(FlowError::auth_spec_not_found(spec_name, spec_id));
+        return Err(FlowServiceProblem::auth_spec_not_found(spec_name, spec_id));
     }
     // `providerId` (legacy form) is accepted and ignored, as the current service does.
     let params = normalize_params(auth.and_then(|a| a.get("params")), &name)?;
-    Ok(NewConnection {
+    Ok(ValidCreateRequest {
         name,
         description,
         connection_spec: json!({ "id": spec_id, "version": version }),
@@ -257,7 +283,7 @@ fn validate_create(request: &Value) -> Result<NewConnection, FlowError> {
 }
 
 /// `POST /connections` → 201 `{id, etag}` with `Location`.
-pub async fn create(
+pub(crate) async fn create(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
@@ -308,7 +334,7 @@ pub async fn create(
 }
 
 /// `GET /connections/{id}` → 200 `{items: [connection]}`.
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -317,13 +343,13 @@ pub async fn get_one(
     let store = app.store.lock().expect("store lock");
     let connection = store
         .get_scoped(&id, &caller.org_id, &caller.sandbox)
-        .ok_or_else(|| FlowError::not_found(&id))?;
+        .ok_or_else(|| FlowServiceProblem::not_found(&id))?;
     let item = connection.render(&app.public_url, connection.inlet_ready(now_ms()));
     Ok(Json(json!({ "items": [item] })).into_response())
 }
 
 /// `GET /connections` with `property`, `orderby`, `limit`, `continuationToken`, `count`.
-pub async fn list(
+pub(crate) async fn list(
     State(app): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -343,7 +369,7 @@ pub async fn list(
 }
 
 /// `DELETE /connections/{id}` → 204; later reads are 404.
-pub async fn delete(
+pub(crate) async fn delete(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -355,7 +381,7 @@ pub async fn delete(
             .get_scoped(&id, &caller.org_id, &caller.sandbox)
             .is_none()
         {
-            return Err(FlowError::not_found(&id).into());
+            return Err(FlowServiceProblem::not_found(&id).into());
         }
         // A base connection that a flow still uses cannot go (reference §13): `FLOW-1418-400`.
         if let Some(in_use) = super::flows::base_connection_in_use(&store, &id) {
@@ -371,7 +397,7 @@ pub async fn delete(
 }
 
 /// Which part of a connection a patch path touches.
-fn check_patch_path(path: &str) -> Result<(), FlowError> {
+fn check_patch_path(path: &str) -> Result<(), FlowServiceProblem> {
     let patchable = path == "/name"
         || path == "/description"
         || path == "/auth/params"
@@ -379,9 +405,9 @@ fn check_patch_path(path: &str) -> Result<(), FlowError> {
     if patchable {
         Ok(())
     } else if path == "/connectionSpec" || path.starts_with("/connectionSpec/") {
-        Err(FlowError::spec_not_updatable())
+        Err(FlowServiceProblem::spec_not_updatable())
     } else {
-        Err(FlowError::invalid_patch(format!(
+        Err(FlowServiceProblem::invalid_patch(format!(
             "path '{path}' cannot be updated; only /name, /description and /auth/params can"
         )))
     }
@@ -389,75 +415,83 @@ fn check_patch_path(path: &str) -> Result<(), FlowError> {
 
 /// The patch document as RFC 6902 operations: an array (the tutorials) or a single object (the spec), with
 /// `op` in any case (the spec's enum is upper-case), limited to add/replace/remove on patchable paths.
-fn parse_patch(document: Value) -> Result<json_patch::Patch, FlowError> {
+fn parse_patch(document: Value) -> Result<json_patch::Patch, FlowServiceProblem> {
     let operations = match document {
         Value::Array(operations) => operations,
         single @ Value::Object(_) => vec![single],
         _ => {
-            return Err(FlowError::invalid_patch(
+            return Err(FlowServiceProblem::invalid_patch(
                 "the body must be a JSON Patch array",
             ));
         }
     };
     if operations.is_empty() {
-        return Err(FlowError::invalid_patch("the patch has no operations"));
+        return Err(FlowServiceProblem::invalid_patch(
+            "the patch has no operations",
+        ));
     }
     let mut normalized = Vec::with_capacity(operations.len());
     for mut operation in operations {
         let Some(fields) = operation.as_object_mut() else {
-            return Err(FlowError::invalid_patch("each operation must be an object"));
+            return Err(FlowServiceProblem::invalid_patch(
+                "each operation must be an object",
+            ));
         };
         let op = match fields.get("op").and_then(Value::as_str) {
             Some(op) => op.to_ascii_lowercase(),
-            None => return Err(FlowError::invalid_patch("Missing field 'op'")),
+            None => return Err(FlowServiceProblem::invalid_patch("Missing field 'op'")),
         };
         if !matches!(op.as_str(), "add" | "replace" | "remove") {
-            return Err(FlowError::invalid_patch(format!(
+            return Err(FlowServiceProblem::invalid_patch(format!(
                 "unsupported op '{op}'; use add, replace or remove"
             )));
         }
         let Some(path) = fields.get("path").and_then(Value::as_str) else {
-            return Err(FlowError::invalid_patch("Missing field 'path'"));
+            return Err(FlowServiceProblem::invalid_patch("Missing field 'path'"));
         };
         check_patch_path(path)?;
         if op != "remove" && !fields.contains_key("value") {
-            return Err(FlowError::invalid_patch("Missing field 'value'"));
+            return Err(FlowServiceProblem::invalid_patch("Missing field 'value'"));
         }
         fields.insert("op".to_owned(), json!(op));
         normalized.push(operation);
     }
-    serde_json::from_value(Value::Array(normalized)).map_err(FlowError::invalid_patch)
+    serde_json::from_value(Value::Array(normalized)).map_err(FlowServiceProblem::invalid_patch)
 }
 
 /// `PATCH /connections/{id}` with `If-Match` → 200 `{id, etag}` with a new etag.
-pub async fn patch(
+pub(crate) async fn patch(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&app, &headers, true)?;
-    let if_match =
-        header_text(&headers, header::IF_MATCH.as_str()).ok_or_else(FlowError::if_match_missing)?;
+    let if_match = header_text(&headers, header::IF_MATCH.as_str())
+        .ok_or_else(FlowServiceProblem::if_match_missing)?;
     let patch = parse_patch(parse_body(&body)?)?;
     let now = now_ms();
     let (etag, generation) = {
         let mut store = app.store.lock().expect("store lock");
         let connection = store
             .get_scoped_mut(&id, &caller.org_id, &caller.sandbox)
-            .ok_or_else(|| FlowError::not_found(&id))?;
+            .ok_or_else(|| FlowServiceProblem::not_found(&id))?;
         if if_match != "*" && bare_etag(if_match) != bare_etag(&connection.etag) {
-            return Err(FlowError::version_mismatch(if_match, bare_etag(&connection.etag)).into());
+            return Err(FlowServiceProblem::version_mismatch(
+                if_match,
+                bare_etag(&connection.etag),
+            )
+            .into());
         }
         // Patch the object as the client sees it, so that paths under /auth/params resolve as in a GET.
         let mut document = connection.render(&app.public_url, connection.inlet_ready(now));
-        json_patch::patch(&mut document, &patch).map_err(FlowError::invalid_patch)?;
-        let name =
-            required_name(document.get("name")).map_err(|e| FlowError::invalid_patch(e.message))?;
+        json_patch::patch(&mut document, &patch).map_err(FlowServiceProblem::invalid_patch)?;
+        let name = required_name(document.get("name"))
+            .map_err(|e| FlowServiceProblem::invalid_patch(e.message))?;
         let description = optional_description(document.get("description"))
-            .map_err(|e| FlowError::invalid_patch(e.message))?;
+            .map_err(|e| FlowServiceProblem::invalid_patch(e.message))?;
         let params = normalize_params(document.pointer("/auth/params"), &name)
-            .map_err(|e| FlowError::invalid_patch(e.message))?;
+            .map_err(|e| FlowServiceProblem::invalid_patch(e.message))?;
         connection.name = name;
         connection.description = description;
         connection.params = params;

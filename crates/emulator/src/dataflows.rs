@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::catalog::{self, StoredDataset};
 use super::connections::{Caller, bare_etag, header_text, new_etag};
-use super::errors::{ApiError, FLOW_ERROR_TYPE_PREFIX, FlowError, current_request_id};
+use super::errors::{ApiError, FLOW_ERROR_TYPE_PREFIX, FlowServiceProblem, current_request_id};
 use super::mapping::StoredMappingSet;
 use super::runs::StoredRun;
 use super::state::sandbox_id;
@@ -353,7 +353,7 @@ impl From<Problem> for ApiError {
     /// For callers that answer with the shared error type (the base connection delete). `report.type` is lost,
     /// so this is only for problems without a resource.
     fn from(problem: Problem) -> Self {
-        ApiError::Flow(FlowError {
+        ApiError::Flow(FlowServiceProblem {
             status: problem.status,
             code: problem.code,
             title: problem.title,
@@ -378,8 +378,8 @@ impl From<ApiError> for Refusal {
     }
 }
 
-impl From<FlowError> for Refusal {
-    fn from(error: FlowError) -> Self {
+impl From<FlowServiceProblem> for Refusal {
+    fn from(error: FlowServiceProblem) -> Self {
         Self::Api(error.into())
     }
 }
@@ -415,8 +415,8 @@ pub(crate) fn genuine_not_found(route: &str, id: &str) -> Option<Response> {
 
 /// Check `If-Match` against the stored etag: missing → `1403-400`, stale → `1404-412`; `*` matches any.
 pub(crate) fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), Refusal> {
-    let if_match =
-        header_text(headers, header::IF_MATCH.as_str()).ok_or_else(FlowError::if_match_missing)?;
+    let if_match = header_text(headers, header::IF_MATCH.as_str())
+        .ok_or_else(FlowServiceProblem::if_match_missing)?;
     if if_match != "*" && bare_etag(if_match) != bare_etag(etag) {
         return Err(Problem::version_mismatch(if_match, bare_etag(etag)).into());
     }

@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// Prefix of the `type` of every Flow Service problem body.
-pub const FLOW_ERROR_TYPE_PREFIX: &str = "https://ns.adobe.com/aep/errors/FLOW-";
+pub(crate) const FLOW_ERROR_TYPE_PREFIX: &str = "https://ns.adobe.com/aep/errors/FLOW-";
 /// Header carrying the id that Flow problem bodies repeat in `report.request-id`.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 /// `type` of the inlet's 401 (seed document, reference §3.3).
-pub const INLET_AUTHORIZATION_TYPE: &str =
+pub(crate) const INLET_AUTHORIZATION_TYPE: &str =
     "https://ns.adobe.com/adobecloud/problem/data-collection-service-authorization";
 /// `type` of the inlet's other problem bodies (reference §3.3, sync validation).
-pub const INLET_PROBLEM_TYPE: &str =
+pub(crate) const INLET_PROBLEM_TYPE: &str =
     "http://ns.adobe.com/adobecloud/problem/data-collection-service/inlet";
 
 tokio::task_local! {
@@ -32,28 +32,33 @@ pub(crate) fn current_request_id() -> String {
         .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
 }
 
-/// An adobe.io gateway rejection: `{"error_code": "<6 digits>", "message": …}`.
+/// An adobe.io gateway rejection: `{"error_code": "<6 digits>", "message": …}`. The gateway answers before
+/// Flow Service sees the request (token, API key, organization), so these never carry a request id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GatewayError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: &'static str,
+pub(crate) struct GatewayError {
+    /// 400, 401 or 403.
+    pub(crate) status: StatusCode,
+    /// The six-digit `error_code`, e.g. `"403010"`.
+    pub(crate) code: &'static str,
+    /// The gateway's fixed `message` text, verbatim.
+    pub(crate) message: &'static str,
 }
 
 impl GatewayError {
-    pub const TOKEN_MISSING: Self =
+    pub(crate) const TOKEN_MISSING: Self =
         Self::new(StatusCode::FORBIDDEN, "403010", "Oauth token is missing.");
-    pub const TOKEN_INVALID: Self = Self::new(
+    pub(crate) const TOKEN_INVALID: Self = Self::new(
         StatusCode::UNAUTHORIZED,
         "401013",
         "Oauth token is not valid",
     );
-    pub const API_KEY_MISSING: Self =
+    pub(crate) const API_KEY_MISSING: Self =
         Self::new(StatusCode::FORBIDDEN, "403000", "Api Key is required");
-    pub const API_KEY_INVALID: Self =
+    pub(crate) const API_KEY_INVALID: Self =
         Self::new(StatusCode::FORBIDDEN, "403003", "Api Key is invalid");
-    pub const ORG_MISSING: Self = Self::new(StatusCode::BAD_REQUEST, "400003", "Missing header");
-    pub const ORG_NOT_ENTITLED: Self =
+    pub(crate) const ORG_MISSING: Self =
+        Self::new(StatusCode::BAD_REQUEST, "400003", "Missing header");
+    pub(crate) const ORG_NOT_ENTITLED: Self =
         Self::new(StatusCode::FORBIDDEN, "403025", "Profile is not valid");
 
     const fn new(status: StatusCode, code: &'static str, message: &'static str) -> Self {
@@ -65,19 +70,25 @@ impl GatewayError {
     }
 }
 
-/// A Flow Service problem body, `type` `…/FLOW-<code>-<status>`.
+/// An error answer of Flow Service itself: a problem body with `type` `…/FLOW-<code>-<status>`, a title, the
+/// message and a `report` that repeats the request id. (Named apart from the client's `aep_flow::FlowError`,
+/// which is the client's reading of such an answer, among other failures.)
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlowError {
-    pub status: StatusCode,
+pub(crate) struct FlowServiceProblem {
+    /// The HTTP status, also the `<status>` part of `type`.
+    pub(crate) status: StatusCode,
     /// The four-digit catalogue code, e.g. `"1101"`.
-    pub code: &'static str,
-    pub title: &'static str,
-    pub message: String,
+    pub(crate) code: &'static str,
+    /// The catalogue's short `title`, e.g. `"Resource not found"`.
+    pub(crate) title: &'static str,
+    /// The text with this request's details (ids, parameter names) filled in, repeated as `errorMessage`,
+    /// `errorDetails` and `report.detailed-message`.
+    pub(crate) message: String,
     /// For not-found errors: the id that was looked up, repeated in `report.id` as Flow Service does.
-    pub resource_id: Option<String>,
+    pub(crate) resource_id: Option<String>,
 }
 
-impl FlowError {
+impl FlowServiceProblem {
     fn new(
         status: StatusCode,
         code: &'static str,
@@ -94,7 +105,7 @@ impl FlowError {
     }
 
     /// `1101-404`: no connection with this id in the caller's organization and sandbox.
-    pub fn not_found(id: &str) -> Self {
+    pub(crate) fn not_found(id: &str) -> Self {
         Self {
             resource_id: Some(id.to_owned()),
             ..Self::new(
@@ -109,7 +120,7 @@ impl FlowError {
     }
 
     /// `1403-400`: PATCH without `If-Match`.
-    pub fn if_match_missing() -> Self {
+    pub(crate) fn if_match_missing() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1403",
@@ -119,7 +130,7 @@ impl FlowError {
     }
 
     /// `1404-412`: `If-Match` names an older version than the stored one.
-    pub fn version_mismatch(supplied: &str, current: &str) -> Self {
+    pub(crate) fn version_mismatch(supplied: &str, current: &str) -> Self {
         Self::new(
             StatusCode::PRECONDITION_FAILED,
             "1404",
@@ -132,7 +143,7 @@ impl FlowError {
     }
 
     /// `1405-400`: POST or PATCH with no body.
-    pub fn empty_body() -> Self {
+    pub(crate) fn empty_body() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1405",
@@ -142,7 +153,7 @@ impl FlowError {
     }
 
     /// `1401-400`: `limit` and `count` together.
-    pub fn limit_with_count() -> Self {
+    pub(crate) fn limit_with_count() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1401",
@@ -153,7 +164,7 @@ impl FlowError {
     }
 
     /// `1413-400`: missing or unknown `connectionSpec.id`.
-    pub fn invalid_spec_id(detail: &str) -> Self {
+    pub(crate) fn invalid_spec_id(detail: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1413",
@@ -165,7 +176,7 @@ impl FlowError {
     }
 
     /// `1414-400`: a PATCH touching `connectionSpec`.
-    pub fn spec_not_updatable() -> Self {
+    pub(crate) fn spec_not_updatable() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1414",
@@ -175,7 +186,7 @@ impl FlowError {
     }
 
     /// `1415-400`: `auth.specName` missing or not an auth spec of the connection spec.
-    pub fn auth_spec_not_found(spec_name: Option<&str>, spec_id: &str) -> Self {
+    pub(crate) fn auth_spec_not_found(spec_name: Option<&str>, spec_id: &str) -> Self {
         let shown = spec_name.unwrap_or("");
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -186,7 +197,7 @@ impl FlowError {
     }
 
     /// `1455-400`: a PATCH document that is not a valid patch for a connection.
-    pub fn invalid_patch(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn invalid_patch(detail: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1455",
@@ -197,7 +208,7 @@ impl FlowError {
 
     /// A malformed or invalid request body. The public catalogue has no code for this, so the emulator uses
     /// `1400-400` (documented in docs/emulator.md).
-    pub fn invalid_body(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn invalid_body(detail: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1400",
@@ -207,7 +218,7 @@ impl FlowError {
     }
 
     /// `1449-400`: a `property` filter on a field that cannot be a path.
-    pub fn invalid_filter_field(field: &str) -> Self {
+    pub(crate) fn invalid_filter_field(field: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1449",
@@ -217,7 +228,7 @@ impl FlowError {
     }
 
     /// `1450-400`: a `property` filter whose operator is not one of `== != > >= < <= ~`.
-    pub fn invalid_filter_operator(expression: &str) -> Self {
+    pub(crate) fn invalid_filter_operator(expression: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1450",
@@ -227,7 +238,7 @@ impl FlowError {
     }
 
     /// `1451-400`: a bad query parameter (`limit`, `continuationToken`, …).
-    pub fn invalid_parameter(name: &str, detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn invalid_parameter(name: &str, detail: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1451",
@@ -237,7 +248,7 @@ impl FlowError {
     }
 
     /// `1432-400`: a bad `orderby`.
-    pub fn invalid_orderby(value: &str) -> Self {
+    pub(crate) fn invalid_orderby(value: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1432",
@@ -249,7 +260,7 @@ impl FlowError {
     }
 
     /// `2105-400`: no `x-sandbox-name`.
-    pub fn sandbox_missing() -> Self {
+    pub(crate) fn sandbox_missing() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "2105",
@@ -259,7 +270,7 @@ impl FlowError {
     }
 
     /// `2100-404`: `x-sandbox-name` names no sandbox of the organization.
-    pub fn sandbox_not_found(name: &str) -> Self {
+    pub(crate) fn sandbox_not_found(name: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "2100",
@@ -271,7 +282,7 @@ impl FlowError {
     }
 
     /// `1102-500`: the emulator itself failed (e.g. it could not write its state file).
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "1102",
@@ -281,7 +292,7 @@ impl FlowError {
     }
 
     /// The body, with `report.request-id` set to the current request's id.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let request_id = current_request_id();
         let mut report = json!({ "detailed-message": self.message, "request-id": request_id });
         if let Some(id) = &self.resource_id {
@@ -299,7 +310,7 @@ impl FlowError {
     }
 
     /// The generic Flow body an injected fault answers with when its rule gives none.
-    pub fn for_status(status: StatusCode) -> Self {
+    pub(crate) fn for_status(status: StatusCode) -> Self {
         let (code, title) = match status.as_u16() {
             503 => ("1103", "Service Unavailable"),
             504 => ("1104", "Gateway Timeout"),
@@ -318,13 +329,13 @@ impl FlowError {
 
 /// Everything a route can answer with instead of success.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The adobe.io gateway rejected the headers.
     Gateway(GatewayError),
     /// Missing or non-JSON `Content-Type` on POST/PATCH: the gateway's `BadRequestError` body.
     ContentType,
     /// Flow Service rejected the request.
-    Flow(FlowError),
+    Flow(FlowServiceProblem),
     /// IMS rejected a token request: `{"error", "error_description"}`.
     Ims {
         status: StatusCode,
@@ -337,7 +348,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The inlet's 401, exactly as the seed document shows it (including the string `"status"`).
-    pub fn inlet_unauthorized() -> Self {
+    pub(crate) fn inlet_unauthorized() -> Self {
         Self::Inlet {
             status: StatusCode::UNAUTHORIZED,
             body: json!({
@@ -350,7 +361,7 @@ impl ApiError {
     }
 
     /// An inlet problem body (404, 400, 413): same `type` as the documented sync-validation error.
-    pub fn inlet_problem(status: StatusCode, title: &str, message: String) -> Self {
+    pub(crate) fn inlet_problem(status: StatusCode, title: &str, message: String) -> Self {
         Self::Inlet {
             status,
             body: json!({
@@ -363,7 +374,7 @@ impl ApiError {
     }
 
     /// The inlet's 404: unknown inlet, deleted connection, or not provisioned yet.
-    pub fn inlet_not_found(inlet_id: &str) -> Self {
+    pub(crate) fn inlet_not_found(inlet_id: &str) -> Self {
         Self::inlet_problem(
             StatusCode::NOT_FOUND,
             "Not Found",
@@ -372,7 +383,7 @@ impl ApiError {
     }
 
     /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Gateway(e) => e.status,
             Self::ContentType => StatusCode::BAD_REQUEST,
@@ -382,7 +393,7 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         match self {
             Self::Gateway(e) => json!({ "error_code": e.code, "message": e.message }),
             Self::ContentType => json!({
@@ -400,8 +411,8 @@ impl ApiError {
     }
 }
 
-impl From<FlowError> for ApiError {
-    fn from(error: FlowError) -> Self {
+impl From<FlowServiceProblem> for ApiError {
+    fn from(error: FlowServiceProblem) -> Self {
         Self::Flow(error)
     }
 }
@@ -423,7 +434,7 @@ impl IntoResponse for ApiError {
 }
 
 /// OAuth responses must not be cached (RFC 6749 §5.1), errors included.
-pub fn forbid_caching(response: &mut Response) {
+pub(crate) fn forbid_caching(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -435,7 +446,7 @@ mod tests {
 
     #[test]
     fn flow_problem_body_has_the_documented_fields() {
-        let body = FlowError::not_found("abc").body();
+        let body = FlowServiceProblem::not_found("abc").body();
         assert_eq!(
             body["type"],
             "https://ns.adobe.com/aep/errors/FLOW-1101-404"

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::connections::CONNECTION_ROUTE;
-use super::errors::{ApiError, FlowError};
+use super::errors::{ApiError, FlowServiceProblem};
 
 /// What a firing rule does to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,13 +48,15 @@ impl FaultAction {
 }
 
 /// The id a `corruptId` rule puts in the answer: not a UUID, as no Flow Service id is.
-pub const CORRUPT_ID: &str = "not-a-uuid";
+pub(crate) const CORRUPT_ID: &str = "not-a-uuid";
 
 /// `Retry-After` as seconds or as literal header text (an HTTP date, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RetryAfter {
+    /// A delay in seconds, e.g. `7`.
     Seconds(u64),
+    /// Sent verbatim, e.g. an HTTP date.
     Text(String),
 }
 
@@ -62,6 +64,7 @@ pub enum RetryAfter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultRule {
+    /// Names the rule for `DELETE /_emulator/faults/{id}`; `fault-<n>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// HTTP method, any case; absent or `*` matches every method.
@@ -73,15 +76,19 @@ pub struct FaultRule {
     /// Glob over the actual path: `*` matches any run of characters including `/`, `?` one character.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// What the rule does; absent: `fail` when a status is given, else `delay` when a latency is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<FaultAction>,
+    /// The status to answer with (`fail`, `commitThenFail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// A `Retry-After` header to add to the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<RetryAfter>,
     /// Response body; a JSON string is sent as plain text, anything else as JSON. Absent: an Adobe-shaped body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// Extra delay before the request is served, on top of `--latency-ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     /// Fire only this many times, then stay inert.
@@ -228,10 +235,13 @@ impl ActiveRule {
 
 /// The decision for one request, taken from the rule that fired.
 #[derive(Debug, Clone)]
-pub struct FaultDecision {
-    pub rule_id: String,
-    pub action: FaultAction,
-    pub latency: Duration,
+pub(crate) struct FaultDecision {
+    /// The rule that fired, recorded in the request log.
+    pub(crate) rule_id: String,
+    /// What to do to this request.
+    pub(crate) action: FaultAction,
+    /// How long to wait first.
+    pub(crate) latency: Duration,
     status: Option<u16>,
     retry_after: Option<RetryAfter>,
     body: Option<Value>,
@@ -239,13 +249,13 @@ pub struct FaultDecision {
 
 impl FaultDecision {
     /// Whether the real handler runs before the fault is applied.
-    pub fn commits(&self) -> bool {
+    pub(crate) fn commits(&self) -> bool {
         self.action.commits()
     }
 
     /// Whether the rule names a status that replaces the real answer (always for `fail`/`commitThenFail`,
     /// optionally for `commitAfterDelay`).
-    pub fn replaces_answer(&self) -> bool {
+    pub(crate) fn replaces_answer(&self) -> bool {
         self.status.is_some()
     }
 
@@ -253,7 +263,7 @@ impl FaultDecision {
     /// component the route belongs to (IMS, inlet or Flow Service), so that clients parse it as they would a
     /// real failure. A 404 on an item route (`resource_id` is its decoded `{id}` or `{inletId}`) is exactly the
     /// genuine not-found answer, so that a client cannot tell an injected 404 from a missing resource.
-    pub fn response(&self, route: &str, resource_id: Option<&str>) -> Response {
+    pub(crate) fn response(&self, route: &str, resource_id: Option<&str>) -> Response {
         let status = StatusCode::from_u16(self.status.unwrap_or(DEFAULT_COMMIT_THEN_FAIL_STATUS))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = match &self.body {
@@ -278,15 +288,15 @@ impl FaultDecision {
             },
             None => match resource_id {
                 Some(id) if status == StatusCode::NOT_FOUND && route == CONNECTION_ROUTE => {
-                    ApiError::Flow(FlowError::not_found(id)).into_response()
+                    ApiError::Flow(FlowServiceProblem::not_found(id)).into_response()
                 }
                 // The dataflow item routes (flows, source/target connections, runs, mapping sets, datasets).
                 Some(id) if status == StatusCode::NOT_FOUND => {
                     crate::dataflows::genuine_not_found(route, id).unwrap_or_else(|| {
-                        ApiError::Flow(FlowError::for_status(status)).into_response()
+                        ApiError::Flow(FlowServiceProblem::for_status(status)).into_response()
                     })
                 }
-                _ => ApiError::Flow(FlowError::for_status(status)).into_response(),
+                _ => ApiError::Flow(FlowServiceProblem::for_status(status)).into_response(),
             },
         };
         // ApiError bodies carry their own status; the rule's status wins.
@@ -307,7 +317,7 @@ impl FaultDecision {
 /// The answer of a `corruptId` rule: a successful JSON object's string `id` becomes [`CORRUPT_ID`], and the same
 /// id at the end of `Location` too, so that the client has no other way to learn the real one. Anything else
 /// (an error, a body without an id) passes unchanged.
-pub async fn corrupt_id(response: Response) -> Response {
+pub(crate) async fn corrupt_id(response: Response) -> Response {
     if !response.status().is_success() {
         return response;
     }
@@ -343,14 +353,14 @@ pub async fn corrupt_id(response: Response) -> Response {
 
 /// The installed rules.
 #[derive(Debug, Default)]
-pub struct FaultBook {
+pub(crate) struct FaultBook {
     rules: Vec<ActiveRule>,
     next_id: u64,
 }
 
 impl FaultBook {
     /// Validate and add rules (all or none). Returns the stored rules, ids filled in.
-    pub fn add(&mut self, rules: Vec<FaultRule>) -> Result<Vec<Value>, String> {
+    pub(crate) fn add(&mut self, rules: Vec<FaultRule>) -> Result<Vec<Value>, String> {
         let mut validated = Vec::with_capacity(rules.len());
         for (index, rule) in rules.into_iter().enumerate() {
             let mut rule = rule.validated().map_err(|e| format!("rule {index}: {e}"))?;
@@ -379,23 +389,30 @@ impl FaultBook {
         Ok(stored)
     }
 
-    pub fn list(&self) -> Vec<Value> {
+    /// The active rules as the admin API shows them, with how often each fired.
+    pub(crate) fn list(&self) -> Vec<Value> {
         self.rules.iter().map(ActiveRule::to_json).collect()
     }
 
-    pub fn clear(&mut self) {
+    /// Remove every rule.
+    pub(crate) fn clear(&mut self) {
         self.rules.clear();
     }
 
     /// Remove one rule; false if there is none with that id.
-    pub fn remove(&mut self, id: &str) -> bool {
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
         let before = self.rules.len();
         self.rules.retain(|r| r.rule.id.as_deref() != Some(id));
         self.rules.len() != before
     }
 
     /// The fault for this request, if a rule fires (and count the firing).
-    pub fn decide(&mut self, method: &str, route: &str, path: &str) -> Option<FaultDecision> {
+    pub(crate) fn decide(
+        &mut self,
+        method: &str,
+        route: &str,
+        path: &str,
+    ) -> Option<FaultDecision> {
         let rule = self.rules.iter_mut().find(|active| {
             !active.exhausted()
                 && active.rule.matches(method, route, path)

@@ -17,7 +17,7 @@ use super::dataflows::{
     FlowObject, Problem, Refusal, STATE_DISABLED, STATE_ENABLED, check_if_match, created,
     object_body, parse_patch, relink, required_text, spec_reference,
 };
-use super::errors::{ApiError, FlowError};
+use super::errors::{ApiError, FlowServiceProblem};
 use super::listing::ListRequest;
 use super::mapping::StoredMappingSet;
 use super::state::Store;
@@ -346,7 +346,7 @@ pub(crate) async fn patch(
 ) -> Result<Response, Refusal> {
     let caller = authorize(&app, &headers, true)?;
     if header_text(&headers, "if-match").is_none() {
-        return Err(FlowError::if_match_missing().into());
+        return Err(FlowServiceProblem::if_match_missing().into());
     }
     let patch = parse_patch(parse_body(&body)?, patchable)?;
     let now = now_ms();

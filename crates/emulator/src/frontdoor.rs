@@ -30,13 +30,13 @@ use super::errors::{REQUEST_ID, REQUEST_ID_HEADER};
 use super::faults::{self, FaultAction, FaultDecision};
 
 /// Admin routes live under this prefix; the front door lets them through untouched.
-pub const ADMIN_PREFIX: &str = "/_emulator";
+pub(crate) const ADMIN_PREFIX: &str = "/_emulator";
 /// Route recorded for requests that matched no route.
-pub const UNMATCHED_ROUTE: &str = "*";
+pub(crate) const UNMATCHED_ROUTE: &str = "*";
 /// Status recorded for a request whose connection was dropped without an answer.
-pub const DROPPED_STATUS: u16 = 0;
+pub(crate) const DROPPED_STATUS: u16 = 0;
 /// The log keeps the most recent entries only, so that a benchmark cannot grow it without bound.
-pub const MAX_LOG_ENTRIES: usize = 10_000;
+pub(crate) const MAX_LOG_ENTRIES: usize = 10_000;
 /// The most a `commitAfterDelay` request body may hold: it is read into memory before the client may leave.
 /// Above every limit the routes themselves enforce (the inlet drains up to 32 MiB before its 413).
 const DETACHED_BODY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
@@ -50,25 +50,30 @@ struct ConnectionDropped;
 /// One served request, in arrival order of completion.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LogEntry {
-    pub seq: u64,
-    pub method: String,
+pub(crate) struct LogEntry {
+    /// Position in the log, from 1; it keeps counting across evictions.
+    pub(crate) seq: u64,
+    /// The HTTP method.
+    pub(crate) method: String,
     /// The route template, e.g. `/data/foundation/flowservice/connections/{id}`.
-    pub route: String,
+    pub(crate) route: String,
     /// The actual path, without the query.
-    pub path: String,
+    pub(crate) path: String,
+    /// The query string, without `?`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    pub status: u16,
+    pub(crate) query: Option<String>,
+    /// The status answered, or [`DROPPED_STATUS`] for a connection closed without an answer.
+    pub(crate) status: u16,
     /// Id of the fault rule that fired, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fault: Option<String>,
-    pub request_id: String,
+    pub(crate) fault: Option<String>,
+    /// The `x-request-id` answered, which Flow problem bodies repeat.
+    pub(crate) request_id: String,
 }
 
 /// Counts by (route, method, status) and the ordered log.
 #[derive(Debug, Default)]
-pub struct RequestLog {
+pub(crate) struct RequestLog {
     next_seq: u64,
     counts: BTreeMap<(String, String, u16), u64>,
     entries: VecDeque<LogEntry>,
@@ -91,11 +96,14 @@ impl RequestLog {
         self.entries.push_back(entry);
     }
 
-    pub fn clear(&mut self) {
+    /// Forget every entry and count, and start numbering from 1 again.
+    pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }
 
-    pub fn to_json(&self) -> Value {
+    /// The log as `GET /_emulator/requests` answers it: counts per route, method and status, the entries, and
+    /// how many entries were evicted.
+    pub(crate) fn to_json(&self) -> Value {
         let counts: Vec<Value> = self
             .counts
             .iter()
@@ -262,7 +270,7 @@ async fn commit_after_delay(
 }
 
 /// The middleware in front of every IMS, Flow Service and inlet route.
-pub async fn front_door(
+pub(crate) async fn front_door(
     State(app): State<Arc<AppState>>,
     request: Request,
     next: Next,
@@ -318,7 +326,7 @@ pub async fn front_door(
 }
 
 /// Paths that are no route of the emulator.
-pub async fn no_route(request: Request) -> Response {
+pub(crate) async fn no_route(request: Request) -> Response {
     let detail = format!("no route for {} {}", request.method(), request.uri().path());
     (
         StatusCode::NOT_FOUND,

@@ -18,7 +18,7 @@ use super::app::AppState;
 use super::errors::ApiError;
 
 /// Route of the token endpoint.
-pub const TOKEN_ROUTE: &str = "/ims/token/v3";
+pub(crate) const TOKEN_ROUTE: &str = "/ims/token/v3";
 /// The only grant server-to-server credentials use.
 const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// Length of the random token value; real tokens are long JWTs, clients must treat them as opaque anyway.
@@ -26,9 +26,11 @@ const TOKEN_LENGTH: usize = 96;
 
 /// Who a valid token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenHolder {
-    pub client_id: String,
-    pub org_id: String,
+pub(crate) struct TokenHolder {
+    /// The OAuth client that asked for the token.
+    pub(crate) client_id: String,
+    /// The organization of that client.
+    pub(crate) org_id: String,
 }
 
 #[derive(Debug)]
@@ -40,13 +42,13 @@ struct IssuedToken {
 /// Tokens issued by this emulator. Never persisted: a restarted emulator has forgotten them, like a token
 /// from another IMS environment, and clients must fetch a new one (the 401013 path).
 #[derive(Debug, Default)]
-pub struct TokenBook {
+pub(crate) struct TokenBook {
     tokens: HashMap<String, IssuedToken>,
 }
 
 impl TokenBook {
     /// Issue a new random token valid for `ttl`.
-    pub fn issue(&mut self, holder: TokenHolder, ttl: Duration) -> String {
+    pub(crate) fn issue(&mut self, holder: TokenHolder, ttl: Duration) -> String {
         let now = Instant::now();
         // Drop expired tokens here so a long benchmark that fetches many tokens does not grow the book forever.
         self.tokens.retain(|_, token| token.expires_at > now);
@@ -66,7 +68,7 @@ impl TokenBook {
     }
 
     /// The holder of `token` if it was issued here and has not expired.
-    pub fn validate(&self, token: &str) -> Option<TokenHolder> {
+    pub(crate) fn validate(&self, token: &str) -> Option<TokenHolder> {
         self.tokens
             .get(token)
             .filter(|issued| issued.expires_at > Instant::now())
@@ -74,14 +76,14 @@ impl TokenBook {
     }
 
     /// How many unexpired tokens exist (for the admin state; never the values).
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         let now = Instant::now();
         self.tokens.values().filter(|t| t.expires_at > now).count()
     }
 }
 
 /// The token in an `Authorization: Bearer <token>` header value, if it has that shape.
-pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
+pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&str> {
     let text = value.to_str().ok()?.trim();
     let (scheme, token) = text.split_once(' ')?;
     let token = token.trim();
@@ -98,7 +100,7 @@ fn ims_error(status: StatusCode, error: &'static str, description: impl Into<Str
 
 /// `POST /ims/token/v3`. Parameters come from the form body or, as IMS also allows, the query string; the body
 /// wins when both carry one.
-pub async fn issue_token(
+pub(crate) async fn issue_token(
     State(app): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
     body: Bytes,

@@ -19,10 +19,12 @@ use super::ims::bearer_token;
 use super::runs;
 use super::state::{InletRecord, KEPT_MESSAGES_PER_INLET};
 
-pub const SINGLE_ROUTE: &str = "/collection/{inletId}";
-pub const BATCH_ROUTE: &str = "/collection/batch/{inletId}";
+/// One message per request.
+pub(crate) const SINGLE_ROUTE: &str = "/collection/{inletId}";
+/// A batch of messages, each answered on its own (207 when some are rejected).
+pub(crate) const BATCH_ROUTE: &str = "/collection/batch/{inletId}";
 /// "413 when the payload exceeds 1 MB" (reference §3.3), counted in decimal bytes.
-pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 1_000_000;
 /// How much of an oversized body is still read before answering 413. Answering before the client finished
 /// sending makes many clients see a reset instead of the 413, so bodies up to this size are drained first.
 const DRAIN_LIMIT_BYTES: usize = 32 * 1024 * 1024;
@@ -159,7 +161,7 @@ fn sync_validation_requested(query: Option<&str>) -> bool {
 }
 
 /// `POST /collection/{inletId}[?syncValidation=true]` → 200 with `xactionId`.
-pub async fn single(
+pub(crate) async fn single(
     State(app): State<Arc<AppState>>,
     Path(inlet_id): Path<String>,
     RawQuery(query): RawQuery,
@@ -220,7 +222,7 @@ pub async fn single(
 }
 
 /// `POST /collection/batch/{inletId}` with `{"messages": [...]}` → 207 with one entry per message, in order.
-pub async fn batch(
+pub(crate) async fn batch(
     State(app): State<Arc<AppState>>,
     Path(inlet_id): Path<String>,
     RawQuery(query): RawQuery,

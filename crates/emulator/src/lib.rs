@@ -4,9 +4,11 @@
 //! so that the operator's client and anyone trying the operator can run without an AEP account. It shares no
 //! code with the client (`crate::flow`): the two meet only on the wire, so a shared misunderstanding cannot hide.
 //!
-//! Layout: [`config`] (what it starts with), [`app`] (shared state, router), [`frontdoor`] (request ids,
-//! latency, faults, request log), [`ims`], [`connections`] + [`listing`] (Flow Service), [`inlet`], [`faults`],
-//! [`admin`] (`/_emulator/…`), [`state`] (store, persistence), [`errors`] (Adobe error bodies).
+//! The library's surface is what its users need: [`start`] with an [`EmulatorConfig`], the demo credentials
+//! and the spec id a client must send. The modules are private: `config` (what it starts with), `app`
+//! (shared state, router), `frontdoor` (request ids, latency, faults, request log), `ims`, `connections` +
+//! `listing` (Flow Service), `inlet`, `faults`, `admin` (`/_emulator/…`), `state` (store, persistence),
+//! `errors` (Adobe error bodies).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), aep_emulator::EmulatorError> {
@@ -17,17 +19,17 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admin;
-pub mod app;
-pub mod config;
-pub mod connections;
-pub mod errors;
-pub mod faults;
-pub mod frontdoor;
-pub mod ims;
-pub mod inlet;
-pub mod listing;
-pub mod state;
+mod admin;
+mod app;
+mod config;
+mod connections;
+mod errors;
+mod faults;
+mod frontdoor;
+mod ims;
+mod inlet;
+mod listing;
+mod state;
 
 // The StreamingDataflow objects: Catalog datasets, source/target connections, mapping sets, flows and runs.
 pub(crate) mod catalog;
@@ -43,26 +45,37 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+// The admin API's routes and fault rules, for the test kit's typed client of the admin API.
+pub use admin::{
+    FAULT_ROUTE, FAULTS_ROUTE, HEALTH_ROUTE, INLET_ROUTE, REQUESTS_ROUTE, RESET_ROUTE, STATE_ROUTE,
+};
 pub use catalog::{DEMO_DATASET_ID, DEMO_DATASET_NAME, DEMO_SCHEMA_ID, XDM_CONTENT_TYPE};
 pub use config::{
-    ClientCredential, ClientCredentialParseError, DEFAULT_SANDBOXES, DEFAULT_TOKEN_TTL,
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
+    ClientCredential, ClientCredentialParseError, DEFAULT_SANDBOXES, DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
 };
-pub use connections::{STREAMING_AUTH_SPEC_NAME, STREAMING_CONNECTION_SPEC_ID};
+pub use connections::STREAMING_CONNECTION_SPEC_ID;
+pub use faults::{FaultAction, FaultRule, RetryAfter};
 pub use flows::{RAW_FLOW_SPEC_ID, XDM_FLOW_SPEC_ID};
 pub use source_target::DATA_LAKE_CONNECTION_SPEC_ID;
 pub use state::StateFileError;
 
-/// Why an emulator could not start.
+/// Why an emulator could not start. Nothing is left running when [`start`] returns one.
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
+    /// The [`EmulatorConfig`] cannot work: no client, a client id twice, no or an empty sandbox name, or
+    /// a public URL that is not `http(s)://`. The text says which.
     #[error("invalid emulator configuration: {0}")]
     InvalidConfig(String),
+    /// The listen address is taken or not allowed.
     #[error("cannot listen on {address}: {source}")]
     Bind {
+        /// The configured listen address.
         address: SocketAddr,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// The state file could not be loaded, or not written once at start-up.
     #[error(transparent)]
     StateFile(#[from] StateFileError),
 }

@@ -11,19 +11,19 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::errors::FlowError;
+use super::errors::FlowServiceProblem;
 
 /// Items per page when the caller gives no `limit`. Adobe documents no default; a page smaller than the 1000 cap
 /// makes clients that ignore `_links.next` fail visibly in tests instead of in production.
-pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest `limit` the filter-request schema allows.
-pub const MAX_PAGE_SIZE: usize = 1000;
+pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 /// Relative path of `_links.next.href`, as in the spec's `PageLink` example.
 const NEXT_HREF_PREFIX: &str = "/connections?continuationToken=";
 
 /// A parsed `GET /connections` query.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ListRequest {
+pub(crate) struct ListRequest {
     /// The raw `property` expressions, kept to carry them in continuation tokens.
     properties: Vec<String>,
     filters: Vec<Filter>,
@@ -37,12 +37,12 @@ pub struct ListRequest {
 #[derive(Debug, Clone, PartialEq)]
 struct Filter {
     path: Vec<String>,
-    operator: Operator,
+    operator: FilterOperator,
     values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operator {
+enum FilterOperator {
     Equal,
     NotEqual,
     Greater,
@@ -55,14 +55,14 @@ enum Operator {
 }
 
 /// Two-character operators first so that `>=` is not read as `>`.
-const OPERATORS: [(&str, Operator); 7] = [
-    ("==", Operator::Equal),
-    ("!=", Operator::NotEqual),
-    (">=", Operator::GreaterOrEqual),
-    ("<=", Operator::LessOrEqual),
-    (">", Operator::Greater),
-    ("<", Operator::Less),
-    ("~", Operator::Contains),
+const OPERATORS: [(&str, FilterOperator); 7] = [
+    ("==", FilterOperator::Equal),
+    ("!=", FilterOperator::NotEqual),
+    (">=", FilterOperator::GreaterOrEqual),
+    ("<=", FilterOperator::LessOrEqual),
+    (">", FilterOperator::Greater),
+    ("<", FilterOperator::Less),
+    ("~", FilterOperator::Contains),
 ];
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -108,7 +108,7 @@ impl ContinuationToken {
 
 impl ListRequest {
     /// Parse the raw query string. Parameters given explicitly win over those carried in a continuation token.
-    pub fn parse(query: Option<&str>) -> Result<Self, FlowError> {
+    pub(crate) fn parse(query: Option<&str>) -> Result<Self, FlowServiceProblem> {
         let mut properties = Vec::new();
         let mut orderby = None;
         let mut limit_text = None;
@@ -126,14 +126,14 @@ impl ListRequest {
             }
         }
         if count && limit_text.is_some() {
-            return Err(FlowError::limit_with_count());
+            return Err(FlowServiceProblem::limit_with_count());
         }
         let mut limit = match limit_text {
             None => None,
             Some(text) => match text.trim().parse::<usize>() {
                 Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Some(n),
                 _ => {
-                    return Err(FlowError::invalid_parameter(
+                    return Err(FlowServiceProblem::invalid_parameter(
                         "limit",
                         format!("'{text}' is not an integer between 1 and {MAX_PAGE_SIZE}"),
                     ));
@@ -143,7 +143,7 @@ impl ListRequest {
         let mut after = None;
         if let Some(text) = token_text.filter(|t| !count && !t.trim().is_empty()) {
             let token = ContinuationToken::decode(&text).ok_or_else(|| {
-                FlowError::invalid_parameter(
+                FlowServiceProblem::invalid_parameter(
                     "continuationToken",
                     "not a token issued by this service",
                 )
@@ -182,7 +182,7 @@ impl ListRequest {
     }
 
     /// Answer the query over `(creation seq, rendered connection)` pairs of the caller's org and sandbox.
-    pub fn respond(&self, connections: Vec<(u64, Value)>) -> Value {
+    pub(crate) fn respond(&self, connections: Vec<(u64, Value)>) -> Value {
         let matching = connections
             .into_iter()
             .filter(|(_, doc)| self.filters.iter().all(|f| f.matches(doc)));
@@ -240,7 +240,7 @@ fn split_path(path: &str) -> Vec<String> {
 
 /// `path<op>values`. The path may be padded with spaces; the values are taken exactly as decoded (`==` is exact
 /// equality: `name==web%20` finds `"web "`, not `"web"`).
-fn parse_filter(expression: &str) -> Result<Filter, FlowError> {
+fn parse_filter(expression: &str) -> Result<Filter, FlowServiceProblem> {
     let expression = expression.trim_start();
     let found = expression.char_indices().find_map(|(index, _)| {
         OPERATORS
@@ -257,17 +257,17 @@ fn parse_filter(expression: &str) -> Result<Filter, FlowError> {
                 .collect();
             (expression[..index].trim_end(), operator, values)
         }
-        Some(_) => return Err(FlowError::invalid_filter_field(expression)),
+        Some(_) => return Err(FlowServiceProblem::invalid_filter_field(expression)),
         None => match expression.trim_end().strip_prefix('!') {
-            Some(path) => (path, Operator::NotExists, Vec::new()),
+            Some(path) => (path, FilterOperator::NotExists, Vec::new()),
             None if expression.contains('=') => {
-                return Err(FlowError::invalid_filter_operator(expression));
+                return Err(FlowServiceProblem::invalid_filter_operator(expression));
             }
-            None => (expression.trim_end(), Operator::Exists, Vec::new()),
+            None => (expression.trim_end(), FilterOperator::Exists, Vec::new()),
         },
     };
     if !valid_path(path) {
-        return Err(FlowError::invalid_filter_field(path));
+        return Err(FlowServiceProblem::invalid_filter_field(path));
     }
     Ok(Filter {
         path: split_path(path),
@@ -276,7 +276,7 @@ fn parse_filter(expression: &str) -> Result<Filter, FlowError> {
     })
 }
 
-fn parse_order(text: &str) -> Result<Order, FlowError> {
+fn parse_order(text: &str) -> Result<Order, FlowServiceProblem> {
     // An unencoded `+name` arrives as " name": `+` means space in a query string.
     let trimmed = text.trim();
     let (descending, path) = match trimmed.strip_prefix('-') {
@@ -284,7 +284,7 @@ fn parse_order(text: &str) -> Result<Order, FlowError> {
         None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
     };
     if !valid_path(path) {
-        return Err(FlowError::invalid_orderby(text));
+        return Err(FlowServiceProblem::invalid_orderby(text));
     }
     Ok(Order {
         path: Some(split_path(path)),
@@ -339,22 +339,22 @@ impl Filter {
                 .any(|f| compare_to(f, first_value).is_some_and(accept))
         };
         match self.operator {
-            Operator::Equal => found
+            FilterOperator::Equal => found
                 .iter()
                 .any(|f| self.values.iter().any(|w| equals(f, w))),
-            Operator::NotEqual => !found
+            FilterOperator::NotEqual => !found
                 .iter()
                 .any(|f| self.values.iter().any(|w| equals(f, w))),
-            Operator::Greater => compared(|o| o == Ordering::Greater),
-            Operator::GreaterOrEqual => compared(|o| o != Ordering::Less),
-            Operator::Less => compared(|o| o == Ordering::Less),
-            Operator::LessOrEqual => compared(|o| o != Ordering::Greater),
-            Operator::Contains => found.iter().any(|f| {
+            FilterOperator::Greater => compared(|o| o == Ordering::Greater),
+            FilterOperator::GreaterOrEqual => compared(|o| o != Ordering::Less),
+            FilterOperator::Less => compared(|o| o == Ordering::Less),
+            FilterOperator::LessOrEqual => compared(|o| o != Ordering::Greater),
+            FilterOperator::Contains => found.iter().any(|f| {
                 f.as_str()
                     .is_some_and(|s| self.values.iter().any(|w| s.contains(w.as_str())))
             }),
-            Operator::Exists => !found.is_empty(),
-            Operator::NotExists => found.is_empty(),
+            FilterOperator::Exists => !found.is_empty(),
+            FilterOperator::NotExists => found.is_empty(),
         }
     }
 }

@@ -302,7 +302,7 @@ async fn patch(
 /// `If-Match` is checked before the body, as for base connections (`1403-400`).
 fn check_if_match_present(headers: &HeaderMap) -> Result<(), Refusal> {
     if super::connections::header_text(headers, "if-match").is_none() {
-        return Err(super::errors::FlowError::if_match_missing().into());
+        return Err(super::errors::FlowServiceProblem::if_match_missing().into());
     }
     Ok(())
 }

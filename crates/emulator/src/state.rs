@@ -12,62 +12,68 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Path under the public URL where inlets live; `inletUrl` is `<public-url>/collection/<inletId>`.
-pub const INLET_PATH_PREFIX: &str = "/collection/";
+pub(crate) const INLET_PATH_PREFIX: &str = "/collection/";
 /// Names in `auth.params` that the emulator reads or writes (reference §1.2, §1.3).
-pub const PARAM_INLET_ID: &str = "inletId";
-pub const PARAM_INLET_URL: &str = "inletUrl";
-pub const PARAM_SOURCE_ID: &str = "sourceId";
-pub const PARAM_NAME: &str = "name";
-pub const PARAM_DATA_TYPE: &str = "dataType";
-pub const PARAM_AUTHENTICATION_REQUIRED: &str = "authenticationRequired";
+pub(crate) const PARAM_INLET_ID: &str = "inletId";
+/// The URL clients post events to; server-owned like `inletId`.
+pub(crate) const PARAM_INLET_URL: &str = "inletUrl";
+/// A label of the source; the connection's name when the request gives none.
+pub(crate) const PARAM_SOURCE_ID: &str = "sourceId";
+/// The inlet's name; the connection's name when the request gives none.
+pub(crate) const PARAM_NAME: &str = "name";
+/// `xdm` or `raw`: what the inlet accepts.
+pub(crate) const PARAM_DATA_TYPE: &str = "dataType";
+/// Whether the inlet requires an IMS bearer token.
+pub(crate) const PARAM_AUTHENTICATION_REQUIRED: &str = "authenticationRequired";
 /// `dataType` values: the XDM envelope, or arbitrary JSON mapped by Data Prep.
-pub const DATA_TYPE_XDM: &str = "xdm";
-pub const DATA_TYPE_RAW: &str = "raw";
+pub(crate) const DATA_TYPE_XDM: &str = "xdm";
+/// See [`DATA_TYPE_XDM`].
+pub(crate) const DATA_TYPE_RAW: &str = "raw";
 /// Written into the state file so that a file of another kind is refused instead of misread.
 const STATE_FILE_FORMAT: &str = "aep-emulator-state";
 const STATE_FILE_VERSION: u32 = 1;
 /// How many message bodies each inlet keeps for `GET /_emulator/inlets/{inletId}`: enough for tests to look at
 /// what arrived, bounded so that a benchmark cannot exhaust memory.
-pub const KEPT_MESSAGES_PER_INLET: usize = 100;
+pub(crate) const KEPT_MESSAGES_PER_INLET: usize = 100;
 
 /// A connection as the emulator stores it. `inletId`/`inletUrl` are not in `params`: they are server-owned and
 /// only shown once the inlet is provisioned (`inlet_ready_at`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct StoredConnection {
-    pub id: String,
+pub(crate) struct StoredConnection {
+    pub(crate) id: String,
     /// Creation order; the default list order and the tie-breaker of every other order.
-    pub seq: u64,
-    pub org_id: String,
-    pub sandbox_name: String,
-    pub name: String,
+    pub(crate) seq: u64,
+    pub(crate) org_id: String,
+    pub(crate) sandbox_name: String,
+    pub(crate) name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub connection_spec: Value,
-    pub spec_name: String,
-    pub params: Map<String, Value>,
-    pub state: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub created_by: String,
-    pub updated_by: String,
-    pub created_client: String,
-    pub updated_client: String,
+    pub(crate) description: Option<String>,
+    pub(crate) connection_spec: Value,
+    pub(crate) spec_name: String,
+    pub(crate) params: Map<String, Value>,
+    pub(crate) state: String,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) created_by: String,
+    pub(crate) updated_by: String,
+    pub(crate) created_client: String,
+    pub(crate) updated_client: String,
     /// With its inner quotes, as Flow Service sends it: `"\"…\""`.
-    pub etag: String,
-    pub inlet_id: String,
+    pub(crate) etag: String,
+    pub(crate) inlet_id: String,
     /// Epoch ms from which the inlet exists (`--inlet-delay-ms` after creation).
-    pub inlet_ready_at: i64,
+    pub(crate) inlet_ready_at: i64,
 }
 
 impl StoredConnection {
     /// Whether the inlet has been provisioned at `now_ms`.
-    pub fn inlet_ready(&self, now_ms: i64) -> bool {
+    pub(crate) fn inlet_ready(&self, now_ms: i64) -> bool {
         now_ms >= self.inlet_ready_at
     }
 
     /// Whether the inlet needs a bearer token (`authenticationRequired`, default false).
-    pub fn authentication_required(&self) -> bool {
+    pub(crate) fn authentication_required(&self) -> bool {
         self.params
             .get(PARAM_AUTHENTICATION_REQUIRED)
             .and_then(Value::as_bool)
@@ -75,17 +81,17 @@ impl StoredConnection {
     }
 
     /// Whether the inlet expects XDM envelopes (every `dataType` but `raw`).
-    pub fn expects_xdm(&self) -> bool {
+    pub(crate) fn expects_xdm(&self) -> bool {
         self.params.get(PARAM_DATA_TYPE).and_then(Value::as_str) != Some(DATA_TYPE_RAW)
     }
 
     /// `<public-url>/collection/<inletId>`.
-    pub fn inlet_url(&self, public_url: &str) -> String {
+    pub(crate) fn inlet_url(&self, public_url: &str) -> String {
         format!("{public_url}{INLET_PATH_PREFIX}{}", self.inlet_id)
     }
 
     /// The object as `GET /connections/{id}` shows it. The inlet fields appear only when `show_inlet`.
-    pub fn render(&self, public_url: &str, show_inlet: bool) -> Value {
+    pub(crate) fn render(&self, public_url: &str, show_inlet: bool) -> Value {
         let mut params = self.params.clone();
         if show_inlet {
             params.insert(PARAM_INLET_ID.to_owned(), json!(self.inlet_id));
@@ -136,21 +142,24 @@ pub(crate) fn sandbox_id(org_id: &str, sandbox_name: &str) -> String {
 
 /// What an inlet has received, for tests that assert delivery.
 #[derive(Debug, Clone, Default)]
-pub struct InletRecord {
-    pub connection_id: String,
+pub(crate) struct InletRecord {
+    /// The connection the inlet belongs to.
+    pub(crate) connection_id: String,
     /// Messages accepted (one per single POST, one per valid batch entry).
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Requests answered 200/207.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Batch entries answered with a per-message 400.
-    pub rejected: u64,
-    pub last_received_at: Option<i64>,
+    pub(crate) rejected: u64,
+    /// Epoch ms of the last accepted request.
+    pub(crate) last_received_at: Option<i64>,
     /// The last [`KEPT_MESSAGES_PER_INLET`] accepted messages, oldest first.
-    pub recent: VecDeque<Value>,
+    pub(crate) recent: VecDeque<Value>,
 }
 
 impl InletRecord {
-    pub fn summary(&self) -> Value {
+    /// The counters, without the kept messages: what `GET /_emulator/state` shows per inlet.
+    pub(crate) fn summary(&self) -> Value {
         json!({
             "connectionId": self.connection_id,
             "messages": self.messages,
@@ -163,14 +172,15 @@ impl InletRecord {
 
 /// All mutable emulator data that belongs to connections.
 #[derive(Debug, Default)]
-pub struct Store {
+pub(crate) struct Store {
     connections: HashMap<String, StoredConnection>,
     /// inletId → connection id, for the inlet routes.
     by_inlet: HashMap<String, String>,
     next_seq: u64,
     /// Bumped by every persisted mutation; the persister writes a snapshot at least this new.
-    pub generation: u64,
-    pub inlets: HashMap<String, InletRecord>,
+    pub(crate) generation: u64,
+    /// inletId → what that inlet received. In memory only: never written to the state file.
+    pub(crate) inlets: HashMap<String, InletRecord>,
     /// Datasets, source and target connections, mapping sets, flows and runs.
     pub(crate) dataflow: super::dataflows::DataflowStore,
 }
@@ -187,53 +197,77 @@ struct StateFile {
     dataflow: super::dataflows::PersistedDataflows,
 }
 
-/// Why the state file could not be used.
+/// Why the state file (`--state-file`) could not be used. The emulator refuses to start rather than
+/// lose connections a previous run created, so each variant names the file and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StateFileError {
+    /// The file exists but could not be read (permissions, a directory in its place).
     #[error("cannot read state file {path}: {source}")]
     Read {
+        /// The state file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// The file is not valid JSON, or not the shape the emulator writes: it is left untouched.
     #[error(
         "state file {path} is corrupt ({source}); fix or remove it, the emulator will not discard it"
     )]
     Corrupt {
+        /// The state file.
         path: PathBuf,
+        /// Where the JSON stopped making sense.
         source: serde_json::Error,
     },
+    /// The file is JSON but not something this emulator can load: another format or version, or a
+    /// connection id that appears twice.
     #[error(
         "state file {path} is not an aep-emulator state file of version {STATE_FILE_VERSION}: {detail}"
     )]
-    Unsupported { path: PathBuf, detail: String },
+    Unsupported {
+        /// The state file.
+        path: PathBuf,
+        /// What was found: the format and version, or the duplicated id.
+        detail: String,
+    },
+    /// The file (or its temporary sibling, written first and renamed over it) could not be written.
     #[error("cannot write state file {path}: {source}")]
     Write {
+        /// The state file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
 }
 
 impl Store {
     /// The next creation sequence number.
-    pub fn take_seq(&mut self) -> u64 {
+    pub(crate) fn take_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
     }
 
-    pub fn insert(&mut self, connection: StoredConnection) {
+    /// Add or replace a connection, and index its inlet.
+    pub(crate) fn insert(&mut self, connection: StoredConnection) {
         self.by_inlet
             .insert(connection.inlet_id.clone(), connection.id.clone());
         self.connections.insert(connection.id.clone(), connection);
     }
 
     /// The connection with this id, only if it lives in this org and sandbox (others are invisible: 404).
-    pub fn get_scoped(&self, id: &str, org_id: &str, sandbox: &str) -> Option<&StoredConnection> {
+    pub(crate) fn get_scoped(
+        &self,
+        id: &str,
+        org_id: &str,
+        sandbox: &str,
+    ) -> Option<&StoredConnection> {
         self.connections
             .get(id)
             .filter(|c| c.org_id == org_id && c.sandbox_name == sandbox)
     }
 
-    pub fn get_scoped_mut(
+    /// [`Store::get_scoped`], to change the connection.
+    pub(crate) fn get_scoped_mut(
         &mut self,
         id: &str,
         org_id: &str,
@@ -244,21 +278,22 @@ impl Store {
             .filter(|c| c.org_id == org_id && c.sandbox_name == sandbox)
     }
 
-    pub fn remove(&mut self, id: &str) -> Option<StoredConnection> {
+    /// Delete a connection and its inlet index entry; `None` if there is none with that id.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<StoredConnection> {
         let removed = self.connections.remove(id)?;
         self.by_inlet.remove(&removed.inlet_id);
         Some(removed)
     }
 
     /// The connection owning this inlet, whatever its org or sandbox (inlet URLs are global).
-    pub fn by_inlet(&self, inlet_id: &str) -> Option<&StoredConnection> {
+    pub(crate) fn by_inlet(&self, inlet_id: &str) -> Option<&StoredConnection> {
         self.by_inlet
             .get(inlet_id)
             .and_then(|id| self.connections.get(id))
     }
 
     /// Connections of one org and sandbox, in creation order.
-    pub fn scoped(&self, org_id: &str, sandbox: &str) -> Vec<&StoredConnection> {
+    pub(crate) fn scoped(&self, org_id: &str, sandbox: &str) -> Vec<&StoredConnection> {
         let mut found: Vec<_> = self
             .connections
             .values()
@@ -269,7 +304,7 @@ impl Store {
     }
 
     /// Every connection, in creation order.
-    pub fn all(&self) -> Vec<&StoredConnection> {
+    pub(crate) fn all(&self) -> Vec<&StoredConnection> {
         let mut found: Vec<_> = self.connections.values().collect();
         found.sort_by_key(|c| c.seq);
         found
@@ -277,7 +312,7 @@ impl Store {
 
     /// Forget every connection and delivery record (admin reset). The generation keeps counting so that the
     /// persister writes the empty state.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.connections.clear();
         self.by_inlet.clear();
         self.inlets.clear();
@@ -285,7 +320,7 @@ impl Store {
     }
 
     /// Load from a state file; a missing file is an empty store, anything unreadable is an error.
-    pub fn load(path: &Path) -> Result<Self, StateFileError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, StateFileError> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
@@ -327,7 +362,7 @@ impl Store {
     }
 
     /// The state file's bytes for the current content.
-    pub fn snapshot(&self) -> Vec<u8> {
+    pub(crate) fn snapshot(&self) -> Vec<u8> {
         let file = StateFile {
             format: STATE_FILE_FORMAT.to_owned(),
             version: STATE_FILE_VERSION,
@@ -342,7 +377,7 @@ impl Store {
 
 /// Replace `path` atomically: write a temporary file in the same directory, flush it to disk, rename it over.
 /// A crash leaves either the old or the new file, never half of one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
     let write_error = |source| StateFileError::Write {
         path: path.to_owned(),
         source,
@@ -376,13 +411,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateFileError>
 /// snapshot, and later callers whose generation is already on disk return at once. A handler answers only after
 /// its own mutation is on disk, so a restart right after any answer keeps it.
 #[derive(Debug)]
-pub struct Persister {
+pub(crate) struct Persister {
     path: PathBuf,
     written_generation: tokio::sync::Mutex<u64>,
 }
 
 impl Persister {
-    pub fn new(path: PathBuf, written_generation: u64) -> Self {
+    /// A persister for `path`, whose content is already the store at `written_generation`.
+    pub(crate) fn new(path: PathBuf, written_generation: u64) -> Self {
         Self {
             path,
             written_generation: tokio::sync::Mutex::new(written_generation),
@@ -390,7 +426,7 @@ impl Persister {
     }
 
     /// Make sure a snapshot at least as new as `generation` is on disk.
-    pub async fn persist(
+    pub(crate) async fn persist(
         &self,
         store: &std::sync::Mutex<Store>,
         generation: u64,

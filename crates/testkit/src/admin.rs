@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aep_emulator::admin::{FAULTS_ROUTE, INLET_ROUTE, REQUESTS_ROUTE, RESET_ROUTE, STATE_ROUTE};
-pub use aep_emulator::faults::FaultRule;
+pub use aep_emulator::FaultRule;
+use aep_emulator::{FAULTS_ROUTE, INLET_ROUTE, REQUESTS_ROUTE, RESET_ROUTE, STATE_ROUTE};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;

@@ -20,7 +20,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config, ResourceExt};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::admin::EmulatorAdmin;
@@ -91,7 +90,7 @@ pub fn is_ready(object: &StreamingConnection) -> bool {
 /// again is harmless.
 pub async fn install(admin: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let crd: CustomResourceDefinition = serde_yaml::from_str(
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(
         &std::fs::read_to_string(repo().join("crds/streamingconnection.yaml")).unwrap(),
     )
     .unwrap();
@@ -128,12 +127,8 @@ pub async fn install(admin: &Client) {
 async fn apply_file(client: &Client, path: &Path) {
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let text = std::fs::read_to_string(path).unwrap();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_yaml::Value::deserialize(document).unwrap();
-        if value.is_null() {
-            continue;
-        }
-        let object: DynamicObject = serde_yaml::from_value(value).unwrap();
+    // Empty documents (a leading `---`, say) are skipped by the parser.
+    for object in serde_saphyr::from_multiple::<DynamicObject>(&text).unwrap() {
         let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
         let (resource, capabilities) = discovery.resolve_gvk(&gvk).expect("a known kind");
         let api: Api<DynamicObject> = match (capabilities.scope, object.namespace()) {
@@ -185,7 +180,7 @@ pub async fn write_operator_kubeconfig(
         .unwrap()
         .token;
     let admin_config: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(admin_kubeconfig).unwrap()).unwrap();
+        serde_saphyr::from_str(&std::fs::read_to_string(admin_kubeconfig).unwrap()).unwrap();
     let mut cluster = admin_config["clusters"][0]["cluster"].clone();
     if let Some(ca) = cluster.get("certificate-authority").and_then(Value::as_str) {
         // Relative paths in a kubeconfig are relative to the kubeconfig's folder.
@@ -208,7 +203,7 @@ pub async fn write_operator_kubeconfig(
         .mode(0o600)
         .open(path)
         .unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
-    file.write_all(serde_yaml::to_string(&config).unwrap().as_bytes())
+    file.write_all(serde_saphyr::to_string(&config).unwrap().as_bytes())
         .unwrap();
 }
 
