@@ -11,6 +11,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use rand::Rng;
 
+use super::desired::namespaced_name;
 use super::events::EventPublisher;
 use super::memory::{Inputs, Memory, Verified};
 use crate::api::{
@@ -123,7 +124,7 @@ impl Context {
                     .and_then(|s| s.connection_id.as_deref())
                     == Some(id)
         }) {
-            return Some(namespaced_name(&found));
+            return Some(namespaced_name(found.as_ref()));
         }
         let claimant = self.memory.claimant_of(id)?;
         if Some(&claimant) == own_uid.as_ref() {
@@ -136,7 +137,7 @@ impl Context {
     pub(super) fn name_of_uid(&self, uid: &str) -> Option<String> {
         self.connections
             .find(|other| other.uid().as_deref() == Some(uid))
-            .map(|other| namespaced_name(&other))
+            .map(|other| namespaced_name(other.as_ref()))
     }
 
     /// The status this process last wrote for `object` and the resourceVersion it got back.
@@ -280,14 +281,6 @@ impl Context {
             .get(&secret_key(namespace, secret_name))
             .cloned()
     }
-}
-
-pub(super) fn namespaced_name(object: &StreamingConnection) -> String {
-    format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
 }
 
 pub(super) fn secret_key(namespace: &str, name: &str) -> String {

@@ -29,23 +29,36 @@ pub const STREAMING_CONNECTION_LABEL: &str = "streaming.aep-operator.dev/streami
 
 /// The Flow Service connection name: `spec.connectionName`, or `<namespace>/<name>`.
 pub fn connection_name(object: &StreamingConnection) -> String {
-    object.spec.connection_name.clone().unwrap_or_else(|| {
-        format!(
-            "{}/{}",
-            object.namespace().unwrap_or_default(),
-            object.name_any()
-        )
-    })
+    object
+        .spec
+        .connection_name
+        .clone()
+        .unwrap_or_else(|| namespaced_name(object))
+}
+
+/// `<namespace>/<name>`: the default name of what an object creates in Adobe Experience Platform.
+pub fn namespaced_name(object: &impl ResourceExt) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
 }
 
 /// The name of the published ConfigMap: `spec.configMap.name`, or `<name>-inlet`.
 pub fn config_map_name(object: &StreamingConnection) -> String {
-    object
-        .spec
-        .config_map
-        .as_ref()
+    config_map_name_or(object, object.spec.config_map.as_ref(), "inlet")
+}
+
+/// The name of an object's published ConfigMap: the template's name, or `<name>-<suffix>`.
+pub fn config_map_name_or(
+    object: &impl ResourceExt,
+    template: Option<&ConfigMapTemplate>,
+    suffix: &str,
+) -> String {
+    template
         .and_then(|c| c.name.clone())
-        .unwrap_or_else(|| format!("{}-inlet", object.name_any()))
+        .unwrap_or_else(|| format!("{}-{suffix}", object.name_any()))
 }
 
 /// The create request for this object's connection.

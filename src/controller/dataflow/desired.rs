@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
-
 use crate::api::{DataType, SchemaReference, StreamingDataflow};
-use crate::controller::desired::owned_config_map;
+use crate::controller::desired::{config_map_name_or, namespaced_name, owned_config_map};
+use k8s_openapi::api::core::v1::ConfigMap;
 
 /// Keys of the dataflow's ConfigMap: everything an application needs to send a message that lands in the
 /// dataset. They work both as environment variable names (`envFrom`) and as file names when mounted.
@@ -37,43 +35,28 @@ pub const STREAMING_DATAFLOW_LABEL: &str = "streaming.aep-operator.dev/streaming
 
 /// The Flow Service flow name: `spec.flowName`, or `<namespace>/<name>`.
 pub fn flow_name(object: &StreamingDataflow) -> String {
-    object.spec.flow_name.clone().unwrap_or_else(|| {
-        format!(
-            "{}/{}",
-            object.namespace().unwrap_or_default(),
-            object.name_any()
-        )
-    })
+    object
+        .spec
+        .flow_name
+        .clone()
+        .unwrap_or_else(|| namespaced_name(object))
 }
 
 /// The source connection's name. Fixed at creation from `<namespace>/<name>` (not from `spec.flowName`,
 /// which may change): Adobe treats source and target connections as immutable, and a lookup by name after
 /// an interrupted create must find what the first attempt sent.
 pub fn source_connection_name(object: &StreamingDataflow) -> String {
-    format!("{} (source)", object_key(object))
+    format!("{} (source)", namespaced_name(object))
 }
 
 /// The target connection's name; see [`source_connection_name`].
 pub fn target_connection_name(object: &StreamingDataflow) -> String {
-    format!("{} (target)", object_key(object))
-}
-
-fn object_key(object: &StreamingDataflow) -> String {
-    format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
+    format!("{} (target)", namespaced_name(object))
 }
 
 /// The name of the published ConfigMap: `spec.configMap.name`, or `<name>-dataflow`.
 pub fn config_map_name(object: &StreamingDataflow) -> String {
-    object
-        .spec
-        .config_map
-        .as_ref()
-        .and_then(|c| c.name.clone())
-        .unwrap_or_else(|| format!("{}-dataflow", object.name_any()))
+    config_map_name_or(object, object.spec.config_map.as_ref(), "dataflow")
 }
 
 /// Why the spec's mapping does not fit the connection's data type, if it does not: raw data needs a
