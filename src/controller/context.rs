@@ -69,9 +69,9 @@ pub struct Context {
     pub(super) memory: Memory,
     /// The credentials last read per Secret (namespace/name): to drop a token when the Secret
     /// changes, and to delete a connection when the namespace's teardown removed the Secret first.
-    credentials_by_secret: Mutex<HashMap<String, Credentials>>,
+    credentials_by_secret: Mutex<HashMap<SecretKey, Credentials>>,
     /// The resourceVersion of every Secret as the Secret watch last reported it (namespace/name).
-    secret_versions: Mutex<HashMap<String, String>>,
+    secret_versions: Mutex<HashMap<SecretKey, String>>,
 }
 
 impl Context {
@@ -283,8 +283,18 @@ impl Context {
     }
 }
 
-pub(super) fn secret_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
+/// A Secret by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct SecretKey {
+    namespace: String,
+    name: String,
+}
+
+pub(super) fn secret_key(namespace: &str, name: &str) -> SecretKey {
+    SecretKey {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
 }
 
 /// The value of the on-demand drift-check annotation.

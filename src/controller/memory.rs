@@ -104,6 +104,18 @@ pub struct ObjectMemory {
     pub late_commit_watch: Option<LateCommitWatch>,
 }
 
+/// A name something is being created under in Flow Service: names are only unique enough to look up
+/// within one organization and sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CreationName {
+    /// The IMS organization of the credentials.
+    pub org_id: String,
+    /// The sandbox.
+    pub sandbox: String,
+    /// The name sent in the create request.
+    pub name: String,
+}
+
 /// The per-object memory of the whole controller.
 #[derive(Debug, Default)]
 pub struct Memory {
@@ -115,7 +127,7 @@ pub struct Memory {
     /// Connection names (scoped by org, sandbox and name) with a create in flight or unresolved,
     /// with the uid of the creating object: one create per name at a time, so that a lookup by name
     /// can tell whose connection it found.
-    creating_names: Mutex<HashMap<String, String>>,
+    creating_names: Mutex<HashMap<CreationName, String>>,
     /// Added to the monotonic clock: lets a test simulate the passing of time (see
     /// [`Memory::advance_clock`]); always zero in the operator.
     clock_offset: Mutex<Duration>,
@@ -243,19 +255,19 @@ impl Memory {
 
     /// Takes the right to create (or resolve a create of) `name` for `uid`; `Err(holder uid)` when
     /// another object holds it.
-    pub fn claim_name(&self, name: &str, uid: &str) -> Result<(), String> {
+    pub fn claim_name(&self, name: &CreationName, uid: &str) -> Result<(), String> {
         let mut names = lock(&self.creating_names);
         match names.get(name) {
             Some(holder) if holder != uid => Err(holder.clone()),
             _ => {
-                names.insert(name.to_string(), uid.to_string());
+                names.insert(name.clone(), uid.to_string());
                 Ok(())
             }
         }
     }
 
     /// Gives the name back once the create is resolved.
-    pub fn release_name(&self, name: &str, uid: &str) {
+    pub fn release_name(&self, name: &CreationName, uid: &str) {
         let mut names = lock(&self.creating_names);
         if names.get(name).is_some_and(|holder| holder == uid) {
             names.remove(name);
@@ -340,12 +352,17 @@ mod tests {
         assert_eq!(memory.claim_id("c1", "a"), Ok(()));
         assert_eq!(memory.claim_id("c1", "b"), Err("a".into()));
         assert_eq!(memory.claim_id("c1", "a"), Ok(()));
-        assert_eq!(memory.claim_name("prod/web", "a"), Ok(()));
-        assert_eq!(memory.claim_name("prod/web", "b"), Err("a".into()));
-        memory.release_name("prod/web", "b");
-        assert_eq!(memory.claim_name("prod/web", "b"), Err("a".into()));
+        let web = CreationName {
+            org_id: "ACME@AdobeOrg".into(),
+            sandbox: "prod".into(),
+            name: "web".into(),
+        };
+        assert_eq!(memory.claim_name(&web, "a"), Ok(()));
+        assert_eq!(memory.claim_name(&web, "b"), Err("a".into()));
+        memory.release_name(&web, "b");
+        assert_eq!(memory.claim_name(&web, "b"), Err("a".into()));
         memory.forget("a");
         assert_eq!(memory.claim_id("c1", "b"), Ok(()));
-        assert_eq!(memory.claim_name("prod/web", "b"), Ok(()));
+        assert_eq!(memory.claim_name(&web, "b"), Ok(()));
     }
 }

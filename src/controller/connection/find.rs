@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 use super::{Found, Lookup, Reconciliation};
 use crate::controller::desired;
 use crate::controller::error::{Error, Result};
-use crate::controller::memory::{Missing, backoff_delay};
+use crate::controller::memory::{CreationName, Missing, backoff_delay};
 use crate::controller::reason::Reason;
 use aep_flow::{Connection, FlowErrorKind, Scope};
 
@@ -84,7 +84,11 @@ impl Reconciliation<'_> {
         }
 
         let name = desired::new_connection(self.object).name;
-        let name_key = format!("{}/{}/{}", scope.credentials.org_id(), scope.sandbox, name);
+        let name_key = CreationName {
+            org_id: scope.credentials.org_id().to_string(),
+            sandbox: scope.sandbox.to_string(),
+            name: name.clone(),
+        };
         // One create per connection name at a time in this process: a lookup by name after an
         // unanswered create can then tell whose connection it found.
         if let Err(holder) = self.ctx.memory.claim_name(&name_key, &self.uid()) {
