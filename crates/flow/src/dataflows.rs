@@ -362,6 +362,24 @@ struct Head {
     updated_at: Option<i64>,
 }
 
+/// `$kind { $field: $value, … }` with the [`Head`] fields taken from `$head`, so that the copy of the
+/// common head into each object is written once.
+macro_rules! with_head {
+    ($head:expr, $kind:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let head: Head = $head;
+        $kind {
+            $($field $(: $value)?,)*
+            id: head.id,
+            name: head.name,
+            description: head.description,
+            state: head.state,
+            etag: head.etag,
+            created_at: head.created_at,
+            updated_at: head.updated_at,
+        }
+    }};
+}
+
 fn head(item: &Value) -> Option<Head> {
     let text = |pointer: &str| text_at(item, pointer);
     Some(Head {
@@ -379,38 +397,28 @@ fn head(item: &Value) -> Option<Head> {
 
 /// One source connection item (of a GET-by-id's `items` or of a list page).
 pub(crate) fn parse_source_connection(item: &Value) -> Option<SourceConnection> {
-    let head = head(item)?;
-    Some(SourceConnection {
-        base_connection_id: text_at(item, "/baseConnectionId")
-            .or_else(|| text_at(item, "/inheritedAttributes/baseConnection/id"))
-            .filter(|id| !id.is_empty()),
-        connection_spec_id: text_at(item, "/connectionSpec/id").unwrap_or_default(),
-        id: head.id,
-        name: head.name,
-        description: head.description,
-        state: head.state,
-        etag: head.etag,
-        created_at: head.created_at,
-        updated_at: head.updated_at,
-    })
+    Some(with_head!(
+        head(item)?,
+        SourceConnection {
+            base_connection_id: text_at(item, "/baseConnectionId")
+                .or_else(|| text_at(item, "/inheritedAttributes/baseConnection/id"))
+                .filter(|id| !id.is_empty()),
+            connection_spec_id: text_at(item, "/connectionSpec/id").unwrap_or_default(),
+        }
+    ))
 }
 
 /// One target connection item.
 pub(crate) fn parse_target_connection(item: &Value) -> Option<TargetConnection> {
-    let head = head(item)?;
-    Some(TargetConnection {
-        connection_spec_id: text_at(item, "/connectionSpec/id").unwrap_or_default(),
-        dataset_id: text_at(item, "/params/dataSetId"),
-        schema_id: text_at(item, "/data/schema/id"),
-        schema_version: text_at(item, "/data/schema/version"),
-        id: head.id,
-        name: head.name,
-        description: head.description,
-        state: head.state,
-        etag: head.etag,
-        created_at: head.created_at,
-        updated_at: head.updated_at,
-    })
+    Some(with_head!(
+        head(item)?,
+        TargetConnection {
+            connection_spec_id: text_at(item, "/connectionSpec/id").unwrap_or_default(),
+            dataset_id: text_at(item, "/params/dataSetId"),
+            schema_id: text_at(item, "/data/schema/id"),
+            schema_version: text_at(item, "/data/schema/version"),
+        }
+    ))
 }
 
 /// One flow item.
@@ -447,22 +455,18 @@ pub(crate) fn parse_flow(item: &Value) -> Option<Flow> {
         started_at: run.get("startedAtUTC").and_then(Value::as_i64),
         completed_at: run.get("completedAtUTC").and_then(Value::as_i64),
     });
-    Some(Flow {
-        flow_spec_id: text_at(item, "/flowSpec/id").unwrap_or_default(),
-        source_connection_ids: texts_at(item, "/sourceConnectionIds"),
-        target_connection_ids: texts_at(item, "/targetConnectionIds"),
-        base_connection_ids,
-        transformations,
-        last_operation,
-        last_run,
-        id: head.id,
-        name: head.name,
-        description: head.description,
-        state: head.state,
-        etag: head.etag,
-        created_at: head.created_at,
-        updated_at: head.updated_at,
-    })
+    Some(with_head!(
+        head,
+        Flow {
+            flow_spec_id: text_at(item, "/flowSpec/id").unwrap_or_default(),
+            source_connection_ids: texts_at(item, "/sourceConnectionIds"),
+            target_connection_ids: texts_at(item, "/targetConnectionIds"),
+            base_connection_ids,
+            transformations,
+            last_operation,
+            last_run,
+        }
+    ))
 }
 
 #[cfg(test)]

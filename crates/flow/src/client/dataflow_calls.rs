@@ -49,6 +49,90 @@ macro_rules! listed {
 
 listed!(Connection, SourceConnection, TargetConnection, Flow, Run);
 
+/// A kind of Flow Service object the dataflow calls create, read, list and delete: where it lives
+/// and how one item is read, so that each call is written once for every kind.
+trait FlowObject: Listed + Send + Sized {
+    /// The collection under the Flow Service base: `sourceConnections`, `flows`, …
+    const COLLECTION: &'static str;
+    /// One item of a GET-by-id's `items` or of a list page.
+    fn parse(item: &Value) -> Option<Self>;
+}
+
+/// A kind the operator looks up by name after an ambiguous create.
+trait NamedFlowObject: FlowObject {
+    /// The connection spec the server filters on (`property=connectionSpec.id==…`), when a single
+    /// value names the operator's own.
+    const CONNECTION_SPEC_ID: Option<&'static str>;
+    /// The display name.
+    fn name(&self) -> &str;
+    /// On a spec the operator creates (or with its spec left out of a sparse list item).
+    fn on_operator_spec(&self) -> bool;
+}
+
+impl FlowObject for SourceConnection {
+    const COLLECTION: &'static str = SOURCE_CONNECTIONS;
+    fn parse(item: &Value) -> Option<Self> {
+        dataflows::parse_source_connection(item)
+    }
+}
+
+impl NamedFlowObject for SourceConnection {
+    const CONNECTION_SPEC_ID: Option<&'static str> =
+        Some(connections::STREAMING_CONNECTION_SPEC_ID);
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn on_operator_spec(&self) -> bool {
+        spec_is(
+            &self.connection_spec_id,
+            connections::STREAMING_CONNECTION_SPEC_ID,
+        )
+    }
+}
+
+impl FlowObject for TargetConnection {
+    const COLLECTION: &'static str = TARGET_CONNECTIONS;
+    fn parse(item: &Value) -> Option<Self> {
+        dataflows::parse_target_connection(item)
+    }
+}
+
+impl NamedFlowObject for TargetConnection {
+    const CONNECTION_SPEC_ID: Option<&'static str> = Some(DATA_LAKE_CONNECTION_SPEC_ID);
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn on_operator_spec(&self) -> bool {
+        spec_is(&self.connection_spec_id, DATA_LAKE_CONNECTION_SPEC_ID)
+    }
+}
+
+impl FlowObject for Flow {
+    const COLLECTION: &'static str = FLOWS;
+    fn parse(item: &Value) -> Option<Self> {
+        dataflows::parse_flow(item)
+    }
+}
+
+impl NamedFlowObject for Flow {
+    // The server filters on the name only: the two flow specs would need a comma, which the filter
+    // reads as OR of whole values and the client leaves out.
+    const CONNECTION_SPEC_ID: Option<&'static str> = None;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn on_operator_spec(&self) -> bool {
+        is_http_api_flow(self)
+    }
+}
+
+impl FlowObject for Run {
+    const COLLECTION: &'static str = RUNS;
+    fn parse(item: &Value) -> Option<Self> {
+        runs::parse_run(item)
+    }
+}
+
 impl FlowClient {
     /// `GET /data/foundation/catalog/dataSets/{id}`: the dataset a dataflow lands in. A 404 (or an
     /// empty answer) is an error of kind [`FlowErrorKind::NotFound`].
@@ -72,8 +156,7 @@ impl FlowClient {
         request: &NewSourceConnection,
     ) -> Result<CreatedConnection, FlowError> {
         let body = dataflows::source_connection_body(request);
-        self.create_flow_object(scope, self.flow_url(SOURCE_CONNECTIONS, &[]), &body)
-            .await
+        self.create_object::<SourceConnection>(scope, &body).await
     }
 
     /// `GET /sourceConnections/{id}`: an error of kind [`FlowErrorKind::NotFound`] when it does not exist.
@@ -82,9 +165,7 @@ impl FlowClient {
         scope: &Scope<'_>,
         id: &str,
     ) -> Result<SourceConnection, FlowError> {
-        let url = self.flow_url(SOURCE_CONNECTIONS, &[id]);
-        self.get_listed(scope, url, id, dataflows::parse_source_connection)
-            .await
+        self.get_object(scope, id).await
     }
 
     /// Every streaming source connection named exactly `name`, following every page
@@ -94,27 +175,7 @@ impl FlowClient {
         scope: &Scope<'_>,
         name: &str,
     ) -> Result<Vec<SourceConnection>, FlowError> {
-        let filters = [
-            Filter::new("name==", name),
-            Filter::new(
-                "connectionSpec.id==",
-                connections::STREAMING_CONNECTION_SPEC_ID,
-            ),
-        ];
-        self.list_flow_objects(
-            scope,
-            SOURCE_CONNECTIONS,
-            &filters,
-            dataflows::parse_source_connection,
-            |source| {
-                source.name == name
-                    && spec_is(
-                        &source.connection_spec_id,
-                        connections::STREAMING_CONNECTION_SPEC_ID,
-                    )
-            },
-        )
-        .await
+        self.find_objects_by_name(scope, name).await
     }
 
     /// Every source connection reading from the base connection `base_connection_id`
@@ -125,18 +186,12 @@ impl FlowClient {
         base_connection_id: &str,
     ) -> Result<Vec<SourceConnection>, FlowError> {
         let filters = [Filter::new("baseConnectionId==", base_connection_id)];
-        self.list_flow_objects(
-            scope,
-            SOURCE_CONNECTIONS,
-            &filters,
-            dataflows::parse_source_connection,
-            |source| {
-                source
-                    .base_connection_id
-                    .as_deref()
-                    .is_some_and(|id| id.eq_ignore_ascii_case(base_connection_id))
-            },
-        )
+        self.list_flow_objects(scope, &filters, |source: &SourceConnection| {
+            source
+                .base_connection_id
+                .as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(base_connection_id))
+        })
         .await
     }
 
@@ -147,9 +202,7 @@ impl FlowClient {
         scope: &Scope<'_>,
         id: &str,
     ) -> Result<(), FlowError> {
-        require_id(Operation::Delete, id)?;
-        self.delete_at(scope, self.flow_url(SOURCE_CONNECTIONS, &[id]))
-            .await
+        self.delete_object::<SourceConnection>(scope, id).await
     }
 
     /// `POST /targetConnections` on the Data Lake spec, bound to `request.dataset_id`. Not retried,
@@ -160,8 +213,7 @@ impl FlowClient {
         request: &NewTargetConnection,
     ) -> Result<CreatedConnection, FlowError> {
         let body = dataflows::target_connection_body(request);
-        self.create_flow_object(scope, self.flow_url(TARGET_CONNECTIONS, &[]), &body)
-            .await
+        self.create_object::<TargetConnection>(scope, &body).await
     }
 
     /// `GET /targetConnections/{id}`: an error of kind [`FlowErrorKind::NotFound`] when it does not exist.
@@ -170,9 +222,7 @@ impl FlowClient {
         scope: &Scope<'_>,
         id: &str,
     ) -> Result<TargetConnection, FlowError> {
-        let url = self.flow_url(TARGET_CONNECTIONS, &[id]);
-        self.get_listed(scope, url, id, dataflows::parse_target_connection)
-            .await
+        self.get_object(scope, id).await
     }
 
     /// Every Data Lake target connection named exactly `name`, following every page.
@@ -181,21 +231,7 @@ impl FlowClient {
         scope: &Scope<'_>,
         name: &str,
     ) -> Result<Vec<TargetConnection>, FlowError> {
-        let filters = [
-            Filter::new("name==", name),
-            Filter::new("connectionSpec.id==", DATA_LAKE_CONNECTION_SPEC_ID),
-        ];
-        self.list_flow_objects(
-            scope,
-            TARGET_CONNECTIONS,
-            &filters,
-            dataflows::parse_target_connection,
-            |target| {
-                target.name == name
-                    && spec_is(&target.connection_spec_id, DATA_LAKE_CONNECTION_SPEC_ID)
-            },
-        )
-        .await
+        self.find_objects_by_name(scope, name).await
     }
 
     /// `DELETE /targetConnections/{id}`. A 404 is success: it is already gone.
@@ -204,9 +240,7 @@ impl FlowClient {
         scope: &Scope<'_>,
         id: &str,
     ) -> Result<(), FlowError> {
-        require_id(Operation::Delete, id)?;
-        self.delete_at(scope, self.flow_url(TARGET_CONNECTIONS, &[id]))
-            .await
+        self.delete_object::<TargetConnection>(scope, id).await
     }
 
     /// `POST /data/foundation/conversion/mappingSets` (answer 200, not 201): the new set's id and
@@ -314,14 +348,12 @@ impl FlowClient {
         request: &NewFlow,
     ) -> Result<CreatedConnection, FlowError> {
         let body = dataflows::flow_body(request);
-        self.create_flow_object(scope, self.flow_url(FLOWS, &[]), &body)
-            .await
+        self.create_object::<Flow>(scope, &body).await
     }
 
     /// `GET /flows/{id}`: an error of kind [`FlowErrorKind::NotFound`] when it does not exist.
     pub async fn get_flow(&self, scope: &Scope<'_>, id: &str) -> Result<Flow, FlowError> {
-        let url = self.flow_url(FLOWS, &[id]);
-        self.get_listed(scope, url, id, dataflows::parse_flow).await
+        self.get_object(scope, id).await
     }
 
     /// Every HTTP API flow (XDM or raw flow spec) named exactly `name`, following every page. The
@@ -332,11 +364,7 @@ impl FlowClient {
         scope: &Scope<'_>,
         name: &str,
     ) -> Result<Vec<Flow>, FlowError> {
-        let filters = [Filter::new("name==", name)];
-        self.list_flow_objects(scope, FLOWS, &filters, dataflows::parse_flow, |flow| {
-            flow.name == name && is_http_api_flow(flow)
-        })
-        .await
+        self.find_objects_by_name(scope, name).await
     }
 
     /// Every flow reading from the source connection `source_connection_id`
@@ -347,7 +375,7 @@ impl FlowClient {
         source_connection_id: &str,
     ) -> Result<Vec<Flow>, FlowError> {
         let filters = [Filter::new("sourceConnectionIds[]==", source_connection_id)];
-        self.list_flow_objects(scope, FLOWS, &filters, dataflows::parse_flow, |flow| {
+        self.list_flow_objects(scope, &filters, |flow: &Flow| {
             flow.source_connection_ids
                 .iter()
                 .any(|id| id.eq_ignore_ascii_case(source_connection_id))
@@ -435,8 +463,7 @@ impl FlowClient {
     /// `DELETE /flows/{id}`. A 404 is success: it is already gone. Its source and target connections
     /// stay: delete them next, then the base connection.
     pub async fn delete_flow(&self, scope: &Scope<'_>, id: &str) -> Result<(), FlowError> {
-        require_id(Operation::Delete, id)?;
-        self.delete_at(scope, self.flow_url(FLOWS, &[id])).await
+        self.delete_object::<Flow>(scope, id).await
     }
 
     /// The runs of a flow (`GET /runs?property=flowId==…`), following every page; with
@@ -455,7 +482,7 @@ impl FlowClient {
         if let Some(after) = &after {
             filters.push(Filter::new("metrics.durationSummary.startedAtUTC>", after));
         }
-        self.list_flow_objects(scope, RUNS, &filters, runs::parse_run, |run| {
+        self.list_flow_objects(scope, &filters, |run: &Run| {
             run.flow_id
                 .as_deref()
                 .is_none_or(|id| id.eq_ignore_ascii_case(flow_id))
@@ -517,19 +544,24 @@ impl FlowClient {
         Ok(created)
     }
 
-    /// A Flow Service GET-by-id, answered by a one-item list: the item, whose id must be the one
-    /// asked for. An empty list is an error of kind [`FlowErrorKind::NotFound`].
-    async fn get_listed<T: Listed>(
+    /// A Flow Service create of a `T`, answered by `{"id", "etag"}`.
+    async fn create_object<T: FlowObject>(
         &self,
         scope: &Scope<'_>,
-        url: Url,
-        id: &str,
-        parse_item: fn(&Value) -> Option<T>,
-    ) -> Result<T, FlowError> {
+        body: &Value,
+    ) -> Result<CreatedConnection, FlowError> {
+        self.create_flow_object(scope, self.flow_url(T::COLLECTION, &[]), body)
+            .await
+    }
+
+    /// A Flow Service GET-by-id, answered by a one-item list: the item, whose id must be the one
+    /// asked for. An empty list is an error of kind [`FlowErrorKind::NotFound`].
+    async fn get_object<T: FlowObject>(&self, scope: &Scope<'_>, id: &str) -> Result<T, FlowError> {
         let operation = Operation::Get;
         require_id(operation, id)?;
+        let url = self.flow_url(T::COLLECTION, &[id]);
         let response = self.read(operation, scope, || url.clone()).await?;
-        let (items, _) = listing::parse_page(&response.body, parse_item)
+        let (items, _) = listing::parse_page(&response.body, T::parse)
             .map_err(|problem| unusable_success(operation, &response, &problem))?;
         match items.into_iter().next() {
             None => Err(not_found_in_body(operation, &response, "no items")),
@@ -542,20 +574,47 @@ impl FlowClient {
         }
     }
 
-    /// A filtered Flow Service list: every page, the items `keep` accepts.
-    async fn list_flow_objects<T: Listed + Send>(
+    /// Every `T` named exactly `name` on a spec the operator creates, following every page
+    /// (`property=name==…`, then `property=connectionSpec.id==…` where one spec names it; both
+    /// compared again here).
+    async fn find_objects_by_name<T: NamedFlowObject>(
         &self,
         scope: &Scope<'_>,
-        collection: &str,
+        name: &str,
+    ) -> Result<Vec<T>, FlowError> {
+        let mut filters = vec![Filter::new("name==", name)];
+        if let Some(spec_id) = T::CONNECTION_SPEC_ID {
+            filters.push(Filter::new("connectionSpec.id==", spec_id));
+        }
+        self.list_flow_objects(scope, &filters, |item: &T| {
+            item.name() == name && item.on_operator_spec()
+        })
+        .await
+    }
+
+    /// `DELETE` of a `T`: a 404 is success.
+    async fn delete_object<T: FlowObject>(
+        &self,
+        scope: &Scope<'_>,
+        id: &str,
+    ) -> Result<(), FlowError> {
+        require_id(Operation::Delete, id)?;
+        self.delete_at(scope, self.flow_url(T::COLLECTION, &[id]))
+            .await
+    }
+
+    /// A filtered Flow Service list of `T`: every page, the items `keep` accepts.
+    async fn list_flow_objects<T: FlowObject>(
+        &self,
+        scope: &Scope<'_>,
         filters: &[Filter<'_>],
-        parse_item: fn(&Value) -> Option<T>,
         keep: impl Fn(&T) -> bool + Send + Sync,
     ) -> Result<Vec<T>, FlowError> {
         self.list_all(
             scope,
-            self.flow_url(collection, &[]),
+            self.flow_url(T::COLLECTION, &[]),
             |token| listing::filter_query(filters, token),
-            |body| listing::parse_page(body, parse_item),
+            |body| listing::parse_page(body, T::parse),
             keep,
         )
         .await
