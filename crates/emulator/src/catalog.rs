@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
+use super::collections::Scoped;
 use super::config::DEMO_ORG_ID;
 use super::connections::authorize;
 use super::dataflows::Refusal;
@@ -57,6 +58,20 @@ pub(crate) struct StoredDataset {
     /// Records that reached the dataset through a flow: a delivery record, not persisted.
     #[serde(skip)]
     pub(crate) records: u64,
+}
+
+impl Scoped for StoredDataset {
+    fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    fn sandbox_name(&self) -> &str {
+        &self.sandbox_name
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 impl StoredDataset {
@@ -147,7 +162,7 @@ pub(crate) async fn get_one(
         .dataflow
         .datasets
         .get(&id)
-        .filter(|d| d.org_id == caller.org_id && d.sandbox_name == caller.sandbox)
+        .filter(|d| d.in_scope(&caller))
     else {
         return Ok(not_found(&id));
     };

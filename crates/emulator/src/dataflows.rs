@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::catalog::{self, StoredDataset};
+use super::collections::Scoped;
 use super::connections::{Caller, bare_etag, header_text, new_etag};
 use super::errors::{ApiError, FLOW_ERROR_TYPE_PREFIX, FlowServiceProblem, current_request_id};
 use super::mapping::StoredMappingSet;
@@ -52,6 +53,20 @@ pub(crate) struct FlowObject {
     pub(crate) fields: Map<String, Value>,
 }
 
+impl Scoped for FlowObject {
+    fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    fn sandbox_name(&self) -> &str {
+        &self.sandbox_name
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 impl FlowObject {
     /// A new object of `caller`'s org and sandbox.
     pub(crate) fn new(caller: &Caller, seq: u64, now: i64, fields: Map<String, Value>) -> Self {
@@ -71,11 +86,6 @@ impl FlowObject {
             last_operation: "create".to_owned(),
             fields,
         }
-    }
-
-    /// Whether the object lives in this org and sandbox.
-    pub(crate) fn in_scope(&self, org_id: &str, sandbox: &str) -> bool {
-        self.org_id == org_id && self.sandbox_name == sandbox
     }
 
     /// Record a successful change: who, when, and a new etag.

@@ -19,8 +19,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::app::{AppState, now_ms};
+use super::collections::{Scoped, find, items, page};
 use super::connections::{authorize, new_etag};
-use super::dataflows::{Problem, Refusal, STATE_ENABLED, in_creation_order, relink};
+use super::dataflows::{Refusal, STATE_ENABLED};
 use super::errors::{ApiError, INLET_PROBLEM_TYPE};
 use super::listing::ListRequest;
 use super::state::{Store, sandbox_id};
@@ -51,6 +52,20 @@ pub(crate) struct StoredRun {
     pub(crate) failed_records: u64,
     pub(crate) input_bytes: u64,
     pub(crate) output_bytes: u64,
+}
+
+impl Scoped for StoredRun {
+    fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    fn sandbox_name(&self) -> &str {
+        &self.sandbox_name
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 impl StoredRun {
@@ -143,15 +158,11 @@ pub(crate) async fn list(
     let caller = authorize(&app, &headers, false)?;
     let request = ListRequest::parse(query.as_deref())?;
     let now = now_ms();
-    let rendered: Vec<(u64, Value)> = {
-        let store = app.store.lock().expect("store lock");
-        in_creation_order(&store.dataflow.runs, |r| r.seq)
-            .into_iter()
-            .filter(|r| r.org_id == caller.org_id && r.sandbox_name == caller.sandbox)
-            .map(|r| (r.seq, r.render(now)))
-            .collect()
-    };
-    Ok(Json(relink(request.respond(rendered), "/runs")).into_response())
+    let store = app.store.lock().expect("store lock");
+    let page = page(&store.dataflow.runs, &caller, &request, "/runs", |run| {
+        run.render(now)
+    });
+    Ok(Json(page).into_response())
 }
 
 /// `GET /runs/{id}` → 200 `{items: [run]}`.
@@ -162,13 +173,8 @@ pub(crate) async fn get_one(
 ) -> Result<Response, Refusal> {
     let caller = authorize(&app, &headers, false)?;
     let store = app.store.lock().expect("store lock");
-    let run = store
-        .dataflow
-        .runs
-        .get(&id)
-        .filter(|r| r.org_id == caller.org_id && r.sandbox_name == caller.sandbox)
-        .ok_or_else(|| Problem::not_found("runs", &id))?;
-    Ok(Json(json!({ "items": [run.render(now_ms())] })).into_response())
+    let run = find(&store.dataflow.runs, &id, &caller, "runs")?;
+    Ok(items(run.render(now_ms())))
 }
 
 /// Where one accepted message goes.
