@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
-use super::collections::Scoped;
+use super::collections::{Scoped, query_values};
 use super::config::DEMO_ORG_ID;
 use super::connections::authorize;
 use super::dataflows::Refusal;
@@ -58,20 +58,6 @@ pub(crate) struct StoredDataset {
     /// Records that reached the dataset through a flow: a delivery record, not persisted.
     #[serde(skip)]
     pub(crate) records: u64,
-}
-
-impl Scoped for StoredDataset {
-    fn org_id(&self) -> &str {
-        &self.org_id
-    }
-
-    fn sandbox_name(&self) -> &str {
-        &self.sandbox_name
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
 }
 
 impl StoredDataset {
@@ -167,9 +153,9 @@ pub(crate) async fn get_one(
         return Ok(not_found(&id));
     };
     let mut object = dataset.render();
-    let properties: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .filter(|(name, _)| name == "properties")
-        .flat_map(|(_, value)| {
+    let properties: Vec<String> = query_values(query.as_deref(), "properties")
+        .into_iter()
+        .flat_map(|value| {
             value
                 .split(',')
                 .map(|p| p.trim().to_owned())

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
+use super::catalog::StoredDataset;
 use super::connections::{Caller, authorize, header_text, parse_body};
 use super::dataflows::{
     DataflowStore, FlowObject, Problem, Refusal, check_if_match, in_creation_order, object_body,
@@ -18,6 +19,8 @@ use super::dataflows::{
 };
 use super::errors::FlowServiceProblem;
 use super::listing::ListRequest;
+use super::mapping::StoredMappingSet;
+use super::runs::StoredRun;
 use super::state::Store;
 
 /// A stored object that belongs to one org and sandbox, in the store's creation order.
@@ -34,6 +37,27 @@ pub(crate) trait Scoped {
         self.org_id() == caller.org_id && self.sandbox_name() == caller.sandbox
     }
 }
+
+/// `Scoped` for stored objects with `org_id`, `sandbox_name` and `seq` fields.
+macro_rules! scoped_by_fields {
+    ($($stored:ty),+) => {$(
+        impl Scoped for $stored {
+            fn org_id(&self) -> &str {
+                &self.org_id
+            }
+
+            fn sandbox_name(&self) -> &str {
+                &self.sandbox_name
+            }
+
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+        }
+    )+};
+}
+
+scoped_by_fields!(FlowObject, StoredDataset, StoredMappingSet, StoredRun);
 
 /// Object `id` of `objects` if the caller may see it, else the not-found problem of `kind`.
 pub(crate) fn find<'a, T: Scoped>(
@@ -91,6 +115,29 @@ pub(crate) fn page<T: Scoped>(
 /// `200 {items: [object]}`, the answer of every Flow Service item GET.
 pub(crate) fn items(object: Value) -> Response {
     Json(json!({ "items": [object] })).into_response()
+}
+
+/// `GET` of one object the caller may see → 200 `{items: [object]}`, else the not-found problem of `kind`.
+pub(crate) fn get_one<T: Scoped>(
+    app: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    kind: &'static str,
+    objects: impl Fn(&DataflowStore) -> &HashMap<String, T>,
+    render: impl Fn(&Store, &T) -> Value,
+) -> Result<Response, Refusal> {
+    let caller = authorize(app, headers, false)?;
+    let store = app.store.lock().expect("store lock");
+    let object = find(objects(&store.dataflow), id, &caller, kind)?;
+    Ok(items(render(&store, object)))
+}
+
+/// The values of query parameter `name`, in order.
+pub(crate) fn query_values(query: Option<&str>, name: &str) -> Vec<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .collect()
 }
 
 /// `200 {id, etag}`, the answer of every Flow Service change.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
-use super::collections::{self, Collection, Scoped, find, find_mut, id_and_etag, items, page};
+use super::collections::{self, Collection, Scoped, find_mut, id_and_etag, page, query_values};
 use super::connections::{Caller, authorize, header_text, optional_description};
 use super::dataflows::{
     FlowObject, Problem, Refusal, STATE_DISABLED, STATE_ENABLED, check_if_match, created,
@@ -282,10 +282,14 @@ pub(crate) async fn get_one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let store = app.store.lock().expect("store lock");
-    let flow = find(&store.dataflow.flows, &id, &caller, "flows")?;
-    Ok(items(render(&store, flow, now_ms())))
+    collections::get_one(
+        &app,
+        &id,
+        &headers,
+        "flows",
+        |store| &store.flows,
+        |store, flow| render(store, flow, now_ms()),
+    )
 }
 
 /// `GET /flows` with `property`, `orderby`, `limit`, `continuationToken`, `count`.
@@ -371,9 +375,9 @@ pub(crate) async fn action(
 ) -> Result<Response, Refusal> {
     // aepp sends this POST without a body or Content-Type, so the content-type check does not apply.
     let caller = authorize(&app, &headers, false)?;
-    let op = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(name, _)| name == "op")
-        .map(|(_, value)| value.trim().to_ascii_lowercase())
+    let op = query_values(query.as_deref(), "op")
+        .first()
+        .map(|value| value.trim().to_ascii_lowercase())
         .unwrap_or_default();
     let wanted = match op.as_str() {
         "enable" => STATE_ENABLED,

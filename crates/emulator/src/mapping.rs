@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
 use super::catalog::XDM_CONTENT_TYPE;
-use super::collections::{self, Scoped, commit, find, find_mut, visible};
+use super::collections::{self, commit, find, find_mut, query_values, visible};
 use super::connections::authorize;
 use super::dataflows::{Problem, Refusal, object_body};
 
@@ -54,20 +54,6 @@ pub(crate) struct StoredMappingSet {
     pub(crate) created_date: i64,
     pub(crate) created_by: String,
     pub(crate) versions: Vec<MappingVersion>,
-}
-
-impl Scoped for StoredMappingSet {
-    fn org_id(&self) -> &str {
-        &self.org_id
-    }
-
-    fn sandbox_name(&self) -> &str {
-        &self.sandbox_name
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
 }
 
 impl StoredMappingSet {
@@ -234,9 +220,9 @@ pub(crate) async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let caller = authorize(&app, &headers, false)?;
-    let wanted = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(name, _)| name == "version")
-        .map(|(_, value)| value.trim().parse::<u64>().ok());
+    let wanted = query_values(query.as_deref(), "version")
+        .first()
+        .map(|value| value.trim().parse::<u64>().ok());
     let store = app.store.lock().expect("store lock");
     let set = find(&store.dataflow.mapping_sets, &id, &caller, KIND)?;
     let version = match wanted {

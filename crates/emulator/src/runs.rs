@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::app::{AppState, now_ms};
-use super::collections::{Scoped, find, items, page};
+use super::collections::{self, page, query_values};
 use super::connections::{authorize, new_etag};
 use super::dataflows::{Refusal, STATE_ENABLED};
 use super::errors::{ApiError, INLET_PROBLEM_TYPE};
@@ -52,20 +52,6 @@ pub(crate) struct StoredRun {
     pub(crate) failed_records: u64,
     pub(crate) input_bytes: u64,
     pub(crate) output_bytes: u64,
-}
-
-impl Scoped for StoredRun {
-    fn org_id(&self) -> &str {
-        &self.org_id
-    }
-
-    fn sandbox_name(&self) -> &str {
-        &self.sandbox_name
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
 }
 
 impl StoredRun {
@@ -171,10 +157,14 @@ pub(crate) async fn get_one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let store = app.store.lock().expect("store lock");
-    let run = find(&store.dataflow.runs, &id, &caller, "runs")?;
-    Ok(items(run.render(now_ms())))
+    collections::get_one(
+        &app,
+        &id,
+        &headers,
+        "runs",
+        |store| &store.runs,
+        |_, run| run.render(now_ms()),
+    )
 }
 
 /// Where one accepted message goes.
@@ -211,9 +201,10 @@ pub(crate) fn requested_flow_id(headers: &HeaderMap, query: Option<&str>) -> Opt
     super::connections::header_text(headers, FLOW_ID_HEADER)
         .map(str::to_owned)
         .or_else(|| {
-            url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .find(|(name, value)| name == FLOW_ID_HEADER && !value.trim().is_empty())
-                .map(|(_, value)| value.trim().to_owned())
+            query_values(query, FLOW_ID_HEADER)
+                .into_iter()
+                .find(|value| !value.trim().is_empty())
+                .map(|value| value.trim().to_owned())
         })
 }
 

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::app::AppState;
-use super::collections::{self, Collection, Scoped, find, items, page};
+use super::collections::{self, Collection, Scoped, page};
 use super::connections::{
     Caller, STREAMING_CONNECTION_SPEC_ID, authorize, optional_description, required_name,
 };
@@ -220,15 +220,15 @@ pub(crate) async fn get_one<W: Which>(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let collection = W::SIDE.collection();
-    let caller = authorize(&app, &headers, false)?;
-    let store = app.store.lock().expect("store lock");
-    let object = find(
-        collection.objects(&store.dataflow),
+    let kind = collection.kind();
+    collections::get_one(
+        &app,
         &id,
-        &caller,
-        collection.kind(),
-    )?;
-    Ok(items(object.render()))
+        &headers,
+        kind,
+        |store| collection.objects(store),
+        |_, object| object.render(),
+    )
 }
 
 /// `GET /sourceConnections` or `/targetConnections` with the base connections' query parameters.
