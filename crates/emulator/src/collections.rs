@@ -112,6 +112,29 @@ pub(crate) fn page<T: Scoped>(
     relink(request.respond(rendered), collection)
 }
 
+/// `GET` of a collection → 200 with one page of the objects the caller may see (see [`page`]).
+pub(crate) fn list<T: Scoped>(
+    app: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    collection: &str,
+    objects: impl Fn(&DataflowStore) -> &HashMap<String, T>,
+    render: impl Fn(&Store, &T, i64) -> Value,
+) -> Result<Response, Refusal> {
+    let caller = authorize(app, headers, false)?;
+    let request = ListRequest::parse(query)?;
+    let now = now_ms();
+    let store = app.store.lock().expect("store lock");
+    let page = page(
+        objects(&store.dataflow),
+        &caller,
+        &request,
+        collection,
+        |object| render(&store, object, now),
+    );
+    Ok(Json(page).into_response())
+}
+
 /// `200 {items: [object]}`, the answer of every Flow Service item GET.
 pub(crate) fn items(object: Value) -> Response {
     Json(json!({ "items": [object] })).into_response()
@@ -130,6 +153,13 @@ pub(crate) fn get_one<T: Scoped>(
     let store = app.store.lock().expect("store lock");
     let object = find(objects(&store.dataflow), id, &caller, kind)?;
     Ok(items(render(&store, object)))
+}
+
+/// The first value of query parameter `name`, trimmed.
+pub(crate) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query_values(query, name)
+        .first()
+        .map(|value| value.trim().to_owned())
 }
 
 /// The values of query parameter `name`, in order.

@@ -4,22 +4,20 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
-use super::collections::{self, Collection, Scoped, find_mut, id_and_etag, page, query_values};
+use super::collections::{self, Collection, Scoped, find_mut, id_and_etag, query_value};
 use super::connections::{Caller, authorize, header_text, optional_description};
 use super::dataflows::{
     FlowObject, Problem, Refusal, STATE_DISABLED, STATE_ENABLED, check_if_match, created,
     required_text, spec_reference,
 };
 use super::errors::ApiError;
-use super::listing::ListRequest;
 use super::mapping::StoredMappingSet;
 use super::state::Store;
 
@@ -298,14 +296,14 @@ pub(crate) async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let request = ListRequest::parse(query.as_deref())?;
-    let now = now_ms();
-    let store = app.store.lock().expect("store lock");
-    let page = page(&store.dataflow.flows, &caller, &request, "/flows", |flow| {
-        render(&store, flow, now)
-    });
-    Ok(Json(page).into_response())
+    collections::list(
+        &app,
+        query.as_deref(),
+        &headers,
+        "/flows",
+        |store| &store.flows,
+        render,
+    )
 }
 
 /// What a flow PATCH may touch: name, description, transformations (a new mapping version, §12.4) and labels.
@@ -375,9 +373,8 @@ pub(crate) async fn action(
 ) -> Result<Response, Refusal> {
     // aepp sends this POST without a body or Content-Type, so the content-type check does not apply.
     let caller = authorize(&app, &headers, false)?;
-    let op = query_values(query.as_deref(), "op")
-        .first()
-        .map(|value| value.trim().to_ascii_lowercase())
+    let op = query_value(query.as_deref(), "op")
+        .map(|value| value.to_ascii_lowercase())
         .unwrap_or_default();
     let wanted = match op.as_str() {
         "enable" => STATE_ENABLED,

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
 use super::catalog::XDM_CONTENT_TYPE;
-use super::collections::{self, commit, find, find_mut, query_values, visible};
+use super::collections::{self, commit, find, find_mut, query_value, visible};
 use super::connections::authorize;
 use super::dataflows::{Problem, Refusal, object_body};
 
@@ -220,9 +220,7 @@ pub(crate) async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let caller = authorize(&app, &headers, false)?;
-    let wanted = query_values(query.as_deref(), "version")
-        .first()
-        .map(|value| value.trim().parse::<u64>().ok());
+    let wanted = query_value(query.as_deref(), "version").map(|value| value.parse::<u64>().ok());
     let store = app.store.lock().expect("store lock");
     let set = find(&store.dataflow.mapping_sets, &id, &caller, KIND)?;
     let version = match wanted {

@@ -12,18 +12,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::app::{AppState, now_ms};
-use super::collections::{self, page, query_values};
-use super::connections::{authorize, new_etag};
+use super::collections::{self, query_values};
+use super::connections::new_etag;
 use super::dataflows::{Refusal, STATE_ENABLED};
 use super::errors::{ApiError, INLET_PROBLEM_TYPE};
-use super::listing::ListRequest;
 use super::state::{Store, sandbox_id};
 
 /// Runs.
@@ -141,14 +139,14 @@ pub(crate) async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let request = ListRequest::parse(query.as_deref())?;
-    let now = now_ms();
-    let store = app.store.lock().expect("store lock");
-    let page = page(&store.dataflow.runs, &caller, &request, "/runs", |run| {
-        run.render(now)
-    });
-    Ok(Json(page).into_response())
+    collections::list(
+        &app,
+        query.as_deref(),
+        &headers,
+        "/runs",
+        |store| &store.runs,
+        |_, run, now| run.render(now),
+    )
 }
 
 /// `GET /runs/{id}` → 200 `{items: [run]}`.

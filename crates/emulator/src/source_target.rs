@@ -7,20 +7,18 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::app::AppState;
-use super::collections::{self, Collection, Scoped, page};
+use super::collections::{self, Collection, Scoped};
 use super::connections::{
-    Caller, STREAMING_CONNECTION_SPEC_ID, authorize, optional_description, required_name,
+    Caller, STREAMING_CONNECTION_SPEC_ID, optional_description, required_name,
 };
-use super::dataflows::{FlowObject, Problem, Refusal, created, required_text, spec_reference};
-use super::listing::ListRequest;
+use super::dataflows::{Problem, Refusal, created, required_text, spec_reference};
 use super::state::Store;
 
 /// Source connections.
@@ -238,18 +236,14 @@ pub(crate) async fn list<W: Which>(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let collection = W::SIDE.collection();
-    let caller = authorize(&app, &headers, false)?;
-    let request = ListRequest::parse(query.as_deref())?;
-    let store = app.store.lock().expect("store lock");
-    let objects = collection.objects(&store.dataflow);
-    let page = page(
-        objects,
-        &caller,
-        &request,
+    collections::list(
+        &app,
+        query.as_deref(),
+        &headers,
         &format!("/{}", collection.kind()),
-        FlowObject::render,
-    );
-    Ok(Json(page).into_response())
+        |store| collection.objects(store),
+        |_, object, _| object.render(),
+    )
 }
 
 /// `PATCH /sourceConnections/{id}` or `/targetConnections/{id}` with `If-Match` → 200 `{id, etag}`; only
