@@ -12,6 +12,7 @@ use super::errors::FlowServiceProblem;
 use super::faults::FaultBook;
 use super::frontdoor::{self, RequestLog};
 use super::ims::{self, TokenBook};
+use super::source_target::{Sources, Targets};
 use super::state::{Persister, Store};
 use super::{admin, catalog, connections, flows, inlet, mapping, runs, source_target};
 
@@ -88,23 +89,23 @@ pub(crate) fn router(app: Arc<AppState>) -> Router {
         .route(catalog::DATASET_ROUTE, get(catalog::get_one))
         .route(
             source_target::SOURCE_CONNECTIONS_ROUTE,
-            get(source_target::list_sources).post(source_target::create_source),
+            get(source_target::list::<Sources>).post(source_target::create::<Sources>),
         )
         .route(
             source_target::SOURCE_CONNECTION_ROUTE,
-            get(source_target::get_source)
-                .patch(source_target::patch_source)
-                .delete(source_target::delete_source),
+            get(source_target::get_one::<Sources>)
+                .patch(source_target::patch::<Sources>)
+                .delete(source_target::delete::<Sources>),
         )
         .route(
             source_target::TARGET_CONNECTIONS_ROUTE,
-            get(source_target::list_targets).post(source_target::create_target),
+            get(source_target::list::<Targets>).post(source_target::create::<Targets>),
         )
         .route(
             source_target::TARGET_CONNECTION_ROUTE,
-            get(source_target::get_target)
-                .patch(source_target::patch_target)
-                .delete(source_target::delete_target),
+            get(source_target::get_one::<Targets>)
+                .patch(source_target::patch::<Targets>)
+                .delete(source_target::delete::<Targets>),
         )
         .route(
             mapping::MAPPING_SETS_ROUTE,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
+use super::collections::{Scoped, query_values};
 use super::config::DEMO_ORG_ID;
 use super::connections::authorize;
 use super::dataflows::Refusal;
@@ -147,14 +148,14 @@ pub(crate) async fn get_one(
         .dataflow
         .datasets
         .get(&id)
-        .filter(|d| d.org_id == caller.org_id && d.sandbox_name == caller.sandbox)
+        .filter(|d| d.in_scope(&caller))
     else {
         return Ok(not_found(&id));
     };
     let mut object = dataset.render();
-    let properties: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .filter(|(name, _)| name == "properties")
-        .flat_map(|(_, value)| {
+    let properties: Vec<String> = query_values(query.as_deref(), "properties")
+        .into_iter()
+        .flat_map(|value| {
             value
                 .split(',')
                 .map(|p| p.trim().to_owned())

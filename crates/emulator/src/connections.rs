@@ -413,50 +413,58 @@ fn check_patch_path(path: &str) -> Result<(), FlowServiceProblem> {
     }
 }
 
-/// The patch document as RFC 6902 operations: an array (the tutorials) or a single object (the spec), with
-/// `op` in any case (the spec's enum is upper-case), limited to add/replace/remove on patchable paths.
+/// The patch document of a base connection: [`normalize_patch`] on the paths of [`check_patch_path`].
 fn parse_patch(document: Value) -> Result<json_patch::Patch, FlowServiceProblem> {
+    normalize_patch(
+        document,
+        FlowServiceProblem::invalid_patch,
+        check_patch_path,
+    )
+}
+
+/// The patch document as RFC 6902 operations: an array (the tutorials) or a single object (the spec), with
+/// `op` in any case (the spec's enum is upper-case), limited to add/replace/remove on the paths `check_path`
+/// lets through; `invalid` makes the kind's `1455-400`. The base connections and the dataflow routes share it.
+pub(crate) fn normalize_patch<E>(
+    document: Value,
+    invalid: impl Fn(String) -> E,
+    check_path: impl Fn(&str) -> Result<(), E>,
+) -> Result<json_patch::Patch, E> {
     let operations = match document {
         Value::Array(operations) => operations,
         single @ Value::Object(_) => vec![single],
         _ => {
-            return Err(FlowServiceProblem::invalid_patch(
-                "the body must be a JSON Patch array",
-            ));
+            return Err(invalid("the body must be a JSON Patch array".to_owned()));
         }
     };
     if operations.is_empty() {
-        return Err(FlowServiceProblem::invalid_patch(
-            "the patch has no operations",
-        ));
+        return Err(invalid("the patch has no operations".to_owned()));
     }
     let mut normalized = Vec::with_capacity(operations.len());
     for mut operation in operations {
         let Some(fields) = operation.as_object_mut() else {
-            return Err(FlowServiceProblem::invalid_patch(
-                "each operation must be an object",
-            ));
+            return Err(invalid("each operation must be an object".to_owned()));
         };
         let op = match fields.get("op").and_then(Value::as_str) {
             Some(op) => op.to_ascii_lowercase(),
-            None => return Err(FlowServiceProblem::invalid_patch("Missing field 'op'")),
+            None => return Err(invalid("Missing field 'op'".to_owned())),
         };
         if !matches!(op.as_str(), "add" | "replace" | "remove") {
-            return Err(FlowServiceProblem::invalid_patch(format!(
+            return Err(invalid(format!(
                 "unsupported op '{op}'; use add, replace or remove"
             )));
         }
         let Some(path) = fields.get("path").and_then(Value::as_str) else {
-            return Err(FlowServiceProblem::invalid_patch("Missing field 'path'"));
+            return Err(invalid("Missing field 'path'".to_owned()));
         };
-        check_patch_path(path)?;
+        check_path(path)?;
         if op != "remove" && !fields.contains_key("value") {
-            return Err(FlowServiceProblem::invalid_patch("Missing field 'value'"));
+            return Err(invalid("Missing field 'value'".to_owned()));
         }
         fields.insert("op".to_owned(), json!(op));
         normalized.push(operation);
     }
-    serde_json::from_value(Value::Array(normalized)).map_err(FlowServiceProblem::invalid_patch)
+    serde_json::from_value(Value::Array(normalized)).map_err(|error| invalid(error.to_string()))
 }
 
 /// `PATCH /connections/{id}` with `If-Match` → 200 `{id, etag}` with a new etag.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::catalog::{self, StoredDataset};
-use super::connections::{Caller, bare_etag, header_text, new_etag};
-use super::errors::{ApiError, FLOW_ERROR_TYPE_PREFIX, FlowServiceProblem, current_request_id};
+use super::connections::{Caller, bare_etag, header_text, new_etag, normalize_patch};
+use super::errors::{ApiError, FlowServiceProblem, flow_problem_body};
 use super::mapping::StoredMappingSet;
 use super::runs::StoredRun;
 use super::state::sandbox_id;
@@ -71,11 +71,6 @@ impl FlowObject {
             last_operation: "create".to_owned(),
             fields,
         }
-    }
-
-    /// Whether the object lives in this org and sandbox.
-    pub(crate) fn in_scope(&self, org_id: &str, sandbox: &str) -> bool {
-        self.org_id == org_id && self.sandbox_name == sandbox
     }
 
     /// Record a successful change: who, when, and a new etag.
@@ -332,20 +327,11 @@ impl Problem {
 
     /// The body, with `report.request-id` set to the current request's id.
     pub(crate) fn body(&self) -> Value {
-        let mut report =
-            json!({ "detailed-message": self.message, "request-id": current_request_id() });
-        if let Some((kind, id)) = &self.resource {
-            report["id"] = json!(id);
-            report["type"] = json!(kind);
-        }
-        json!({
-            "type": format!("{FLOW_ERROR_TYPE_PREFIX}{}-{}", self.code, self.status.as_u16()),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "report": report,
-            "errorMessage": self.message,
-            "errorDetails": self.message,
-        })
+        let resource = self
+            .resource
+            .as_ref()
+            .map(|(kind, id)| (*kind, id.as_str()));
+        flow_problem_body(self.status, self.code, self.title, &self.message, resource)
     }
 }
 
@@ -430,35 +416,7 @@ pub(crate) fn parse_patch(
     document: Value,
     patchable: impl Fn(&str) -> bool,
 ) -> Result<json_patch::Patch, Problem> {
-    let operations = match document {
-        Value::Array(operations) => operations,
-        single @ Value::Object(_) => vec![single],
-        _ => {
-            return Err(Problem::invalid_patch(
-                "the body must be a JSON Patch array",
-            ));
-        }
-    };
-    if operations.is_empty() {
-        return Err(Problem::invalid_patch("the patch has no operations"));
-    }
-    let mut normalized = Vec::with_capacity(operations.len());
-    for mut operation in operations {
-        let Some(fields) = operation.as_object_mut() else {
-            return Err(Problem::invalid_patch("each operation must be an object"));
-        };
-        let op = match fields.get("op").and_then(Value::as_str) {
-            Some(op) => op.to_ascii_lowercase(),
-            None => return Err(Problem::invalid_patch("Missing field 'op'")),
-        };
-        if !matches!(op.as_str(), "add" | "replace" | "remove") {
-            return Err(Problem::invalid_patch(format!(
-                "unsupported op '{op}'; use add, replace or remove"
-            )));
-        }
-        let Some(path) = fields.get("path").and_then(Value::as_str) else {
-            return Err(Problem::invalid_patch("Missing field 'path'"));
-        };
+    normalize_patch(document, Problem::invalid_patch, |path| {
         if path == "/connectionSpec" || path.starts_with("/connectionSpec/") {
             return Err(Problem::bad_request(
                 "1414",
@@ -470,13 +428,8 @@ pub(crate) fn parse_patch(
                 "path '{path}' cannot be updated"
             )));
         }
-        if op != "remove" && !fields.contains_key("value") {
-            return Err(Problem::invalid_patch("Missing field 'value'"));
-        }
-        fields.insert("op".to_owned(), json!(op));
-        normalized.push(operation);
-    }
-    serde_json::from_value(Value::Array(normalized)).map_err(Problem::invalid_patch)
+        Ok(())
+    })
 }
 
 /// `201 {id, etag}` with `Location: <public-url><collection route>/<id>`.

@@ -88,6 +88,30 @@ pub(crate) struct FlowServiceProblem {
     pub(crate) resource_id: Option<String>,
 }
 
+/// The Flow Service problem envelope (reference §2.5) with `report.request-id` set to the current request's id;
+/// `resource` (`report.type`, `report.id`) names the resource a not-found answer is about.
+pub(crate) fn flow_problem_body(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    message: &str,
+    resource: Option<(&str, &str)>,
+) -> Value {
+    let mut report = json!({ "detailed-message": message, "request-id": current_request_id() });
+    if let Some((kind, id)) = resource {
+        report["id"] = json!(id);
+        report["type"] = json!(kind);
+    }
+    json!({
+        "type": format!("{FLOW_ERROR_TYPE_PREFIX}{code}-{}", status.as_u16()),
+        "title": title,
+        "status": status.as_u16(),
+        "report": report,
+        "errorMessage": message,
+        "errorDetails": message,
+    })
+}
+
 impl FlowServiceProblem {
     fn new(
         status: StatusCode,
@@ -293,20 +317,8 @@ impl FlowServiceProblem {
 
     /// The body, with `report.request-id` set to the current request's id.
     pub(crate) fn body(&self) -> Value {
-        let request_id = current_request_id();
-        let mut report = json!({ "detailed-message": self.message, "request-id": request_id });
-        if let Some(id) = &self.resource_id {
-            report["id"] = json!(id);
-            report["type"] = json!("connections");
-        }
-        json!({
-            "type": format!("{FLOW_ERROR_TYPE_PREFIX}{}-{}", self.code, self.status.as_u16()),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "report": report,
-            "errorMessage": self.message,
-            "errorDetails": self.message,
-        })
+        let resource = self.resource_id.as_deref().map(|id| ("connections", id));
+        flow_problem_body(self.status, self.code, self.title, &self.message, resource)
     }
 
     /// The generic Flow body an injected fault answers with when its rule gives none.

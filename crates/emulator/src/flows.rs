@@ -4,21 +4,20 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
-use super::connections::{Caller, authorize, header_text, optional_description, parse_body};
+use super::collections::{self, Collection, Scoped, find_mut, id_and_etag, query_value};
+use super::connections::{Caller, authorize, header_text, optional_description};
 use super::dataflows::{
     FlowObject, Problem, Refusal, STATE_DISABLED, STATE_ENABLED, check_if_match, created,
-    object_body, parse_patch, relink, required_text, spec_reference,
+    required_text, spec_reference,
 };
-use super::errors::{ApiError, FlowServiceProblem};
-use super::listing::ListRequest;
+use super::errors::ApiError;
 use super::mapping::StoredMappingSet;
 use super::state::Store;
 
@@ -93,7 +92,7 @@ fn check_transformations(
                 .dataflow
                 .mapping_sets
                 .get(mapping_id)
-                .filter(|s| s.in_scope(&caller.org_id, &caller.sandbox))
+                .filter(|s| s.in_scope(caller))
             else {
                 return Err(Problem::bad_request(
                     "1419",
@@ -159,7 +158,7 @@ fn flow_fields(
         .dataflow
         .source_connections
         .get(&source_id)
-        .filter(|o| o.in_scope(&caller.org_id, &caller.sandbox))
+        .filter(|o| o.in_scope(caller))
         .ok_or_else(|| {
             Problem::invalid_body(format!("source connection {source_id} does not exist"))
         })?;
@@ -167,7 +166,7 @@ fn flow_fields(
         .dataflow
         .target_connections
         .get(&target_id)
-        .filter(|o| o.in_scope(&caller.org_id, &caller.sandbox))
+        .filter(|o| o.in_scope(caller))
         .ok_or_else(|| {
             Problem::invalid_body(format!("target connection {target_id} does not exist"))
         })?;
@@ -268,19 +267,9 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, true)?;
-    let request = object_body(&body)?;
-    let now = now_ms();
-    let (flow, generation) = {
-        let mut store = app.store.lock().expect("store lock");
-        let fields = flow_fields(&request, &store, &caller)?;
-        let seq = store.take_seq();
-        let flow = FlowObject::new(&caller, seq, now, fields);
-        store.dataflow.flows.insert(flow.id.clone(), flow.clone());
-        store.generation += 1;
-        (flow, store.generation)
-    };
-    app.persist(generation).await?;
+    let flow = Collection::Flows
+        .create(&app, &headers, &body, flow_fields)
+        .await?;
     tracing::debug!(flow_id = %flow.id, "created flow");
     Ok(created(&app.public_url, FLOWS_ROUTE, &flow))
 }
@@ -291,15 +280,14 @@ pub(crate) async fn get_one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let store = app.store.lock().expect("store lock");
-    let flow = store
-        .dataflow
-        .flows
-        .get(&id)
-        .filter(|f| f.in_scope(&caller.org_id, &caller.sandbox))
-        .ok_or_else(|| Problem::not_found("flows", &id))?;
-    Ok(Json(json!({ "items": [render(&store, flow, now_ms())] })).into_response())
+    collections::get_one(
+        &app,
+        &id,
+        &headers,
+        "flows",
+        |store| &store.flows,
+        |store, flow| render(store, flow, now_ms()),
+    )
 }
 
 /// `GET /flows` with `property`, `orderby`, `limit`, `continuationToken`, `count`.
@@ -308,24 +296,14 @@ pub(crate) async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let request = ListRequest::parse(query.as_deref())?;
-    let now = now_ms();
-    let rendered: Vec<(u64, Value)> = {
-        let store = app.store.lock().expect("store lock");
-        let mut flows: Vec<&FlowObject> = store
-            .dataflow
-            .flows
-            .values()
-            .filter(|f| f.in_scope(&caller.org_id, &caller.sandbox))
-            .collect();
-        flows.sort_by_key(|f| f.seq);
-        flows
-            .into_iter()
-            .map(|f| (f.seq, render(&store, f, now)))
-            .collect()
-    };
-    Ok(Json(relink(request.respond(rendered), "/flows")).into_response())
+    collections::list(
+        &app,
+        query.as_deref(),
+        &headers,
+        "/flows",
+        |store| &store.flows,
+        render,
+    )
 }
 
 /// What a flow PATCH may touch: name, description, transformations (a new mapping version, §12.4) and labels.
@@ -344,62 +322,45 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, true)?;
-    if header_text(&headers, "if-match").is_none() {
-        return Err(FlowServiceProblem::if_match_missing().into());
-    }
-    let patch = parse_patch(parse_body(&body)?, patchable)?;
-    let now = now_ms();
-    let (etag, generation) = {
-        let mut store = app.store.lock().expect("store lock");
-        let flow = store
-            .dataflow
-            .flows
-            .get(&id)
-            .filter(|f| f.in_scope(&caller.org_id, &caller.sandbox))
-            .ok_or_else(|| Problem::not_found("flows", &id))?;
-        check_if_match(&headers, &flow.etag)?;
-        let mut document = Value::Object(flow.fields.clone());
-        json_patch::patch(&mut document, &patch).map_err(Problem::invalid_patch)?;
-        let Value::Object(mut fields) = document else {
-            return Err(Problem::invalid_patch("the patch must leave an object").into());
-        };
-        required_text(&fields, "name").map_err(|e| Problem::invalid_patch(e.message))?;
-        optional_description(fields.get("description"))
-            .map_err(|e| Problem::invalid_patch(e.message))?;
-        let flow_spec_id = flow
-            .pointer("/flowSpec/id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let dataset_schema = flow
-            .first_id("targetConnectionIds")
-            .and_then(|t| store.dataflow.target_connections.get(t))
-            .map(|t| target_schema(&store, t))
-            .unwrap_or_default();
-        match check_transformations(
-            &store,
-            &caller,
-            &flow_spec_id,
-            fields.get("transformations"),
-            &dataset_schema,
-        )? {
-            Some(transformations) => {
-                fields.insert("transformations".to_owned(), transformations);
-            }
-            None => {
-                fields.remove("transformations");
-            }
-        }
-        let flow = store.dataflow.flows.get_mut(&id).expect("checked above");
-        flow.fields = fields;
-        flow.touch(&caller, now);
-        let etag = flow.etag.clone();
-        store.generation += 1;
-        (etag, store.generation)
-    };
-    app.persist(generation).await?;
-    Ok(Json(json!({ "id": id, "etag": etag })).into_response())
+    Collection::Flows
+        .patch(
+            &app,
+            &id,
+            &headers,
+            &body,
+            patchable,
+            |store, caller, flow, mut fields| {
+                required_text(&fields, "name").map_err(|e| Problem::invalid_patch(e.message))?;
+                optional_description(fields.get("description"))
+                    .map_err(|e| Problem::invalid_patch(e.message))?;
+                let flow_spec_id = flow
+                    .pointer("/flowSpec/id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let dataset_schema = flow
+                    .first_id("targetConnectionIds")
+                    .and_then(|t| store.dataflow.target_connections.get(t))
+                    .map(|t| target_schema(store, t))
+                    .unwrap_or_default();
+                match check_transformations(
+                    store,
+                    caller,
+                    &flow_spec_id,
+                    fields.get("transformations"),
+                    &dataset_schema,
+                )? {
+                    Some(transformations) => {
+                        fields.insert("transformations".to_owned(), transformations);
+                    }
+                    None => {
+                        fields.remove("transformations");
+                    }
+                }
+                Ok(fields)
+            },
+        )
+        .await
 }
 
 /// `POST /flows/{id}/action?op=enable|disable` (any case, no body, `If-Match` optional) → 200 `{id, etag}`.
@@ -412,9 +373,8 @@ pub(crate) async fn action(
 ) -> Result<Response, Refusal> {
     // aepp sends this POST without a body or Content-Type, so the content-type check does not apply.
     let caller = authorize(&app, &headers, false)?;
-    let op = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(name, _)| name == "op")
-        .map(|(_, value)| value.trim().to_ascii_lowercase())
+    let op = query_value(query.as_deref(), "op")
+        .map(|value| value.to_ascii_lowercase())
         .unwrap_or_default();
     let wanted = match op.as_str() {
         "enable" => STATE_ENABLED,
@@ -432,12 +392,7 @@ pub(crate) async fn action(
     let now = now_ms();
     let (etag, generation) = {
         let mut store = app.store.lock().expect("store lock");
-        let flow = store
-            .dataflow
-            .flows
-            .get_mut(&id)
-            .filter(|f| f.in_scope(&caller.org_id, &caller.sandbox))
-            .ok_or_else(|| Problem::not_found("flows", &id))?;
+        let flow = find_mut(&mut store.dataflow.flows, &id, &caller, "flows")?;
         if header_text(&headers, "if-match").is_some() {
             check_if_match(&headers, &flow.etag)?;
         }
@@ -454,7 +409,7 @@ pub(crate) async fn action(
     if let Some(generation) = generation {
         app.persist(generation).await?;
     }
-    Ok(Json(json!({ "id": id, "etag": etag })).into_response())
+    Ok(id_and_etag(&id, &etag))
 }
 
 /// `DELETE /flows/{id}` → 204. The flow's source and target connections stay (reference §13).
@@ -463,24 +418,17 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let generation = {
-        let mut store = app.store.lock().expect("store lock");
-        if !store
-            .dataflow
-            .flows
-            .get(&id)
-            .is_some_and(|f| f.in_scope(&caller.org_id, &caller.sandbox))
-        {
-            return Err(Problem::not_found("flows", &id).into());
-        }
-        store.dataflow.flows.remove(&id);
-        store.generation += 1;
-        store.generation
-    };
-    app.persist(generation).await?;
+    let response = collections::delete(
+        &app,
+        &id,
+        &headers,
+        "flows",
+        |store| &mut store.flows,
+        |_| Ok(()),
+    )
+    .await?;
     tracing::debug!(flow_id = %id, "deleted flow");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -156,8 +156,9 @@ fn record_delivery(
 }
 
 fn sync_validation_requested(query: Option<&str>) -> bool {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .any(|(name, value)| name == "syncValidation" && value.eq_ignore_ascii_case("true"))
+    super::collections::query_values(query, "syncValidation")
+        .iter()
+        .any(|value| value.eq_ignore_ascii_case("true"))
 }
 
 /// `POST /collection/{inletId}[?syncValidation=true]` → 200 with `xactionId`.

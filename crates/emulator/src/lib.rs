@@ -33,6 +33,7 @@ mod state;
 
 // The StreamingDataflow objects: Catalog datasets, source/target connections, mapping sets, flows and runs.
 pub(crate) mod catalog;
+pub(crate) mod collections;
 pub(crate) mod dataflows;
 pub(crate) mod flows;
 pub(crate) mod mapping;

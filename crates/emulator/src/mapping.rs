@@ -11,15 +11,16 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::app::{AppState, now_ms};
 use super::catalog::XDM_CONTENT_TYPE;
+use super::collections::{self, commit, find, find_mut, query_value, visible};
 use super::connections::authorize;
-use super::dataflows::{Problem, Refusal, in_creation_order, object_body};
+use super::dataflows::{Problem, Refusal, object_body};
 
 /// Mapping sets.
 pub(crate) const MAPPING_SETS_ROUTE: &str = "/data/foundation/conversion/mappingSets";
@@ -56,11 +57,6 @@ pub(crate) struct StoredMappingSet {
 }
 
 impl StoredMappingSet {
-    /// Whether the set lives in this org and sandbox.
-    pub(crate) fn in_scope(&self, org_id: &str, sandbox: &str) -> bool {
-        self.org_id == org_id && self.sandbox_name == sandbox
-    }
-
     /// The newest version.
     pub(crate) fn latest(&self) -> &MappingVersion {
         self.versions.last().expect("a mapping set has a version")
@@ -179,9 +175,8 @@ fn validate(body: &Map<String, Value>) -> Result<(Value, Vec<Value>), Problem> {
     Ok((output_schema, normalized))
 }
 
-fn not_found(id: &str) -> Refusal {
-    Problem::not_found("mappingSets", id).into()
-}
+/// The collection's name in `report.type`.
+const KIND: &str = "mappingSets";
 
 /// `POST /mappingSets` → **200** (not 201) `{id, version: 0, createdDate, modifiedDate, createdBy, modifiedBy}`;
 /// the id is 32 hex digits without dashes, as Adobe's.
@@ -193,8 +188,7 @@ pub(crate) async fn create(
     let caller = authorize(&app, &headers, true)?;
     let (output_schema, mappings) = validate(&object_body(&body)?)?;
     let now = now_ms();
-    let (summary, generation) = {
-        let mut store = app.store.lock().expect("store lock");
+    let summary = commit(&app, |store| {
         let set = StoredMappingSet {
             id: uuid::Uuid::new_v4().simple().to_string(),
             seq: store.take_seq(),
@@ -212,10 +206,9 @@ pub(crate) async fn create(
         };
         let summary = set.summary();
         store.dataflow.mapping_sets.insert(set.id.clone(), set);
-        store.generation += 1;
-        (summary, store.generation)
-    };
-    app.persist(generation).await?;
+        Ok(summary)
+    })
+    .await?;
     Ok(Json(summary).into_response())
 }
 
@@ -227,16 +220,9 @@ pub(crate) async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let caller = authorize(&app, &headers, false)?;
-    let wanted = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(name, _)| name == "version")
-        .map(|(_, value)| value.trim().parse::<u64>().ok());
+    let wanted = query_value(query.as_deref(), "version").map(|value| value.parse::<u64>().ok());
     let store = app.store.lock().expect("store lock");
-    let set = store
-        .dataflow
-        .mapping_sets
-        .get(&id)
-        .filter(|s| s.in_scope(&caller.org_id, &caller.sandbox))
-        .ok_or_else(|| not_found(&id))?;
+    let set = find(&store.dataflow.mapping_sets, &id, &caller, KIND)?;
     let version = match wanted {
         None => Some(set.latest()),
         Some(Some(number)) => set.version(number),
@@ -271,9 +257,8 @@ pub(crate) async fn list(
         }
     }
     let store = app.store.lock().expect("store lock");
-    let data: Vec<Value> = in_creation_order(&store.dataflow.mapping_sets, |s| s.seq)
+    let data: Vec<Value> = visible(&store.dataflow.mapping_sets, &caller)
         .into_iter()
-        .filter(|s| s.in_scope(&caller.org_id, &caller.sandbox))
         .skip(start)
         .take(limit)
         .map(|s| s.render(s.latest()))
@@ -296,14 +281,8 @@ pub(crate) async fn update(
     let caller = authorize(&app, &headers, true)?;
     let (output_schema, mappings) = validate(&object_body(&body)?)?;
     let now = now_ms();
-    let (rendered, generation) = {
-        let mut store = app.store.lock().expect("store lock");
-        let set = store
-            .dataflow
-            .mapping_sets
-            .get_mut(&id)
-            .filter(|s| s.in_scope(&caller.org_id, &caller.sandbox))
-            .ok_or_else(|| not_found(&id))?;
+    let rendered = commit(&app, |store| {
+        let set = find_mut(&mut store.dataflow.mapping_sets, &id, &caller, KIND)?;
         let version = MappingVersion {
             version: set.latest().version + 1,
             modified_date: now,
@@ -312,11 +291,9 @@ pub(crate) async fn update(
             mappings,
         };
         set.versions.push(version);
-        let rendered = set.render(set.latest());
-        store.generation += 1;
-        (rendered, store.generation)
-    };
-    app.persist(generation).await?;
+        Ok(set.render(set.latest()))
+    })
+    .await?;
     Ok(Json(rendered).into_response())
 }
 
@@ -327,23 +304,15 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let generation = {
-        let mut store = app.store.lock().expect("store lock");
-        if !store
-            .dataflow
-            .mapping_sets
-            .get(&id)
-            .is_some_and(|s| s.in_scope(&caller.org_id, &caller.sandbox))
-        {
-            return Err(not_found(&id));
-        }
-        store.dataflow.mapping_sets.remove(&id);
-        store.generation += 1;
-        store.generation
-    };
-    app.persist(generation).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    collections::delete(
+        &app,
+        &id,
+        &headers,
+        KIND,
+        |store| &mut store.mapping_sets,
+        |_| Ok(()),
+    )
+    .await
 }
 
 #[cfg(test)]

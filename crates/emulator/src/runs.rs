@@ -12,17 +12,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::app::{AppState, now_ms};
-use super::connections::{authorize, new_etag};
-use super::dataflows::{Problem, Refusal, STATE_ENABLED, in_creation_order, relink};
+use super::collections::{self, query_values};
+use super::connections::new_etag;
+use super::dataflows::{Refusal, STATE_ENABLED};
 use super::errors::{ApiError, INLET_PROBLEM_TYPE};
-use super::listing::ListRequest;
 use super::state::{Store, sandbox_id};
 
 /// Runs.
@@ -140,18 +139,14 @@ pub(crate) async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let request = ListRequest::parse(query.as_deref())?;
-    let now = now_ms();
-    let rendered: Vec<(u64, Value)> = {
-        let store = app.store.lock().expect("store lock");
-        in_creation_order(&store.dataflow.runs, |r| r.seq)
-            .into_iter()
-            .filter(|r| r.org_id == caller.org_id && r.sandbox_name == caller.sandbox)
-            .map(|r| (r.seq, r.render(now)))
-            .collect()
-    };
-    Ok(Json(relink(request.respond(rendered), "/runs")).into_response())
+    collections::list(
+        &app,
+        query.as_deref(),
+        &headers,
+        "/runs",
+        |store| &store.runs,
+        |_, run, now| run.render(now),
+    )
 }
 
 /// `GET /runs/{id}` → 200 `{items: [run]}`.
@@ -160,15 +155,14 @@ pub(crate) async fn get_one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let store = app.store.lock().expect("store lock");
-    let run = store
-        .dataflow
-        .runs
-        .get(&id)
-        .filter(|r| r.org_id == caller.org_id && r.sandbox_name == caller.sandbox)
-        .ok_or_else(|| Problem::not_found("runs", &id))?;
-    Ok(Json(json!({ "items": [run.render(now_ms())] })).into_response())
+    collections::get_one(
+        &app,
+        &id,
+        &headers,
+        "runs",
+        |store| &store.runs,
+        |_, run| run.render(now_ms()),
+    )
 }
 
 /// Where one accepted message goes.
@@ -205,9 +199,10 @@ pub(crate) fn requested_flow_id(headers: &HeaderMap, query: Option<&str>) -> Opt
     super::connections::header_text(headers, FLOW_ID_HEADER)
         .map(str::to_owned)
         .or_else(|| {
-            url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .find(|(name, value)| name == FLOW_ID_HEADER && !value.trim().is_empty())
-                .map(|(_, value)| value.trim().to_owned())
+            query_values(query, FLOW_ID_HEADER)
+                .into_iter()
+                .find(|value| !value.trim().is_empty())
+                .map(|value| value.trim().to_owned())
         })
 }
 

@@ -5,26 +5,21 @@
 //! Data Lake spec (`c604ff05…`) to a dataset of the caller's sandbox and its schema. Both are immutable apart
 //! from `name` and `description` (§12.3), and neither can be deleted while a flow uses it (`FLOW-1447-400`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use super::app::{AppState, now_ms};
+use super::app::AppState;
+use super::collections::{self, Collection, Scoped};
 use super::connections::{
-    Caller, STREAMING_CONNECTION_SPEC_ID, authorize, optional_description, parse_body,
-    required_name,
+    Caller, STREAMING_CONNECTION_SPEC_ID, optional_description, required_name,
 };
-use super::dataflows::{
-    DataflowStore, FlowObject, Problem, Refusal, check_if_match, created, object_body, parse_patch,
-    relink, required_text, spec_reference,
-};
-use super::listing::ListRequest;
+use super::dataflows::{Problem, Refusal, created, required_text, spec_reference};
+use super::state::Store;
 
 /// Source connections.
 pub(crate) const SOURCE_CONNECTIONS_ROUTE: &str = "/data/foundation/flowservice/sourceConnections";
@@ -47,11 +42,11 @@ pub(crate) enum Side {
 }
 
 impl Side {
-    /// The collection's name in paths, `report.type` and flow fields.
-    fn kind(self) -> &'static str {
+    /// The collection of this side's objects.
+    fn collection(self) -> Collection {
         match self {
-            Self::Source => "sourceConnections",
-            Self::Target => "targetConnections",
+            Self::Source => Collection::SourceConnections,
+            Self::Target => Collection::TargetConnections,
         }
     }
 
@@ -69,20 +64,26 @@ impl Side {
             Self::Target => TARGET_CONNECTIONS_ROUTE,
         }
     }
+}
 
-    pub(crate) fn objects(self, store: &DataflowStore) -> &HashMap<String, FlowObject> {
-        match self {
-            Self::Source => &store.source_connections,
-            Self::Target => &store.target_connections,
-        }
-    }
+/// A side as a type, so that one generic handler serves the routes of both sides.
+pub(crate) trait Which {
+    /// The side the handler serves.
+    const SIDE: Side;
+}
 
-    fn objects_mut(self, store: &mut DataflowStore) -> &mut HashMap<String, FlowObject> {
-        match self {
-            Self::Source => &mut store.source_connections,
-            Self::Target => &mut store.target_connections,
-        }
-    }
+/// The source connection routes.
+pub(crate) struct Sources;
+
+impl Which for Sources {
+    const SIDE: Side = Side::Source;
+}
+
+/// The target connection routes.
+pub(crate) struct Targets;
+
+impl Which for Targets {
+    const SIDE: Side = Side::Target;
 }
 
 /// An optional object field of a create body.
@@ -99,7 +100,7 @@ fn optional_object(body: &Map<String, Value>, field: &str) -> Result<Option<Valu
 /// The fields of a valid source connection create request.
 fn source_fields(
     body: &Map<String, Value>,
-    store: &super::state::Store,
+    store: &Store,
     caller: &Caller,
 ) -> Result<Map<String, Value>, Problem> {
     let connection_spec = spec_reference(body, "connectionSpec", &[STREAMING_CONNECTION_SPEC_ID])?;
@@ -143,7 +144,7 @@ fn source_fields(
 /// `data.schema.id` must be its schema.
 fn target_fields(
     body: &Map<String, Value>,
-    store: &super::state::Store,
+    store: &Store,
     caller: &Caller,
 ) -> Result<Map<String, Value>, Problem> {
     let connection_spec = spec_reference(body, "connectionSpec", &[DATA_LAKE_CONNECTION_SPEC_ID])?;
@@ -173,7 +174,7 @@ fn target_fields(
         .dataflow
         .datasets
         .get(dataset_id)
-        .filter(|d| d.org_id == caller.org_id && d.sandbox_name == caller.sandbox)
+        .filter(|d| d.in_scope(caller))
     else {
         return Err(Problem::invalid_body(format!(
             "dataset {dataset_id} does not exist in sandbox {}",
@@ -192,245 +193,112 @@ fn target_fields(
     Ok(fields)
 }
 
-async fn create(
-    side: Side,
-    app: Arc<AppState>,
+/// `POST /sourceConnections` or `/targetConnections` → 201 `{id, etag}`.
+pub(crate) async fn create<W: Which>(
+    State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, true)?;
-    let request = object_body(&body)?;
-    let now = now_ms();
-    let (object, generation) = {
-        let mut store = app.store.lock().expect("store lock");
-        let fields = match side {
-            Side::Source => source_fields(&request, &store, &caller)?,
-            Side::Target => target_fields(&request, &store, &caller)?,
-        };
-        let seq = store.take_seq();
-        let object = FlowObject::new(&caller, seq, now, fields);
-        side.objects_mut(&mut store.dataflow)
-            .insert(object.id.clone(), object.clone());
-        store.generation += 1;
-        (object, store.generation)
-    };
-    app.persist(generation).await?;
-    tracing::debug!(id = %object.id, kind = side.kind(), "created");
+    let side = W::SIDE;
+    let object = side
+        .collection()
+        .create(&app, &headers, &body, |request, store, caller| match side {
+            Side::Source => source_fields(request, store, caller),
+            Side::Target => target_fields(request, store, caller),
+        })
+        .await?;
+    tracing::debug!(id = %object.id, kind = side.collection().kind(), "created");
     Ok(created(&app.public_url, side.collection_route(), &object))
 }
 
-async fn get_one(
-    side: Side,
-    app: Arc<AppState>,
-    id: String,
+/// `GET /sourceConnections/{id}` or `/targetConnections/{id}` → 200 `{items: [connection]}`.
+pub(crate) async fn get_one<W: Which>(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let store = app.store.lock().expect("store lock");
-    let object = side
-        .objects(&store.dataflow)
-        .get(&id)
-        .filter(|o| o.in_scope(&caller.org_id, &caller.sandbox))
-        .ok_or_else(|| Problem::not_found(side.kind(), &id))?;
-    Ok(Json(json!({ "items": [object.render()] })).into_response())
+    let collection = W::SIDE.collection();
+    let kind = collection.kind();
+    collections::get_one(
+        &app,
+        &id,
+        &headers,
+        kind,
+        |store| collection.objects(store),
+        |_, object| object.render(),
+    )
 }
 
-async fn list(
-    side: Side,
-    app: Arc<AppState>,
-    query: Option<String>,
+/// `GET /sourceConnections` or `/targetConnections` with the base connections' query parameters.
+pub(crate) async fn list<W: Which>(
+    State(app): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let request = ListRequest::parse(query.as_deref())?;
-    let rendered: Vec<(u64, Value)> = {
-        let store = app.store.lock().expect("store lock");
-        let mut objects: Vec<&FlowObject> = side
-            .objects(&store.dataflow)
-            .values()
-            .filter(|o| o.in_scope(&caller.org_id, &caller.sandbox))
-            .collect();
-        objects.sort_by_key(|o| o.seq);
-        objects.into_iter().map(|o| (o.seq, o.render())).collect()
-    };
-    let page = relink(request.respond(rendered), &format!("/{}", side.kind()));
-    Ok(Json(page).into_response())
+    let collection = W::SIDE.collection();
+    collections::list(
+        &app,
+        query.as_deref(),
+        &headers,
+        &format!("/{}", collection.kind()),
+        |store| collection.objects(store),
+        |_, object, _| object.render(),
+    )
 }
 
-async fn patch(
-    side: Side,
-    app: Arc<AppState>,
-    id: String,
+/// `PATCH /sourceConnections/{id}` or `/targetConnections/{id}` with `If-Match` → 200 `{id, etag}`; only
+/// `name` and `description` change.
+pub(crate) async fn patch<W: Which>(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, true)?;
-    check_if_match_present(&headers)?;
-    let patch = parse_patch(parse_body(&body)?, |path| {
-        matches!(path, "/name" | "/description")
-    })?;
-    let now = now_ms();
-    let (etag, generation) = {
-        let mut store = app.store.lock().expect("store lock");
-        let object = side
-            .objects_mut(&mut store.dataflow)
-            .get_mut(&id)
-            .filter(|o| o.in_scope(&caller.org_id, &caller.sandbox))
-            .ok_or_else(|| Problem::not_found(side.kind(), &id))?;
-        check_if_match(&headers, &object.etag)?;
-        let mut document = Value::Object(object.fields.clone());
-        json_patch::patch(&mut document, &patch).map_err(Problem::invalid_patch)?;
-        let name = document.get("name");
-        if side == Side::Source || name.is_some() {
-            required_name(name).map_err(|e| Problem::invalid_patch(e.message))?;
-        }
-        optional_description(document.get("description"))
-            .map_err(|e| Problem::invalid_patch(e.message))?;
-        let Value::Object(fields) = document else {
-            return Err(Problem::invalid_patch("the patch must leave an object").into());
-        };
-        object.fields = fields;
-        object.touch(&caller, now);
-        let etag = object.etag.clone();
-        store.generation += 1;
-        (etag, store.generation)
-    };
-    app.persist(generation).await?;
-    Ok(Json(json!({ "id": id, "etag": etag })).into_response())
+    let side = W::SIDE;
+    let patchable = |path: &str| matches!(path, "/name" | "/description");
+    side.collection()
+        .patch(&app, &id, &headers, &body, patchable, |_, _, _, fields| {
+            let name = fields.get("name");
+            if side == Side::Source || name.is_some() {
+                required_name(name).map_err(|e| Problem::invalid_patch(e.message))?;
+            }
+            optional_description(fields.get("description"))
+                .map_err(|e| Problem::invalid_patch(e.message))?;
+            Ok(fields)
+        })
+        .await
 }
 
-/// `If-Match` is checked before the body, as for base connections (`1403-400`).
-fn check_if_match_present(headers: &HeaderMap) -> Result<(), Refusal> {
-    if super::connections::header_text(headers, "if-match").is_none() {
-        return Err(super::errors::FlowServiceProblem::if_match_missing().into());
-    }
-    Ok(())
-}
-
-async fn delete(
-    side: Side,
-    app: Arc<AppState>,
-    id: String,
+/// `DELETE /sourceConnections/{id}` or `/targetConnections/{id}` → 204, or `FLOW-1447-400` while a flow uses it.
+pub(crate) async fn delete<W: Which>(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = authorize(&app, &headers, false)?;
-    let generation = {
-        let mut store = app.store.lock().expect("store lock");
-        if !side
-            .objects(&store.dataflow)
-            .get(&id)
-            .is_some_and(|o| o.in_scope(&caller.org_id, &caller.sandbox))
-        {
-            return Err(Problem::not_found(side.kind(), &id).into());
-        }
+    let side = W::SIDE;
+    let collection = side.collection();
+    let in_use = |store: &Store| {
         // The reference guesses 1447 ("found active flows containing id …") for this case (§13 [?]).
         let flows = store.dataflow.flows_referencing(side.flow_field(), &id);
-        if !flows.is_empty() {
-            return Err(Problem::bad_request(
-                "1447",
-                format!(
-                    "Found active flows containing id {id}: [{}]. Delete the flows first.",
-                    flows.join(", ")
-                ),
-            )
-            .into());
+        if flows.is_empty() {
+            return Ok(());
         }
-        side.objects_mut(&mut store.dataflow).remove(&id);
-        store.generation += 1;
-        store.generation
+        Err(Problem::bad_request(
+            "1447",
+            format!(
+                "Found active flows containing id {id}: [{}]. Delete the flows first.",
+                flows.join(", ")
+            ),
+        )
+        .into())
     };
-    app.persist(generation).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /sourceConnections` → 201 `{id, etag}`.
-pub(crate) async fn create_source(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    create(Side::Source, app, headers, body).await
-}
-
-/// `POST /targetConnections` → 201 `{id, etag}`.
-pub(crate) async fn create_target(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    create(Side::Target, app, headers, body).await
-}
-
-/// `GET /sourceConnections/{id}` → 200 `{items: [connection]}`.
-pub(crate) async fn get_source(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    get_one(Side::Source, app, id, headers).await
-}
-
-/// `GET /targetConnections/{id}` → 200 `{items: [connection]}`.
-pub(crate) async fn get_target(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    get_one(Side::Target, app, id, headers).await
-}
-
-/// `GET /sourceConnections` with the base connections' query parameters.
-pub(crate) async fn list_sources(
-    State(app): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    list(Side::Source, app, query, headers).await
-}
-
-/// `GET /targetConnections` with the base connections' query parameters.
-pub(crate) async fn list_targets(
-    State(app): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    list(Side::Target, app, query, headers).await
-}
-
-/// `PATCH /sourceConnections/{id}` with `If-Match` → 200 `{id, etag}`.
-pub(crate) async fn patch_source(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    patch(Side::Source, app, id, headers, body).await
-}
-
-/// `PATCH /targetConnections/{id}` with `If-Match` → 200 `{id, etag}`.
-pub(crate) async fn patch_target(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    patch(Side::Target, app, id, headers, body).await
-}
-
-/// `DELETE /sourceConnections/{id}` → 204, or `FLOW-1447-400` while a flow uses it.
-pub(crate) async fn delete_source(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    delete(Side::Source, app, id, headers).await
-}
-
-/// `DELETE /targetConnections/{id}` → 204, or `FLOW-1447-400` while a flow uses it.
-pub(crate) async fn delete_target(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    delete(Side::Target, app, id, headers).await
+    collections::delete(
+        &app,
+        &id,
+        &headers,
+        collection.kind(),
+        |store| collection.objects_mut(store),
+        in_use,
+    )
+    .await
 }
