@@ -25,7 +25,7 @@ const LATE_COMMIT_WATCH: Duration = Duration::from_secs(60 * 60);
 
 impl Reconciliation<'_> {
     /// Creates the connection: marker first, then the POST, then the id, each durably stored.
-    pub(super) async fn create(&self, scope: &Scope<'_>) -> Result<Lookup> {
+    pub(super) async fn create(&mut self, scope: &Scope<'_>) -> Result<Lookup> {
         let request = desired::new_connection(self.object);
         let mut marked = self.status();
         // A marker left by an earlier attempt keeps its (earlier) start: the lookup window only grows.
@@ -84,7 +84,7 @@ impl Reconciliation<'_> {
                     // Refused for good: the marker claims nothing, and the object waits for a
                     // change. A transient refusal (a 429, say) keeps it: the retry then costs a
                     // lookup by name but no marker write, and a throttled lookup writes nothing.
-                    self.stored.lock().expect("status lock").pending_create = None;
+                    self.stored.pending_create = None;
                 }
                 return Err(Error::flow("creating the connection")(error));
             }
@@ -121,7 +121,7 @@ impl Reconciliation<'_> {
     }
 
     /// Stores the id of a connection that is now this object's and clears the marker.
-    pub(super) async fn record_created(&self, id: &str, etag: &str) -> Result<()> {
+    pub(super) async fn record_created(&mut self, id: &str, etag: &str) -> Result<()> {
         let mut next = self.status();
         next.connection_id = Some(id.to_string());
         next.etag = Some(etag.to_string());

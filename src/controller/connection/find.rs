@@ -23,7 +23,7 @@ const SAME_NAME_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Reconciliation<'_> {
     /// Finds the connection this object manages, adopting or creating it when needed.
-    pub(super) async fn find_or_create(&self, scope: &Scope<'_>) -> Result<Lookup> {
+    pub(super) async fn find_or_create(&mut self, scope: &Scope<'_>) -> Result<Lookup> {
         let existing = |connection| {
             Ok(Lookup::Found(Found {
                 connection,
@@ -185,7 +185,7 @@ impl Reconciliation<'_> {
     /// name does not list it either, after several reads over [`MISSING_CONFIRM_WINDOW`]. Returns
     /// `None` when it is confirmed gone (the status forgets it), else what to wait for.
     pub(super) async fn confirm_missing(
-        &self,
+        &mut self,
         scope: &Scope<'_>,
         id: &str,
     ) -> Result<Option<Lookup>> {
@@ -259,8 +259,8 @@ impl Reconciliation<'_> {
     }
 
     /// The connection was deleted out of band: what the status says about it is no longer true.
-    pub(super) fn forget_connection(&self) {
-        let mut stored = self.stored.lock().expect("status lock");
+    pub(super) fn forget_connection(&mut self) {
+        let stored = &mut self.stored;
         stored.connection_id = None;
         stored.etag = None;
         stored.inlet_id = None;

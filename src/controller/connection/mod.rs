@@ -10,7 +10,6 @@
 //! 6. `record`: the status, written only when it changes and only over what was read;
 //! 7. `cleanup`: on delete, the connection deleted or orphaned before the finalizer goes.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -51,10 +50,10 @@ pub(crate) struct Reconciliation<'a> {
     /// cache holds. Every write compares against it, and a failure report builds on it, so that a
     /// marker written earlier in the same reconcile is never dropped, and a cache that lags behind
     /// our own writes (a watch broken by an API server restart) never hides a needed write.
-    stored: Mutex<StreamingConnectionStatus>,
+    stored: StreamingConnectionStatus,
     /// The object's resourceVersion that goes with `stored`: claims are written with it as a
     /// precondition, so that two writers can never both claim.
-    resource_version: Mutex<Option<String>>,
+    resource_version: Option<String>,
 }
 
 /// What a lookup found for the object, before anything is published.
@@ -102,13 +101,13 @@ impl<'a> Reconciliation<'a> {
             ctx,
             namespace,
             connections,
-            stored: Mutex::new(stored),
-            resource_version: Mutex::new(resource_version),
+            stored,
+            resource_version,
         })
     }
 
     /// Converges the object; on failure records the reason in the status and an event.
-    pub(crate) async fn apply(&self) -> Result<Action> {
+    pub(crate) async fn apply(&mut self) -> Result<Action> {
         match self.converge().await {
             Ok(action) => Ok(action),
             Err(error) => {
@@ -118,7 +117,7 @@ impl<'a> Reconciliation<'a> {
         }
     }
 
-    pub(super) async fn converge(&self) -> Result<Action> {
+    pub(super) async fn converge(&mut self) -> Result<Action> {
         let credentials = self.credentials().await?;
         let scope = Scope {
             credentials: &credentials,

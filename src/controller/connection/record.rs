@@ -22,7 +22,7 @@ impl Reconciliation<'_> {
     /// A JSON merge patch, not an apply: it runs right after the finalizer patch, whose new
     /// resourceVersion it does not know, and it must not remove what another writer (a second
     /// operator process) may have stored meanwhile, such as a create-pending marker.
-    pub(crate) async fn acknowledge(&self) -> Result<()> {
+    pub(crate) async fn acknowledge(&mut self) -> Result<()> {
         let progress = Progress::Reconciling {
             reason: Reason::Initializing,
             message: "The operator has seen the object and is starting to reconcile it".to_string(),
@@ -46,7 +46,7 @@ impl Reconciliation<'_> {
     /// Takes what a status write returned as the stored status (`fallback` when the answer had
     /// none) and its resourceVersion as the one the next write is conditional on.
     pub(super) fn stored_as(
-        &self,
+        &mut self,
         written: StreamingConnection,
         fallback: StreamingConnectionStatus,
     ) {
@@ -54,13 +54,13 @@ impl Reconciliation<'_> {
         let stored = written.status.unwrap_or(fallback);
         self.ctx
             .remember_status(self.object, &stored, resource_version.clone());
-        *self.stored.lock().expect("status lock") = stored;
-        *self.resource_version.lock().expect("version lock") = resource_version;
+        self.stored = stored;
+        self.resource_version = resource_version;
     }
 
     /// The status as last stored.
     pub(super) fn status(&self) -> StreamingConnectionStatus {
-        self.stored.lock().expect("status lock").clone()
+        self.stored.clone()
     }
 
     /// The status that describes `connection`, keeping what else the current status holds.
@@ -87,7 +87,7 @@ impl Reconciliation<'_> {
     /// an apply replaces every field of the field manager, so a write from a stale view would
     /// remove what another writer under the same manager (a second process) stored meanwhile.
     pub(super) async fn write_status(
-        &self,
+        &mut self,
         next: StreamingConnectionStatus,
         progress: &Progress,
     ) -> Result<()> {
@@ -97,7 +97,7 @@ impl Reconciliation<'_> {
     /// Writes the status only if nobody wrote the object since it was read: the write carries
     /// that resourceVersion, and a conflict means another writer got there first.
     pub(super) async fn write_claim(
-        &self,
+        &mut self,
         next: StreamingConnectionStatus,
         progress: &Progress,
         what: &'static str,
@@ -116,7 +116,7 @@ impl Reconciliation<'_> {
     }
 
     pub(super) async fn patch_status(
-        &self,
+        &mut self,
         mut next: StreamingConnectionStatus,
         progress: &Progress,
         what: &'static str,
@@ -135,7 +135,7 @@ impl Reconciliation<'_> {
             "kind": "StreamingConnection",
             "status": next,
         });
-        let resource_version = self.resource_version.lock().expect("version lock").clone();
+        let resource_version = self.resource_version.clone();
         if let Some(resource_version) = resource_version {
             patch["metadata"] = json!({ "resourceVersion": resource_version });
         }
@@ -155,7 +155,7 @@ impl Reconciliation<'_> {
     /// Records a failed reconcile: the conditions get the error's stable text (the same for every
     /// attempt that fails the same way, so a failing object writes its status once), the Warning
     /// event and the log the full text with the request id.
-    pub(super) async fn report_failure(&self, error: &Error) {
+    pub(super) async fn report_failure(&mut self, error: &Error) {
         let message = error.to_string();
         if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
             // Another writer holds the object: this replica must not write over it.
