@@ -38,6 +38,8 @@ local permanent_reasons = {
   ConnectionNotFound = true,     -- Error::AdoptedConnectionNotFound (see above)
   ConnectionConflict = true,     -- Error::ConnectionConflict
   ConfigMapConflict = true,      -- Error::ConfigMapConflict
+  DatasetNotFound = true,        -- Error::DatasetNotFound (StreamingDataflow)
+  ConnectionInUse = true,        -- Error::ConnectionInUse (FLOW-1418-400 on delete)
 }
 
 local hs = {}

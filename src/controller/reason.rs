@@ -51,6 +51,13 @@ reasons! {
     ConfirmingDeletion,
     /// A create request got no answer: waiting until it has settled before looking it up by name.
     ConfirmingCreate,
+    /// A StreamingDataflow waits for its StreamingConnection to exist and be Ready.
+    WaitingForConnection,
+    /// A StreamingConnection being deleted waits for the StreamingDataflows that use it to go first.
+    WaitingForDataflows,
+    /// The flow is changing state (`enabling`, `disabling`, or another state Flow Service is moving
+    /// it out of): looking again shortly.
+    FlowTransitioning,
 
     // Events: what the operator did.
     /// Event: the operator created the connection.
@@ -87,6 +94,14 @@ reasons! {
     ConnectionConflict,
     /// A ConfigMap of the same name belongs to someone else.
     ConfigMapConflict,
+    /// The dataset of a StreamingDataflow does not exist in the connection's sandbox. `Stalled`,
+    /// and looked up again on the slow backoff, since creating the dataset changes nothing in
+    /// Kubernetes.
+    DatasetNotFound,
+    /// Flow Service refuses to delete the connection because flows made outside Kubernetes still
+    /// use it (`FLOW-1418-400`). `Stalled`, and tried again on the slow backoff: deleting those
+    /// flows in Adobe changes nothing in Kubernetes.
+    ConnectionInUse,
     /// A create may have been committed and several connections could be the one it made:
     /// retried with the backoff, since another object may claim one of them meanwhile.
     AmbiguousCreate,
@@ -122,6 +137,8 @@ impl Reason {
                 | Reason::ConnectionNotFound
                 | Reason::ConnectionConflict
                 | Reason::ConfigMapConflict
+                | Reason::DatasetNotFound
+                | Reason::ConnectionInUse
         )
     }
 }
