@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aep_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
-use aep_streaming_operator::api::StreamingConnection;
+use aep_streaming_operator::api::{ServedKind, StreamingConnection};
 use aep_streaming_operator::controller::status;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -86,41 +86,44 @@ pub fn is_ready(object: &StreamingConnection) -> bool {
     status::is_ready(object.status.as_ref(), object.metadata.generation)
 }
 
-/// Installs the CRD and the operator's RBAC (both from the repository), once per cluster; applying
-/// again is harmless.
+/// Installs the CRDs of every served kind and the operator's RBAC (all from the repository), once per
+/// cluster; applying again is harmless. The operator refuses to start unless it can list every kind.
 pub async fn install(admin: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(
-        &std::fs::read_to_string(repo().join("crds/streamingconnection.yaml")).unwrap(),
-    )
-    .unwrap();
-    let name = crd.name_any();
-    crds.patch(
-        &name,
-        &PatchParams::apply(E2E_MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD is established in time")
-    .unwrap();
+    for kind in ServedKind::ALL {
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(repo().join(kind.crd_file())).unwrap())
+                .unwrap();
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(E2E_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the CRD {name} is not established in time"))
+        .unwrap();
+    }
     for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
         apply_file(admin, &repo().join("deploy").join(file)).await;
     }
     // Discovery of the new group can lag behind Established.
-    let api: Api<StreamingConnection> = Api::all(admin.clone());
-    let served = wait_for(
-        "the StreamingConnection API to be served",
-        Duration::from_secs(30),
-        || async { api.list(&ListParams::default().limit(1)).await.is_ok() },
-    )
-    .await;
-    assert!(served, "the StreamingConnection API is not served");
+    for kind in ServedKind::ALL {
+        let api: Api<DynamicObject> = Api::all_with(admin.clone(), &kind.api_resource());
+        let served = wait_for(
+            &format!("the {} API to be served", kind.kind()),
+            Duration::from_secs(30),
+            || async { api.list(&ListParams::default().limit(1)).await.is_ok() },
+        )
+        .await;
+        assert!(served, "the {} API is not served", kind.kind());
+    }
 }
 
 /// Server-side applies every document of a YAML file.
