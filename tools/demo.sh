@@ -60,9 +60,10 @@ up() {
   echo $! >"$DEMO/emulator.pid"
   wait_http "$EMULATOR_URL/_emulator/health" "the emulator"
 
-  say "installing the CRD and the operator's RBAC"
-  kubectl apply --server-side -f crds/streamingconnection.yaml
-  kubectl wait --for=condition=Established crd/streamingconnections.streaming.aep-operator.dev --timeout=60s
+  say "installing the CRDs and the operator's RBAC"
+  # Every kind's CRD, even one the run does not use: the operator refuses to start without all of them.
+  kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml
+  kubectl wait --for=condition=Established -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml --timeout=60s
   kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml
 
   say "starting the operator as service account aep-streaming-operator (not admin)"

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aep_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
-use aep_streaming_operator::api::{StreamingConnection, StreamingDataflow};
+use aep_streaming_operator::api::{ServedKind, StreamingConnection, StreamingDataflow};
 use aep_streaming_operator::controller::status;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -86,15 +86,14 @@ pub fn is_ready(object: &StreamingConnection) -> bool {
     status::is_ready(object.status.as_ref(), object.metadata.generation)
 }
 
-/// Installs the CRDs and the operator's RBAC (from the repository), once per cluster; applying again is
-/// harmless. The CRDs are those the Rust types generate, which `tests/crd.rs` holds equal to the
-/// committed files.
+/// Installs the CRDs of every served kind and the operator's RBAC (all from the repository), once per
+/// cluster; applying again is harmless. The operator refuses to start unless it can list every kind.
 pub async fn install(admin: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in [
-        StreamingConnection::definition(),
-        StreamingDataflow::definition(),
-    ] {
+    for kind in ServedKind::ALL {
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(repo().join(kind.crd_file())).unwrap())
+                .unwrap();
         let name = crd.name_any();
         crds.patch(
             &name,
@@ -108,34 +107,23 @@ pub async fn install(admin: &Client) {
             await_condition(crds.clone(), &name, conditions::is_crd_established()),
         )
         .await
-        .expect("the CRD is established in time")
+        .unwrap_or_else(|_| panic!("the CRD {name} is not established in time"))
         .unwrap();
     }
     for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
         apply_file(admin, &repo().join("deploy").join(file)).await;
     }
     // Discovery of the new group can lag behind Established.
-    let connections: Api<StreamingConnection> = Api::all(admin.clone());
-    let dataflows: Api<StreamingDataflow> = Api::all(admin.clone());
-    let served = wait_for(
-        "the StreamingConnection and StreamingDataflow APIs to be served",
-        Duration::from_secs(30),
-        || async {
-            connections
-                .list(&ListParams::default().limit(1))
-                .await
-                .is_ok()
-                && dataflows
-                    .list(&ListParams::default().limit(1))
-                    .await
-                    .is_ok()
-        },
-    )
-    .await;
-    assert!(
-        served,
-        "the StreamingConnection and StreamingDataflow APIs are not served"
-    );
+    for kind in ServedKind::ALL {
+        let api: Api<DynamicObject> = Api::all_with(admin.clone(), &kind.api_resource());
+        let served = wait_for(
+            &format!("the {} API to be served", kind.kind()),
+            Duration::from_secs(30),
+            || async { api.list(&ListParams::default().limit(1)).await.is_ok() },
+        )
+        .await;
+        assert!(served, "the {} API is not served", kind.kind());
+    }
 }
 
 /// Server-side applies every document of a YAML file.
