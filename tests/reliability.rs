@@ -753,3 +753,207 @@ async fn an_operator_without_leader_election_refuses_to_run_beside_a_leader() {
     assert_eq!(scenario.emulator.connections().await.len(), 1);
     scenario.finish().await;
 }
+
+// ---- StreamingDataflow: kills and commit-then-fail during the creation of every part ----
+
+const SOURCE_CONNECTIONS: &str = "/data/foundation/flowservice/sourceConnections";
+const TARGET_CONNECTIONS: &str = "/data/foundation/flowservice/targetConnections";
+const FLOWS: &str = "/data/foundation/flowservice/flows";
+
+/// A Ready StreamingConnection `web`, then `count` StreamingDataflows `flow-NN` on it.
+async fn create_dataflows(scenario: &Scenario, count: usize) {
+    let ns = scenario.namespace().to_string();
+    scenario.create(&ns, "web", spec()).await;
+    scenario.wait_ready(&ns, "web").await;
+    for index in 0..count {
+        scenario
+            .create_dataflow(
+                &ns,
+                &format!("flow-{index:02}"),
+                json!({"connectionRef": {"name": "web"}, "datasetId": aep_testkit::fixtures::DEMO_DATASET_ID}),
+            )
+            .await;
+    }
+}
+
+/// Waits for every dataflow to be Ready, then checks that the emulator holds exactly one source
+/// connection, one target connection and one flow per dataflow, and that the statuses name them.
+async fn assert_exactly_one_dataflow_each(scenario: &Scenario, count: usize) {
+    let ns = scenario.namespace().to_string();
+    let mut flow_ids = Vec::new();
+    for index in 0..count {
+        let object = scenario
+            .wait_dataflow_ready(&ns, &format!("flow-{index:02}"))
+            .await;
+        flow_ids.push(object.status.unwrap().flow_id.unwrap());
+    }
+    let state: Value = scenario
+        .http
+        .get(format!("{}/_emulator/state", scenario.emulator_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names = |collection: &str| {
+        let mut names: Vec<String> = state[collection]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let expected = |suffix: &str| {
+        (0..count)
+            .map(|index| format!("{ns}/flow-{index:02}{suffix}"))
+            .collect::<Vec<_>>()
+    };
+    let log = tail(&scenario.operator.log_text(), 40);
+    assert_eq!(names("sourceConnections"), expected(" (source)"), "{log}");
+    assert_eq!(names("targetConnections"), expected(" (target)"), "{log}");
+    assert_eq!(
+        names("flows"),
+        expected(""),
+        "exactly one flow per dataflow\n{log}"
+    );
+    let flows = state["flows"].as_array().unwrap();
+    for id in flow_ids {
+        assert!(
+            flows.iter().any(|flow| flow["id"] == id.as_str()),
+            "status names a flow that does not exist"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn killing_the_operator_while_dataflows_are_built_leaves_no_duplicate() {
+    let mut scenario = Scenario::start(&["crash-dataflow"]).await;
+    create_dataflows(&scenario, 8).await;
+    // Every create is slow, so the kills land while POSTs of each part are in flight.
+    scenario
+        .emulator
+        .add_faults(rules(json!([
+            {"method": "POST", "route": SOURCE_CONNECTIONS, "latencyMs": 900},
+            {"method": "POST", "route": TARGET_CONNECTIONS, "latencyMs": 900},
+            {"method": "POST", "route": FLOWS, "latencyMs": 900}
+        ])))
+        .await;
+    for _round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        scenario.operator.kill();
+        let kubeconfig = scenario.operator_kubeconfig();
+        scenario.operator = scenario.start_operator(&kubeconfig, &[], "operator-a");
+    }
+    scenario.emulator.clear_faults().await;
+    assert_exactly_one_dataflow_each(&scenario, 8).await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn commit_then_fail_on_every_part_of_a_dataflow_creates_nothing_twice() {
+    // A create whose answer never came (commitThenDrop) is looked up once the request timeout and
+    // the settle delay have passed: a short timeout keeps the test short.
+    let scenario =
+        Scenario::start_with(&["storm-dataflow"], &["--flow-request-timeout", "3s"]).await;
+    scenario
+        .emulator
+        .add_faults(rules(json!([
+            {"method": "POST", "route": SOURCE_CONNECTIONS, "action": "commitThenFail", "status": 502, "times": 2},
+            {"method": "POST", "route": TARGET_CONNECTIONS, "action": "commitThenFail", "status": 500, "times": 2},
+            {"method": "POST", "route": FLOWS, "action": "commitThenFail", "status": 502, "times": 2},
+            {"method": "POST", "route": FLOWS, "action": "commitThenDrop", "times": 1},
+            {"method": "POST", "route": SOURCE_CONNECTIONS, "status": 429, "retryAfter": 1, "times": 2},
+            {"method": "POST", "route": FLOWS, "action": "commitThenFail", "status": 502, "probability": 0.2},
+            {"method": "POST", "route": TARGET_CONNECTIONS, "action": "commitThenFail", "status": 502, "probability": 0.2}
+        ])))
+        .await;
+    create_dataflows(&scenario, 6).await;
+    assert_exactly_one_dataflow_each(&scenario, 6).await;
+    let requests = scenario.emulator.requests().await;
+    let failed = requests.count(|c| c.status == 502 || c.status == 500 || c.status == 0);
+    assert!(failed >= 7, "the faults fired: {:?}", requests.counts);
+    scenario.emulator.clear_faults().await;
+    scenario.finish().await;
+}
+
+/// Steady state: Ready dataflows resync (every 3 s in the scenarios) without any Kubernetes write and
+/// with a fixed number of Flow Service reads, printed for docs/benchmark.md.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn ready_dataflows_resync_with_reads_only() {
+    const COUNT: usize = 10;
+    let scenario = Scenario::start(&["steady-dataflow"]).await;
+    let ns = scenario.namespace().to_string();
+    create_dataflows(&scenario, COUNT).await;
+    for index in 0..COUNT {
+        scenario
+            .wait_dataflow_ready(&ns, &format!("flow-{index:02}"))
+            .await;
+    }
+    // Let the reconciles that the last writes triggered pass, then measure a window of resyncs.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let versions: Vec<String> = {
+        let mut now = Vec::new();
+        for index in 0..COUNT {
+            let api = scenario.dataflows(&ns);
+            now.push(
+                api.get(&format!("flow-{index:02}"))
+                    .await
+                    .unwrap()
+                    .metadata
+                    .resource_version
+                    .unwrap(),
+            );
+        }
+        now
+    };
+    scenario.emulator.clear_requests().await;
+    let window = Duration::from_secs(15);
+    tokio::time::sleep(window).await;
+    let requests = scenario.emulator.requests().await;
+    let per_route = |route: &str| requests.count(|c| c.route == route);
+    let datasets = per_route("/data/foundation/catalog/dataSets/{id}");
+    let flows = per_route("/data/foundation/flowservice/flows/{id}");
+    let runs = per_route("/data/foundation/flowservice/runs");
+    // Resyncs every 3 s ± 10 %: about 5 per object in the window.
+    let resyncs = datasets as f64 / COUNT as f64;
+    let dataflow_reads = datasets + flows + runs;
+    eprintln!(
+        "steady state, {COUNT} dataflows over {}s: {resyncs:.1} resyncs each; per dataflow per resync: \
+         {:.2} Flow Service/Catalog reads (dataset {datasets}, flow {flows}, runs {runs}); all requests {:?}",
+        window.as_secs(),
+        dataflow_reads as f64 / (COUNT as f64 * resyncs),
+        requests.counts
+    );
+    assert!(resyncs >= 3.0, "the dataflows resynced: {resyncs}");
+    assert_eq!(
+        dataflow_reads,
+        3 * datasets,
+        "one dataset read, one flow read and one runs read per resync"
+    );
+    for (index, before) in versions.iter().enumerate() {
+        let now = scenario
+            .dataflows(&ns)
+            .get(&format!("flow-{index:02}"))
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap();
+        assert_eq!(
+            &now, before,
+            "flow-{index:02} was written in the steady state"
+        );
+    }
+    assert!(
+        requests.count(|c| c.method != "GET" && c.route != IMS) == 0,
+        "no Flow Service write in the steady state: {:?}",
+        requests.counts
+    );
+    scenario.finish().await;
+}
