@@ -56,10 +56,7 @@ dataflow_value() { # key -> its value in the ConfigMap of the example StreamingD
 }
 
 dataset_records() { # dataset id -> how many records the emulator has written into it
-  curl -sSf "$EMULATOR_URL/_emulator/state" | python3 -c '
-import json, sys
-datasets = json.load(sys.stdin)["datasets"]
-print(next(d["records"] for d in datasets if d["id"] == sys.argv[1]))' "$1"
+  "$DEBUG/aep-testkit" dataset-records --emulator-url "$EMULATOR_URL" "$1"
 }
 
 up() {
