@@ -20,9 +20,13 @@ lint:
 fmt:
 	cargo fmt --all
 
-## crd: regenerate the committed CRD from the Rust types
+## crd: regenerate the committed CRDs (one file per kind) from the Rust types
+# The names `aep-streaming-operator crd` takes; tests/crd.rs fails on a kind whose file is missing or stale.
+CRD_KINDS := streamingconnection streamingdataflow
 crd:
-	cargo run --quiet --locked -p aep-streaming-operator -- crd > crds/streamingconnection.yaml
+	for kind in $(CRD_KINDS); do \
+	  cargo run --quiet --locked -p aep-streaming-operator -- crd $$kind > crds/$$kind.yaml || exit 1; \
+	done
 
 ## demo: control plane + emulator + operator + examples, left running (stop with `make demo-down`)
 demo:

@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::api::ServedKind;
 
 /// Manages Adobe Experience Platform streaming connections as Kubernetes objects.
 #[derive(Debug, Parser)]
@@ -22,8 +25,26 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator (the default command).
     Run(Box<RunArgs>),
-    /// Print the StreamingConnection CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML.
+    ///
+    /// Without KIND, every kind's CRD as one stream, `---` between them (`... crd | kubectl apply -f -`).
+    /// With KIND, that kind's CRD alone: exactly its file in crds/.
+    Crd {
+        /// Print only this kind's CRD.
+        kind: Option<ServedKind>,
+    },
+}
+
+// The names are the CRDs' singular names, which are also the file names in crds/: `crd streamingdataflow >
+// crds/streamingdataflow.yaml`.
+impl ValueEnum for ServedKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &ServedKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.singular()))
+    }
 }
 
 impl Cli {
@@ -156,6 +177,23 @@ mod tests {
             Command::Run(args) => assert_eq!(args.namespace.as_deref(), Some("marketing")),
             other => panic!("expected run, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn crd_prints_every_kind_unless_one_is_named() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["aep-streaming-operator", "crd"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(Cli::into_command)
+        };
+        assert!(matches!(parse(&[]), Ok(Command::Crd { kind: None })));
+        for kind in ServedKind::ALL {
+            assert!(
+                matches!(parse(&[kind.singular()]), Ok(Command::Crd { kind: Some(k) }) if k == kind),
+                "{kind:?}"
+            );
+        }
+        assert!(parse(&["streamingconnections"]).is_err());
     }
 
     #[test]

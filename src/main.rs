@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use aep_streaming_operator::api::StreamingConnection;
+use aep_streaming_operator::api::{self, ServedKind};
 use aep_streaming_operator::cli::{Cli, Command};
 use aep_streaming_operator::{operator, telemetry};
 use clap::Parser;
@@ -10,8 +10,12 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().into_command() {
-        Command::Crd => {
-            print!("{}", StreamingConnection::definition_yaml());
+        Command::Crd { kind } => {
+            let kinds = match kind {
+                Some(kind) => vec![kind],
+                None => ServedKind::ALL.to_vec(),
+            };
+            print!("{}", api::definitions_yaml(&kinds));
             ExitCode::SUCCESS
         }
         Command::Run(args) => {

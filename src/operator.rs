@@ -9,11 +9,11 @@ use ::http::header::USER_AGENT;
 use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::api::StreamingConnection;
+use crate::api::ServedKind;
 use crate::cli::RunArgs;
 use crate::controller::{self, Settings};
 use crate::http::{self, Health};
@@ -31,7 +31,7 @@ const EXIT_AFTER_LOSS: Duration = Duration::from_secs(3);
 /// Runs the operator until SIGTERM or SIGINT, or until it must give way to another replica.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kubernetes_client().await?;
-    check_crd_installed(&client, args.namespace.as_deref()).await?;
+    check_crds_installed(&client, args.namespace.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::default());
     let flow = FlowClient::new(flow_config(&args, metrics.clone())?)
@@ -333,16 +333,26 @@ fn flow_config(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<FlowClie
     })
 }
 
-/// Fails early, with the fix in the message, when the CRD is missing or the operator may not list it.
-async fn check_crd_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
-    let api: Api<StreamingConnection> = match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
-    api.list(&ListParams::default().limit(1)).await.context(
-        "cannot list StreamingConnections: install the CRD (kubectl apply -f crds/streamingconnection.yaml) \
-         and the RBAC of deploy/ first",
-    )?;
+/// Fails early, with the fix in the message, when the CRD of a served kind is missing or the operator may
+/// not list its objects.
+async fn check_crds_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    for kind in ServedKind::ALL {
+        // Untyped, so that one loop covers every kind; only whether the list succeeds matters.
+        let resource = kind.api_resource();
+        let api: Api<DynamicObject> = match namespace {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        api.list(&ListParams::default().limit(1))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot list {}s: install the CRD (kubectl apply -f {}) and the RBAC of deploy/ first",
+                    kind.kind(),
+                    kind.crd_file()
+                )
+            })?;
+    }
     Ok(())
 }
 

@@ -147,9 +147,10 @@ emulator_pid=$!
 echo "$emulator_pid" >"$BENCH/emulator.pid"
 wait_http "$EMULATOR_URL/_emulator/health" "aep-emulator" "$emulator_pid"
 
-say "installing the CRD and the operator's RBAC"
-kubectl apply --server-side -f crds/streamingconnection.yaml >&2
-kubectl wait --for=condition=Established crd/streamingconnections.streaming.aep-operator.dev --timeout=60s >&2
+say "installing the CRDs and the operator's RBAC"
+# Every kind's CRD, even one the run does not use: the operator refuses to start without all of them.
+kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml >&2
+kubectl wait --for=condition=Established -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml --timeout=60s >&2
 kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml >&2
 
 say "starting the operator (release) as service account aep-streaming-operator"

@@ -76,9 +76,9 @@ up() {
   wait_http "$EMULATOR_URL/_emulator/health" "the emulator"
 
   say "installing the CRDs and the operator's RBAC"
+  # Every kind's CRD: the operator refuses to start without all of them.
   kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml
-  kubectl wait --for=condition=Established --timeout=60s \
-    crd/streamingconnections.streaming.aep-operator.dev crd/streamingdataflows.streaming.aep-operator.dev
+  kubectl wait --for=condition=Established -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml --timeout=60s
   kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml
 
   say "starting the operator as service account aep-streaming-operator (not admin)"

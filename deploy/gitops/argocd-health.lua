@@ -1,11 +1,12 @@
--- Argo CD health check for streaming.aep-operator.dev/StreamingConnection.
+-- Argo CD health check for streaming.aep-operator.dev/StreamingConnection and
+-- streaming.aep-operator.dev/StreamingDataflow (one script, registered under both kinds' keys).
 --
--- The operator writes kstatus conditions (Ready, Reconciling, Stalled, each with observedGeneration)
--- plus status.observedGeneration, so this follows kstatus:
+-- For both kinds the operator writes kstatus conditions (Ready, Reconciling, Stalled, each with
+-- observedGeneration) plus status.observedGeneration, so this follows kstatus:
 --   deleting                                  -> Progressing
 --   no status, or status for an older spec    -> Progressing (the operator has not caught up yet)
 --   Stalled=True                              -> Degraded (waits for a change to the object or its Secret)
---   Ready=True                                -> Healthy
+--   Ready=True                                -> Healthy (with the inlet URL, or the flow id)
 --   Reconciling=True                          -> Progressing (working, or retrying a transient failure)
 --   Ready=False, neither of the two above     -> Degraded for a permanent reason, else Progressing
 --
@@ -15,9 +16,10 @@
 -- neither: no string.* or math.*, and no string methods such as s:sub(), which need `string` too.
 -- tostring, type, pairs, ipairs, `..` and arithmetic are base Lua and always there.
 --
--- argocd-cm-patch.yaml carries a copy of this file. deploy/gitops/test-health.sh runs the cases in
--- argocd-health_test.yaml in Argo CD's sandbox (tools/argocd-health, gopher-lua), and also under
--- stock Lua 5.1 and 5.4, and checks that the copy is identical.
+-- argocd-cm-patch.yaml carries a copy of this file under each kind's key.
+-- deploy/gitops/test-health.sh runs the cases in argocd-health_test.yaml in Argo CD's sandbox
+-- (tools/argocd-health, gopher-lua), and also under stock Lua 5.1 and 5.4, and checks that both
+-- copies are identical to it.
 
 -- The condition reasons the operator reports for failures that retrying cannot fix: the Reason
 -- variants (src/controller/reason.rs) for which Reason::is_permanent is true; a unit test there
@@ -43,6 +45,28 @@ local permanent_reasons = {
 }
 
 local hs = {}
+
+-- What differs between the kinds: what the operator deletes in Flow Service (or keeps, with
+-- deletionPolicy Orphan) before it removes its finalizer, and the status field that sums up a Ready
+-- object. Any other kind gets neutral wording rather than a connection's.
+local wordings = {
+  StreamingConnection = {
+    deletes = "the Flow Service connection",
+    keeps = "the Flow Service connection",
+    ready_field = "inletUrl",
+    ready_label = "inlet URL",
+  },
+  StreamingDataflow = {
+    deletes = "the Flow Service flow, then its source and target connections,",
+    keeps = "the Flow Service flow and its source and target connections",
+    ready_field = "flowId",
+    ready_label = "flow",
+  },
+}
+local wording = wordings[obj.kind] or {
+  deletes = "what it created in Flow Service",
+  keeps = "what it created in Flow Service",
+}
 
 local digits = { [0] = "0", "1", "2", "3", "4", "5", "6", "7", "8", "9" }
 
@@ -104,9 +128,9 @@ end
 if metadata.deletionTimestamp ~= nil then
   hs.status = "Progressing"
   if spec.deletionPolicy == "Orphan" then
-    hs.message = "Deleting: the operator keeps the Flow Service connection (deletionPolicy Orphan) and removes its finalizer"
+    hs.message = "Deleting: the operator keeps " .. wording.keeps .. " (deletionPolicy Orphan) and removes its finalizer"
   else
-    hs.message = "Deleting: waiting for the operator to delete the Flow Service connection and remove its finalizer"
+    hs.message = "Deleting: waiting for the operator to delete " .. wording.deletes .. " and remove its finalizer"
   end
   return hs
 end
@@ -144,8 +168,12 @@ end
 
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
-  if status.inletUrl ~= nil and status.inletUrl ~= "" then
-    hs.message = "Ready: inlet URL " .. status.inletUrl
+  local summary = nil
+  if wording.ready_field ~= nil then
+    summary = status[wording.ready_field]
+  end
+  if summary ~= nil and summary ~= "" then
+    hs.message = "Ready: " .. wording.ready_label .. " " .. tostring(summary)
   else
     hs.message = "Ready"
   end

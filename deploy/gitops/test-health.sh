@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Argo CD health check (argocd-health.lua) against every case in argocd-health_test.yaml,
 # in Argo CD's own Lua sandbox and with stock Lua interpreters, and checks that argocd-cm-patch.yaml
-# carries an identical copy.
+# carries an identical copy under the key of each kind it serves.
 #
 #   deploy/gitops/test-health.sh               run the cases; exits non-zero on any mismatch
 #   deploy/gitops/test-health.sh --sync-patch  first rewrite argocd-cm-patch.yaml from the .lua file
@@ -96,14 +96,20 @@ script_path = os.path.join(here, "argocd-health.lua")
 patch_path = os.path.join(here, "argocd-cm-patch.yaml")
 tests_path = os.path.join(here, "argocd-health_test.yaml")
 harness_dir = os.path.normpath(os.path.join(here, "..", "..", "tools", "argocd-health"))
-PATCH_KEY = "resource.customizations.health.streaming.aep-operator.dev_StreamingConnection"
+# One script for both kinds (it tells them apart by obj.kind): Argo CD looks a check up by group and kind
+# only, so each kind needs its own key holding the same Lua.
+PATCH_KEYS = [
+    "resource.customizations.health.streaming.aep-operator.dev_StreamingConnection",
+    "resource.customizations.health.streaming.aep-operator.dev_StreamingDataflow",
+]
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 
 PATCH_HEADER = """\
-# Argo CD's argocd-cm with the health check for StreamingConnection, as a strategic-merge patch
-# (kustomize `patches:` or `kubectl -n argocd patch configmap argocd-cm --patch-file ...`); see
-# README.md beside this file. The Lua is a copy of argocd-health.lua: edit that file, then run
-# `deploy/gitops/test-health.sh --sync-patch` (the test fails while the two differ).
+# Argo CD's argocd-cm with the health check for StreamingConnection and StreamingDataflow, as a
+# strategic-merge patch (kustomize `patches:` or `kubectl -n argocd patch configmap argocd-cm
+# --patch-file ...`); see README.md beside this file. Argo CD looks a check up by group and kind, so
+# the same Lua sits under each kind's key; both are copies of argocd-health.lua: edit that file, then
+# run `deploy/gitops/test-health.sh --sync-patch` (the test fails while they differ).
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -189,7 +195,7 @@ if sync_patch:
         for line in lua_source.splitlines(keepends=True)
     )
     with open(patch_path, "w", encoding="utf-8") as file:
-        file.write(PATCH_HEADER + "  " + PATCH_KEY + ": |\n" + indented)
+        file.write(PATCH_HEADER + "".join("  " + key + ": |\n" + indented for key in PATCH_KEYS))
     print("rewrote %s from %s" % (os.path.relpath(patch_path), os.path.relpath(script_path)))
 
 passed = failed = 0
@@ -205,21 +211,26 @@ def report(ok, name, detail):
         print("FAIL  %s: %s" % (name, detail))
 
 
-# The copy inside the argocd-cm patch must be the tested script, byte for byte.
-embedded = None
+# Each copy inside the argocd-cm patch must be the tested script, byte for byte, and the patch holds
+# nothing else: a key for a kind the script does not know would be a check nobody tested.
 try:
-    patch = load(patch_path) or {}
-    embedded = (patch.get("data") or {}).get(PATCH_KEY)
-    problem = "data.%s is missing" % PATCH_KEY
+    data = (load(patch_path) or {}).get("data") or {}
 except (OSError, yaml.YAMLError) as error:
-    problem = "cannot load: %s" % error
-if embedded is None:
-    report(False, "argocd-cm-patch.yaml", problem)
-elif embedded == lua_source:
-    report(True, "argocd-cm-patch.yaml", "carries argocd-health.lua unchanged")
-else:
-    report(False, "argocd-cm-patch.yaml",
-           "its Lua differs from argocd-health.lua; run %s --sync-patch" % os.path.join(here, "test-health.sh"))
+    report(False, "argocd-cm-patch.yaml", "cannot load: %s" % error)
+    data = None
+if data is not None:
+    sync_hint = "run %s --sync-patch" % os.path.join(here, "test-health.sh")
+    for key in PATCH_KEYS:
+        name = "argocd-cm-patch.yaml %s" % key
+        embedded = data.get(key)
+        if embedded is None:
+            report(False, name, "missing; %s" % sync_hint)
+        elif embedded == lua_source:
+            report(True, name, "carries argocd-health.lua unchanged")
+        else:
+            report(False, name, "its Lua differs from argocd-health.lua; %s" % sync_hint)
+    for key in sorted(set(data) - set(PATCH_KEYS)):
+        report(False, "argocd-cm-patch.yaml %s" % key, "unexpected key; %s" % sync_hint)
 
 cases = load(tests_path)["tests"]
 referenced = set()

@@ -214,14 +214,6 @@ impl StreamingConnection {
         );
         crd
     }
-
-    /// The CRD as YAML, as `aep-streaming-operator crd` prints it.
-    pub fn definition_yaml() -> String {
-        // A long one-line description or message stays on one line rather than folded at 80 columns.
-        let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
-        serde_saphyr::to_string_with_options(&Self::definition(), options)
-            .expect("a CRD always serializes")
-    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::events::EventPublisher;
 use super::memory::{Inputs, Memory, Verified};
 use crate::api::{
     RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection, StreamingConnectionStatus,
+    StreamingDataflow,
 };
 use crate::leader::Fence;
 use crate::metrics::Metrics;
@@ -60,6 +61,8 @@ pub struct Context {
     pub(super) events: EventPublisher,
     /// Every watched StreamingConnection: who owns which connection id.
     pub connections: Store<StreamingConnection>,
+    /// Every watched StreamingDataflow: which ones still use a connection being deleted.
+    pub dataflows: Store<StreamingDataflow>,
     pub settings: Settings,
     /// Reconcile counters and timings.
     pub metrics: Arc<Metrics>,
@@ -87,6 +90,7 @@ impl Context {
             client,
             flow,
             connections,
+            dataflows: kube::runtime::reflector::store().0,
             settings,
             metrics,
             fence: Fence::unfenced(),
@@ -101,6 +105,38 @@ impl Context {
     #[doc(hidden)]
     pub fn advance_clock(&self, by: Duration) {
         self.memory.advance_clock(by);
+    }
+
+    /// Reads the StreamingDataflows from `dataflows` (the dataflow controller's cache).
+    pub fn with_dataflows(mut self, dataflows: Store<StreamingDataflow>) -> Self {
+        self.dataflows = dataflows;
+        self
+    }
+
+    /// `namespace/name` of every StreamingDataflow that uses StreamingConnection `object`, sorted.
+    pub fn dataflows_of(&self, object: &StreamingConnection) -> Vec<String> {
+        let namespace = object.namespace();
+        let name = object.name_any();
+        let mut names: Vec<String> = self
+            .dataflows
+            .state()
+            .iter()
+            .filter(|dataflow| {
+                dataflow.namespace() == namespace && dataflow.spec.connection_ref.name == name
+            })
+            .map(|dataflow| namespaced_name(dataflow.as_ref()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The StreamingConnection a StreamingDataflow refers to, from the cache.
+    pub fn connection_of(&self, dataflow: &StreamingDataflow) -> Option<Arc<StreamingConnection>> {
+        let namespace = dataflow.namespace();
+        self.connections.find(|connection| {
+            connection.namespace() == namespace
+                && connection.name_any() == dataflow.spec.connection_ref.name
+        })
     }
 
     /// Only writes to Flow Service while `fence` is valid.
@@ -214,9 +250,14 @@ impl Context {
 
     pub(super) fn forget_object(&self, object: &StreamingConnection) {
         if let Some(uid) = object.uid() {
-            self.memory.forget(&uid);
-            self.events.forget(&uid);
+            self.forget_uid(&uid);
         }
+    }
+
+    /// Forgets everything remembered about the object with this uid (it is gone).
+    pub(super) fn forget_uid(&self, uid: &str) {
+        self.memory.forget(uid);
+        self.events.forget(uid);
     }
 
     /// What the next reconcile of `object` depends on, for the failure gate.
@@ -225,17 +266,63 @@ impl Context {
             &object.namespace().unwrap_or_default(),
             &object.spec.credentials_ref.name,
         );
+        let deleting = object.metadata.deletion_timestamp.is_some();
         Inputs {
             generation: object.metadata.generation,
             requested_at: reconcile_requested_at(object).map(str::to_string),
-            deleting: object.metadata.deletion_timestamp.is_some(),
-            secret_version: self
-                .secret_versions
-                .lock()
-                .expect("secret versions lock")
-                .get(&secret)
-                .cloned(),
+            deleting,
+            secret_version: self.secret_version(&secret),
+            // A deletion waits for the dataflows that use the connection: one going away opens
+            // the gate.
+            dependency: deleting.then(|| self.dataflows_of(object).join(",")),
         }
+    }
+
+    /// What the next reconcile of StreamingDataflow `object` depends on, for the failure gate: its
+    /// own generation and annotation, and its StreamingConnection's state and Secret.
+    pub(super) fn dataflow_inputs(&self, object: &StreamingDataflow) -> Inputs {
+        let connection = self.connection_of(object);
+        let secret_version = connection.as_ref().and_then(|connection| {
+            self.secret_version(&secret_key(
+                &connection.namespace().unwrap_or_default(),
+                &connection.spec.credentials_ref.name,
+            ))
+        });
+        let dependency = connection.map_or_else(
+            || "absent".to_string(),
+            |connection| {
+                let status = connection.status.clone().unwrap_or_default();
+                format!(
+                    "{}/{:?}/{}/{:?}/{:?}",
+                    connection.uid().unwrap_or_default(),
+                    connection.metadata.generation,
+                    super::status::is_ready(
+                        connection.status.as_ref(),
+                        connection.metadata.generation
+                    ),
+                    status.connection_id,
+                    status.inlet_url,
+                )
+            },
+        );
+        Inputs {
+            generation: object.metadata.generation,
+            requested_at: object
+                .annotations()
+                .get(RECONCILE_REQUESTED_AT_ANNOTATION)
+                .cloned(),
+            deleting: object.metadata.deletion_timestamp.is_some(),
+            secret_version,
+            dependency: Some(dependency),
+        }
+    }
+
+    fn secret_version(&self, secret: &SecretKey) -> Option<String> {
+        self.secret_versions
+            .lock()
+            .expect("secret versions lock")
+            .get(secret)
+            .cloned()
     }
 
     /// Notes a Secret's version as the watch reports it.

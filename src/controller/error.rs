@@ -56,6 +56,27 @@ pub enum Error {
         ids: String,
     },
 
+    /// The dataset of a StreamingDataflow does not exist in the connection's sandbox.
+    #[error(
+        "dataset {id} (spec.datasetId) does not exist in sandbox `{sandbox}`; create it (the operator \
+         never creates datasets) or correct spec.datasetId"
+    )]
+    DatasetNotFound { id: String, sandbox: String },
+
+    /// Flow Service refuses to delete the connection: flows made outside Kubernetes still use it.
+    #[error(
+        "connection {id} is still used by flows that no StreamingDataflow manages ({flows}); delete those \
+         flows in Adobe Experience Platform (they are retried on the backoff), or set \
+         spec.deletionPolicy to Orphan to keep the connection"
+    )]
+    ConnectionInUse { id: String, flows: String },
+
+    /// A StreamingConnection being deleted still has StreamingDataflows in Kubernetes that use it.
+    #[error(
+        "waiting for the StreamingDataflows that use this connection to be deleted first: {names}"
+    )]
+    DataflowsExist { names: String },
+
     /// A Kubernetes API call failed.
     #[error("{context}: {source}")]
     Kubernetes {
@@ -110,6 +131,9 @@ impl Error {
             Error::ConnectionConflict { .. } => Reason::ConnectionConflict,
             Error::ConfigMapConflict { .. } => Reason::ConfigMapConflict,
             Error::AmbiguousCreate { .. } => Reason::AmbiguousCreate,
+            Error::DatasetNotFound { .. } => Reason::DatasetNotFound,
+            Error::ConnectionInUse { .. } => Reason::ConnectionInUse,
+            Error::DataflowsExist { .. } => Reason::WaitingForDataflows,
             Error::Kubernetes { .. } => Reason::KubernetesApiError,
             Error::InvalidObject(_) => Reason::InvalidSpec,
             Error::NotLeader => Reason::NotLeader,
@@ -122,11 +146,26 @@ impl Error {
     /// [`Reason::is_permanent`], but for a connection that vanished mid-reconcile: it shares
     /// `ConnectionNotFound` with a `spec.connectionId` that names none, and is retried (Flow Service
     /// is eventually consistent; the reconciler confirms the absence before creating again).
+    ///
+    /// A missing dataset and a connection still used by outside flows are `Stalled` (see
+    /// [`Error::stalls`]) yet retried on the backoff: what fixes them (creating the dataset,
+    /// deleting the flows in Adobe) changes nothing in Kubernetes that could wake the object.
     pub fn is_permanent(&self) -> bool {
         match self {
             Error::FlowService { source, .. } if source.kind() == FlowErrorKind::NotFound => false,
+            Error::DatasetNotFound { .. } | Error::ConnectionInUse { .. } => false,
             other => other.reason().is_permanent(),
         }
+    }
+
+    /// True when the object is `Stalled`: it needs someone to act. Every permanent error, and the
+    /// two that are retried on the backoff although they wait for a person.
+    pub fn stalls(&self) -> bool {
+        self.is_permanent()
+            || matches!(
+                self,
+                Error::DatasetNotFound { .. } | Error::ConnectionInUse { .. }
+            )
     }
 
     /// The text for the object's conditions: the same for every attempt that fails the same way
@@ -226,6 +265,17 @@ mod tests {
             Error::InvalidObject("no namespace".into()),
             Error::NotLeader,
             Error::ClaimConflict { what: "the status" },
+            Error::DatasetNotFound {
+                id: "5c8c3c555033b814b69f947f".into(),
+                sandbox: "prod".into(),
+            },
+            Error::ConnectionInUse {
+                id: "id".into(),
+                flows: "f1".into(),
+            },
+            Error::DataflowsExist {
+                names: "ns/a".into(),
+            },
         ]
     }
 
@@ -284,7 +334,7 @@ mod tests {
         let permanent: std::collections::BTreeSet<Reason> = operator_errors()
             .into_iter()
             .chain(flow_errors().into_iter().map(flow))
-            .filter(Error::is_permanent)
+            .filter(Error::stalls)
             .map(|error| error.reason())
             .collect();
         let expected: std::collections::BTreeSet<Reason> = Reason::ALL
@@ -293,6 +343,28 @@ mod tests {
             .filter(|reason| reason.is_permanent())
             .collect();
         assert_eq!(permanent, expected);
+    }
+
+    #[test]
+    fn what_waits_for_a_person_outside_kubernetes_stalls_but_is_retried() {
+        for error in [
+            Error::DatasetNotFound {
+                id: "5c8c3c555033b814b69f947f".into(),
+                sandbox: "prod".into(),
+            },
+            Error::ConnectionInUse {
+                id: "id".into(),
+                flows: "f1".into(),
+            },
+        ] {
+            assert!(error.stalls(), "{error}");
+            assert!(!error.is_permanent(), "{error}");
+        }
+        let waiting = Error::DataflowsExist {
+            names: "ns/a".into(),
+        };
+        assert!(!waiting.stalls() && !waiting.is_permanent());
+        assert_eq!(waiting.reason(), "WaitingForDataflows");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::api::StreamingConnectionStatus;
+use crate::api::{StreamingConnectionStatus, StreamingDataflowStatus};
 use aep_flow::Connection;
 
 /// The first retry waits about this long; each further failure doubles it.
@@ -43,6 +43,10 @@ pub struct Inputs {
     pub deleting: bool,
     /// The referenced Secret's resourceVersion as the Secret watch last reported it.
     pub secret_version: Option<String>,
+    /// What else the object waits on, summarised: for a StreamingDataflow its StreamingConnection
+    /// (exists, Ready, which connection and inlet); for a StreamingConnection being deleted the
+    /// StreamingDataflows that still use it.
+    pub dependency: Option<String>,
 }
 
 /// The last failed reconcile of an object.
@@ -89,6 +93,11 @@ pub struct ObjectMemory {
     /// The status this process last wrote and the resourceVersion the write returned. This process
     /// is the only writer of status while it leads, so what it wrote is at least as new as any cache.
     pub written: Option<(StreamingConnectionStatus, Option<String>)>,
+    /// The same for a StreamingDataflow.
+    pub written_dataflow: Option<(StreamingDataflowStatus, Option<String>)>,
+    /// For a StreamingDataflow: the credentials Secret and sandbox of its StreamingConnection as last
+    /// used, so that its cleanup can still delete the flow when the StreamingConnection is gone.
+    pub dataflow_scope: Option<(String, String)>,
     pub verified: Option<Verified>,
     pub failure: Option<Failure>,
     pub missing: Option<Missing>,
@@ -285,6 +294,7 @@ mod tests {
             requested_at: None,
             deleting: false,
             secret_version: Some("7".into()),
+            dependency: None,
         }
     }
 

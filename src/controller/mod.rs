@@ -18,7 +18,7 @@ pub mod status;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -36,7 +36,7 @@ pub use self::context::{CREATE_SETTLE_DELAY, Context, Settings};
 pub use self::error::{Error, Result};
 pub use self::memory::{INITIAL_RETRY_DELAY, MAX_RETRY_DELAY};
 pub use self::reason::Reason;
-use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection};
+use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection, StreamingDataflow};
 use crate::http::Health;
 use crate::leader::Fence;
 use crate::metrics::{Metrics, ReconcileResult};
@@ -73,7 +73,8 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
             match event {
                 Finalizer::Apply(object) => Reconciliation::new(&object, &ctx)?.apply().await,
                 Finalizer::Cleanup(object) => {
-                    let action = Reconciliation::new(&object, &ctx)?.cleanup().await?;
+                    let mut reconciliation = Reconciliation::new(&object, &ctx)?;
+                    let action = reconciliation.cleanup().await?;
                     ctx.forget_object(&object);
                     Ok(action)
                 }
@@ -170,40 +171,37 @@ pub async fn run(
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (connections, secrets, config_maps): (
-        Api<StreamingConnection>,
-        Api<PartialObjectMeta<Secret>>,
-        Api<ConfigMap>,
-    ) = match &settings.namespace {
-        Some(namespace) => (
-            Api::namespaced(client.clone(), namespace),
-            Api::namespaced(client.clone(), namespace),
-            Api::namespaced(client.clone(), namespace),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    let namespace = settings.namespace.as_deref();
+    let connections: Api<StreamingConnection> = scoped(&client, namespace);
+    let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, namespace);
+    let config_maps: Api<ConfigMap> = scoped(&client, namespace);
+    let dataflows: Api<StreamingDataflow> = scoped(&client, namespace);
+    let dataflow_connections: Api<StreamingConnection> = scoped(&client, namespace);
+    let dataflow_config_maps: Api<ConfigMap> = scoped(&client, namespace);
     // Lists are consistent reads (not `any_semantic`): right after an API server restart, a list
     // served from the fresh watch cache can be older than the cache's start, and every watch from
     // it fails with 410 Gone while the backoff grows; the cache stays stale for a minute or more.
     let controller = Controller::new(connections, watcher::Config::default());
     let store = controller.store();
+    let dataflow_controller = Controller::new(dataflows.clone(), watcher::Config::default());
+    let dataflow_store = dataflow_controller.store();
     let ctx = Arc::new(
-        Context::new(client, flow, store.clone(), settings.clone(), metrics).with_fence(fence),
+        Context::new(client, flow, store.clone(), settings.clone(), metrics)
+            .with_fence(fence)
+            .with_dataflows(dataflow_store.clone()),
     );
+    let shutdown = shutdown.shared();
 
     // Only the metadata of Secrets is watched: enough to know which one changed, and no secret
     // value is ever held in a cache. The data is read when a reconcile needs it.
     // The version each event carries opens the failure gate of the objects that use the Secret.
     let secret_ctx = ctx.clone();
+    let connection_store = store.clone();
     let users_of_secret = move |secret: PartialObjectMeta<Secret>| {
         secret_ctx.secret_seen(&secret);
         let namespace = secret.namespace();
         let name = secret.name_any();
-        store
+        connection_store
             .state()
             .into_iter()
             .filter(|object| {
@@ -231,55 +229,132 @@ pub async fn run(
         })
     };
 
-    controller
-        .watches(secrets, watcher::Config::default(), users_of_secret)
-        // A published ConfigMap that is edited or deleted is put back.
-        .owns(
-            config_maps,
+    // A StreamingConnection being deleted waits for its dataflows: each one that changes (or goes)
+    // wakes it. Dataflows of a connection that is not being deleted do not concern it.
+    let deleting_connection_of = {
+        let store = store.clone();
+        move |dataflow: StreamingDataflow| {
+            let namespace = dataflow.namespace();
+            store
+                .find(|connection| {
+                    connection.namespace() == namespace
+                        && connection.name_any() == dataflow.spec.connection_ref.name
+                        && connection.metadata.deletion_timestamp.is_some()
+                })
+                .map(|connection| ObjectRef::from_obj(connection.as_ref()))
+        }
+    };
+    // A StreamingDataflow waits for its StreamingConnection: each change of it wakes its dataflows.
+    let dataflows_of_connection = {
+        let dataflow_store = dataflow_store.clone();
+        move |connection: StreamingConnection| {
+            let namespace = connection.namespace();
+            let name = connection.name_any();
+            dataflow_store
+                .state()
+                .into_iter()
+                .filter(|dataflow| {
+                    dataflow.namespace() == namespace && dataflow.spec.connection_ref.name == name
+                })
+                .map(|dataflow| ObjectRef::from_obj(dataflow.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let owned_config_maps = |api: Api<ConfigMap>| {
+        (
+            api,
             watcher::Config::default().labels(&format!(
                 "{}={}",
                 desired::MANAGED_BY_LABEL,
                 FIELD_MANAGER
             )),
         )
+    };
+
+    let (dataflow_config_maps, dataflow_config_map_watch) = owned_config_maps(dataflow_config_maps);
+    let dataflow_loop = dataflow_controller
+        .watches(
+            dataflow_connections,
+            watcher::Config::default(),
+            dataflows_of_connection,
+        )
+        .owns(dataflow_config_maps, dataflow_config_map_watch)
+        .trigger_backoff(watch_backoff())
+        .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(dataflow::reconcile, dataflow::error_policy, ctx.clone())
+        .for_each(|result| {
+            let last_watch_error = last_watch_error.clone();
+            async move { log_result("StreamingDataflow", result, &last_watch_error) }
+        });
+
+    let (config_maps, config_map_watch) = owned_config_maps(config_maps);
+    let connection_loop = controller
+        .watches(secrets, watcher::Config::default(), users_of_secret)
+        .watches(
+            dataflows,
+            watcher::Config::default(),
+            deleting_connection_of,
+        )
+        // A published ConfigMap that is edited or deleted is put back.
+        .owns(config_maps, config_map_watch)
         .trigger_backoff(watch_backoff())
         .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
             let last_watch_error = last_watch_error.clone();
-            async move {
-                match result {
-                    Ok((object, _)) => debug!(
-                        namespace = object.namespace,
-                        name = object.name,
-                        "reconciled"
-                    ),
-                    Err(controller::Error::ReconcilerFailed(error, object)) => {
-                        debug!(
-                            namespace = object.namespace,
-                            name = object.name,
-                            reason = error.reason().as_str(),
-                            "reconcile failed"
-                        )
-                    }
-                    // A reconcile scheduled for an object deleted meanwhile: nothing to do.
-                    Err(controller::Error::ObjectNotFound(object)) => debug!(
-                        namespace = object.namespace,
-                        name = object.name,
-                        "the object is gone"
-                    ),
-                    Err(controller::Error::QueueError(error)) => {
-                        *last_watch_error.lock().expect("watch error lock") =
-                            Some(std::time::Instant::now());
-                        warn!(%error, "a watch failed");
-                    }
-                    Err(error) => warn!(%error, "controller error"),
-                }
-            }
-        })
-        .await;
+            async move { log_result("StreamingConnection", result, &last_watch_error) }
+        });
+    futures::join!(connection_loop, dataflow_loop);
     watch_health.abort();
+}
+
+/// An API for `K` in the watched namespace, or in all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Logs what one reconcile (or watch) of `kind` came to; a failed watch marks the watches unhealthy.
+fn log_result<K: kube::Resource, R>(
+    kind: &'static str,
+    result: std::result::Result<(ObjectRef<K>, R), controller::Error<Error, watcher::Error>>,
+    last_watch_error: &Mutex<Option<std::time::Instant>>,
+) {
+    match result {
+        Ok((object, _)) => debug!(
+            kind,
+            namespace = object.namespace,
+            name = object.name,
+            "reconciled"
+        ),
+        Err(controller::Error::ReconcilerFailed(error, object)) => debug!(
+            kind,
+            namespace = object.namespace,
+            name = object.name,
+            reason = error.reason().as_str(),
+            "reconcile failed"
+        ),
+        // A reconcile scheduled for an object deleted meanwhile: nothing to do.
+        Err(controller::Error::ObjectNotFound(object)) => debug!(
+            kind,
+            namespace = object.namespace,
+            name = object.name,
+            "the object is gone"
+        ),
+        Err(controller::Error::QueueError(error)) => {
+            *last_watch_error.lock().expect("watch error lock") = Some(std::time::Instant::now());
+            warn!(kind, %error, "a watch failed");
+        }
+        Err(error) => warn!(kind, %error, "controller error"),
+    }
 }
 
 /// How long without a watch error before the watches count as healthy again.

@@ -32,6 +32,23 @@ pub fn conditions(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
+    conditions_for(
+        previous,
+        progress,
+        generation,
+        now,
+        "The connection exists and its inlet URL is published",
+    )
+}
+
+/// [`conditions`] for a kind whose `Ready=True` condition says `ready_message`.
+pub fn conditions_for(
+    previous: &[Condition],
+    progress: &Progress,
+    generation: Option<i64>,
+    now: &Time,
+    ready_message: &str,
+) -> Vec<Condition> {
     if *progress == Progress::Unchanged && !previous.is_empty() {
         return previous
             .iter()
@@ -44,11 +61,7 @@ pub fn conditions(
     }
     let (ready, reconciling, stalled) = match progress {
         Progress::Ready => (
-            (
-                "True",
-                Reason::Ready,
-                "The connection exists and its inlet URL is published".to_string(),
-            ),
+            ("True", Reason::Ready, ready_message.to_string()),
             ("False", Reason::Ready, String::new()),
             ("False", Reason::Ready, String::new()),
         ),

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aep_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig};
-use aep_streaming_operator::api::StreamingConnection;
+use aep_streaming_operator::api::{ServedKind, StreamingConnection, StreamingDataflow};
 use aep_streaming_operator::controller::status;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -86,41 +86,44 @@ pub fn is_ready(object: &StreamingConnection) -> bool {
     status::is_ready(object.status.as_ref(), object.metadata.generation)
 }
 
-/// Installs the CRD and the operator's RBAC (both from the repository), once per cluster; applying
-/// again is harmless.
+/// Installs the CRDs of every served kind and the operator's RBAC (all from the repository), once per
+/// cluster; applying again is harmless. The operator refuses to start unless it can list every kind.
 pub async fn install(admin: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(
-        &std::fs::read_to_string(repo().join("crds/streamingconnection.yaml")).unwrap(),
-    )
-    .unwrap();
-    let name = crd.name_any();
-    crds.patch(
-        &name,
-        &PatchParams::apply(E2E_MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD is established in time")
-    .unwrap();
+    for kind in ServedKind::ALL {
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(repo().join(kind.crd_file())).unwrap())
+                .unwrap();
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(E2E_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the CRD {name} is not established in time"))
+        .unwrap();
+    }
     for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
         apply_file(admin, &repo().join("deploy").join(file)).await;
     }
     // Discovery of the new group can lag behind Established.
-    let api: Api<StreamingConnection> = Api::all(admin.clone());
-    let served = wait_for(
-        "the StreamingConnection API to be served",
-        Duration::from_secs(30),
-        || async { api.list(&ListParams::default().limit(1)).await.is_ok() },
-    )
-    .await;
-    assert!(served, "the StreamingConnection API is not served");
+    for kind in ServedKind::ALL {
+        let api: Api<DynamicObject> = Api::all_with(admin.clone(), &kind.api_resource());
+        let served = wait_for(
+            &format!("the {} API to be served", kind.kind()),
+            Duration::from_secs(30),
+            || async { api.list(&ListParams::default().limit(1)).await.is_ok() },
+        )
+        .await;
+        assert!(served, "the {} API is not served", kind.kind());
+    }
 }
 
 /// Server-side applies every document of a YAML file.
@@ -486,7 +489,26 @@ impl Scenario {
         what: &str,
         matched: impl Fn(&StreamingConnection) -> bool,
     ) -> StreamingConnection {
-        let api = self.connections(namespace);
+        self.wait_for_object(self.connections(namespace), name, what, matched)
+            .await
+    }
+
+    /// Polls object `name` of `api` until `matched` holds, and returns it; panics with the object
+    /// and the operator's log after two minutes.
+    pub async fn wait_for_object<K>(
+        &self,
+        api: Api<K>,
+        name: &str,
+        what: &str,
+        matched: impl Fn(&K) -> bool,
+    ) -> K
+    where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
         // Long enough for a create whose answer never came to settle (the scenarios' request
         // timeout plus 30 s) and be retried with the backoff.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -496,15 +518,91 @@ impl Scenario {
                 return object;
             }
             if Instant::now() > deadline {
+                let status = serde_json::to_value(&object).unwrap()["status"].clone();
                 panic!(
-                    "{namespace}/{name} never had {what}; status: {}\n--- operator log ({}) ---\n{}",
-                    serde_json::to_string_pretty(&object.status).unwrap(),
+                    "{name} never had {what}; status: {}\n--- operator log ({}) ---\n{}",
+                    serde_json::to_string_pretty(&status).unwrap(),
                     self.operator.log.display(),
                     tail(&self.operator.log_text(), 60)
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The StreamingDataflows of `namespace`, as admin.
+    pub fn dataflows(&self, namespace: &str) -> Api<StreamingDataflow> {
+        Api::namespaced(self.admin.clone(), namespace)
+    }
+
+    /// Creates a StreamingDataflow from a JSON spec (defaults from the CRD apply).
+    pub async fn create_dataflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: Value,
+    ) -> StreamingDataflow {
+        let object = json!({
+            "apiVersion": "streaming.aep-operator.dev/v1alpha1",
+            "kind": "StreamingDataflow",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        });
+        self.dataflows(namespace)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating {namespace}/{name}: {e}"))
+    }
+
+    /// Waits until condition `type_` of StreamingDataflow `name` has `status` (and `reason`, when
+    /// given) for its current generation, and returns it.
+    pub async fn wait_dataflow_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> StreamingDataflow {
+        let what = format!("{type_}={status} {reason:?}");
+        self.wait_for_object(self.dataflows(namespace), name, &what, |object| {
+            let generation = object.metadata.generation;
+            object.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == type_
+                        && c.status == status
+                        && c.observed_generation == generation
+                        && reason.is_none_or(|r| c.reason == r)
+                })
+            })
+        })
+        .await
+    }
+
+    /// Waits until StreamingDataflow `name` is Ready for its current generation, and returns it.
+    pub async fn wait_dataflow_ready(&self, namespace: &str, name: &str) -> StreamingDataflow {
+        self.wait_dataflow_condition(namespace, name, "Ready", "True", None)
+            .await
+    }
+
+    /// Deletes StreamingDataflow `name` and waits until it is gone (its finalizer has run).
+    pub async fn delete_dataflow_and_wait(&self, namespace: &str, name: &str) {
+        let api = self.dataflows(namespace);
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        let gone = wait_for(
+            &format!("{namespace}/{name} to be deleted"),
+            Duration::from_secs(60),
+            || async { api.get_opt(name).await.unwrap().is_none() },
+        )
+        .await;
+        assert!(
+            gone,
+            "{namespace}/{name} was not deleted\n{}",
+            tail(&self.operator.log_text(), 40)
+        );
     }
 
     /// Deletes the object and waits until it is gone (the finalizer has run).
@@ -546,10 +644,16 @@ impl Scenario {
         crate::emulator::flow_request(&self.http, method, &url, &token, "prod")
     }
 
-    /// Deletes every StreamingConnection of the scenario (so its finalizers run while the operator
-    /// is still there), then the namespaces, then stops the operator.
+    /// Deletes every StreamingDataflow and StreamingConnection of the scenario (so their finalizers
+    /// run while the operator is still there), then the namespaces, then stops the operator.
     pub async fn finish(mut self) {
         for namespace in self.namespaces.clone() {
+            let dataflows = self.dataflows(&namespace);
+            for object in dataflows.list(&ListParams::default()).await.unwrap() {
+                let _ = dataflows
+                    .delete(&object.name_any(), &DeleteParams::default())
+                    .await;
+            }
             let api = self.connections(&namespace);
             for object in api.list(&ListParams::default()).await.unwrap() {
                 api.delete(&object.name_any(), &DeleteParams::default())

@@ -122,7 +122,10 @@ impl FakeApiServer {
         }
 
         let (object_path, subresource) = match path.strip_suffix("/status") {
-            Some(base) if base.contains("/streamingconnections/") => {
+            Some(base)
+                if base.contains("/streamingconnections/")
+                    || base.contains("/streamingdataflows/") =>
+            {
                 (base.to_string(), Some("status"))
             }
             _ => (path.clone(), None),
@@ -130,6 +133,7 @@ impl FakeApiServer {
         match method {
             Method::GET
                 if object_path.ends_with("/streamingconnections")
+                    || object_path.ends_with("/streamingdataflows")
                     || object_path.ends_with("/secrets") =>
             {
                 let items: Vec<Value> = state
@@ -216,6 +220,9 @@ fn object_path(value: &Value) -> String {
         Some("ConfigMap") => format!("/api/v1/namespaces/{namespace}/configmaps/{name}"),
         Some("StreamingConnection") => {
             format!("{GROUP_PATH}/namespaces/{namespace}/streamingconnections/{name}")
+        }
+        Some("StreamingDataflow") => {
+            format!("{GROUP_PATH}/namespaces/{namespace}/streamingdataflows/{name}")
         }
         other => panic!("the fake does not store {other:?}"),
     }

@@ -8,8 +8,9 @@ use k8s_openapi::jiff::Timestamp;
 use aep_emulator::{DEMO_CLIENT_ID, DEMO_ORG_ID};
 use aep_flow::{Connection, STREAMING_CONNECTION_SPEC_ID};
 use aep_streaming_operator::api::{
-    ConfigMapTemplate, FINALIZER, PendingCreate, SecretReference, StreamingConnection,
-    StreamingConnectionSpec, StreamingConnectionStatus,
+    ConfigMapTemplate, ConnectionReference, FINALIZER, PendingCreate, SecretReference,
+    StreamingConnection, StreamingConnectionSpec, StreamingConnectionStatus, StreamingDataflow,
+    StreamingDataflowSpec,
 };
 use aep_streaming_operator::controller::desired;
 
@@ -130,5 +131,30 @@ pub fn connection_for(object: &StreamingConnection) -> Connection {
         authentication_required: object.spec.authentication_required,
         created_at: Some(1_669_238_699_119),
         updated_at: Some(1_669_238_699_119),
+    }
+}
+
+/// The emulator's demo dataset (in the default org's `prod` sandbox).
+pub const DEMO_DATASET_ID: &str = "5c8c3c555033b814b69f947f";
+
+/// A StreamingDataflow `name` in namespace `marketing` from StreamingConnection `connection` to the
+/// emulator's demo dataset.
+pub fn streaming_dataflow(name: &str, connection: &str) -> StreamingDataflow {
+    StreamingDataflow {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(NAMESPACE.to_string()),
+            uid: Some(format!("uid-{name}")),
+            generation: Some(1),
+            ..ObjectMeta::default()
+        },
+        spec: StreamingDataflowSpec {
+            connection_ref: ConnectionReference {
+                name: connection.to_string(),
+            },
+            dataset_id: DEMO_DATASET_ID.to_string(),
+            ..StreamingDataflowSpec::default()
+        },
+        status: None,
     }
 }

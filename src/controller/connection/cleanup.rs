@@ -8,20 +8,59 @@ use super::Reconciliation;
 use crate::api::DeletionPolicy;
 use crate::controller::error::{Error, Result};
 use crate::controller::reason::Reason;
+use crate::controller::status::Progress;
 use aep_flow::Scope;
 
 impl Reconciliation<'_> {
     /// Deletes (or orphans) the connection before the finalizer is removed. Idempotent. A failure
     /// is reported as an event that says how to let the object go anyway.
-    pub(crate) async fn cleanup(&self) -> Result<Action> {
+    pub(crate) async fn cleanup(&mut self) -> Result<Action> {
         let result = self.delete_or_orphan().await;
+        if let Err(error @ Error::DataflowsExist { .. }) = &result {
+            // Not a failure: the dataflows go first (Adobe refuses to delete a connection a flow
+            // uses), and each one that goes wakes this object.
+            let message = error.to_string();
+            let progress = Progress::Reconciling {
+                reason: error.reason(),
+                message: message.clone(),
+            };
+            if let Err(status_error) = self.write_status(self.status(), &progress).await {
+                warn!(error = %status_error, "could not record the wait in the status");
+            }
+            self.publish(EventType::Normal, error.reason(), message)
+                .await;
+            return result;
+        }
         if let Err(error) = &result {
-            let hint = if error.is_permanent() {
+            let hint = if error.is_permanent() && !matches!(error, Error::ConnectionInUse { .. }) {
                 "; to delete the object without deleting the connection, set spec.deletionPolicy to Orphan"
             } else {
                 ""
             };
             warn!(reason = error.reason().as_str(), %error, "cleanup failed");
+            // The conditions say why the finalizer stays, too (events age out).
+            let progress = if error.stalls() {
+                Progress::Stalled {
+                    reason: error.reason(),
+                    message: format!(
+                        "Cannot delete the connection: {}",
+                        error.condition_message()
+                    ),
+                }
+            } else {
+                Progress::Reconciling {
+                    reason: error.reason(),
+                    message: format!(
+                        "Cannot delete the connection: {}",
+                        error.condition_message()
+                    ),
+                }
+            };
+            if !matches!(error, Error::NotLeader | Error::ClaimConflict { .. })
+                && let Err(status_error) = self.write_status(self.status(), &progress).await
+            {
+                warn!(error = %status_error, "could not record the failure in the status");
+            }
             self.publish(
                 EventType::Warning,
                 error.reason(),
@@ -33,6 +72,14 @@ impl Reconciliation<'_> {
     }
 
     pub(super) async fn delete_or_orphan(&self) -> Result<Action> {
+        // The StreamingDataflows on this connection go first, whatever the policy: each needs the
+        // connection's credentials and sandbox to delete its flow.
+        let dataflows = self.ctx.dataflows_of(self.object);
+        if !dataflows.is_empty() {
+            return Err(Error::DataflowsExist {
+                names: dataflows.join(", "),
+            });
+        }
         let status = self.status();
         // Only a connection this object recorded as its own is deleted: a spec.connectionId whose
         // adoption never completed (say, a ConnectionConflict) belongs to someone else.
@@ -118,7 +165,21 @@ impl Reconciliation<'_> {
             .flow
             .delete_connection(&scope, &id)
             .await
-            .map_err(Error::flow("deleting the connection"))?;
+            .map_err(|error| {
+                if error.is_base_connection_in_use() {
+                    let flows = error.flow_ids_named(&id);
+                    Error::ConnectionInUse {
+                        id: id.clone(),
+                        flows: if flows.is_empty() {
+                            "Flow Service did not name them".to_string()
+                        } else {
+                            flows.join(", ")
+                        },
+                    }
+                } else {
+                    Error::flow("deleting the connection")(error)
+                }
+            })?;
         info!(connection_id = %id, "deleted connection");
         self.publish(
             EventType::Normal,

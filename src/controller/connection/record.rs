@@ -164,7 +164,7 @@ impl Reconciliation<'_> {
         }
         warn!(reason = error.reason().as_str(), error = %message, "reconcile failed");
         let condition = error.condition_message();
-        let progress = if error.is_permanent() {
+        let progress = if error.stalls() {
             Progress::Stalled {
                 reason: error.reason(),
                 message: condition,

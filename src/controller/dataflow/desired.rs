@@ -3,9 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{DataType, SchemaReference, StreamingDataflow};
+use crate::api::{
+    DataType, FieldMapping, MappingSourceType, RunSummary, SchemaReference, StreamingDataflow,
+};
 use crate::controller::desired::{config_map_name_or, namespaced_name, owned_config_map};
+use aep_flow::{
+    Dataset, Flow, FlowKind, FlowUpdate, Mapping, MappingRef, MappingSet, NewFlow, NewMappingSet,
+    NewSourceConnection, NewTargetConnection, Run, SchemaRef, SourceType,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 /// Keys of the dataflow's ConfigMap: everything an application needs to send a message that lands in the
 /// dataset. They work both as environment variable names (`envFrom`) and as file names when mounted.
@@ -74,6 +82,134 @@ pub fn mapping_problem(object: &StreamingDataflow, data_type: DataType) -> Optio
             object.spec.connection_ref.name
         )),
         _ => None,
+    }
+}
+
+/// The description the operator gives the source and target connections it creates.
+fn part_description(object: &StreamingDataflow) -> Option<String> {
+    Some(format!(
+        "Part of StreamingDataflow {}; managed by aep-streaming-operator",
+        namespaced_name(object)
+    ))
+}
+
+/// The source connection to create on the StreamingConnection's base connection.
+pub fn new_source_connection(
+    object: &StreamingDataflow,
+    base_connection_id: &str,
+) -> NewSourceConnection {
+    NewSourceConnection {
+        name: source_connection_name(object),
+        description: part_description(object),
+        base_connection_id: base_connection_id.to_string(),
+    }
+}
+
+/// The target connection to create for the dataset (with the dataset's own schema reference).
+pub fn new_target_connection(object: &StreamingDataflow, dataset: &Dataset) -> NewTargetConnection {
+    NewTargetConnection::for_dataset(
+        target_connection_name(object),
+        part_description(object),
+        dataset,
+    )
+}
+
+/// The spec's mapping in Data Prep's terms.
+pub fn mappings(object: &StreamingDataflow) -> Vec<Mapping> {
+    object
+        .spec
+        .mapping
+        .iter()
+        .map(
+            |FieldMapping {
+                 source,
+                 destination,
+                 source_type,
+             }| Mapping {
+                source_type: match source_type {
+                    MappingSourceType::Attribute => SourceType::Attribute,
+                    MappingSourceType::Expression => SourceType::Expression,
+                    MappingSourceType::Static => SourceType::Static,
+                },
+                source: source.clone(),
+                destination: destination.clone(),
+            },
+        )
+        .collect()
+}
+
+/// The mapping set (raw connections) for the dataset's schema.
+pub fn new_mapping_set(object: &StreamingDataflow, schema: &SchemaRef) -> NewMappingSet {
+    NewMappingSet {
+        schema: schema.clone(),
+        mappings: mappings(object),
+    }
+}
+
+/// True when the stored mapping set says the same as the spec: the same mappings, in any order,
+/// to the same schema.
+pub fn mapping_is_current(
+    object: &StreamingDataflow,
+    set: &MappingSet,
+    schema: &SchemaRef,
+) -> bool {
+    let key = |m: &Mapping| {
+        (
+            m.destination.clone(),
+            m.source.clone(),
+            m.source_type.as_str(),
+        )
+    };
+    let mut wanted: Vec<_> = mappings(object).iter().map(key).collect();
+    let mut stored: Vec<_> = set.mappings.iter().map(key).collect();
+    wanted.sort();
+    stored.sort();
+    wanted == stored && set.schema_id.as_deref().is_none_or(|id| id == schema.id)
+}
+
+/// The flow to create from the parts.
+pub fn new_flow(
+    object: &StreamingDataflow,
+    source_connection_id: &str,
+    target_connection_id: &str,
+    mapping: Option<MappingRef>,
+) -> NewFlow {
+    NewFlow {
+        name: flow_name(object),
+        description: object.spec.description.clone(),
+        source_connection_id: source_connection_id.to_string(),
+        target_connection_id: target_connection_id.to_string(),
+        kind: mapping.map_or(FlowKind::Xdm, FlowKind::Raw),
+    }
+}
+
+/// What to change on the flow so that its name and description match the spec (empty when they do).
+pub fn flow_update(object: &StreamingDataflow, flow: &Flow) -> FlowUpdate {
+    let name = flow_name(object);
+    let description = object.spec.description.clone().filter(|d| !d.is_empty());
+    FlowUpdate {
+        name: (flow.name != name).then_some(name),
+        description: (flow.description.clone().filter(|d| !d.is_empty()) != description)
+            .then_some(description),
+        mapping: None,
+    }
+}
+
+/// The status summary of a run.
+pub fn run_summary(run: &Run) -> RunSummary {
+    let time = |ms: Option<i64>| {
+        ms.and_then(|ms| Timestamp::from_millisecond(ms).ok())
+            .map(Time)
+    };
+    let count = |n: Option<u64>| n.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    RunSummary {
+        id: run.id.clone(),
+        status: run.status.clone(),
+        started_at: time(run.started_at),
+        completed_at: time(run.completed_at),
+        input_record_count: count(run.input_record_count),
+        output_record_count: count(run.output_record_count),
+        failed_record_count: count(run.failed_record_count),
     }
 }
 

@@ -1,0 +1,153 @@
+//! The StreamingDataflow's status: the first conditions, conditional writes (with the resourceVersion
+//! that was read: a conflict means another writer got there first), and the failure report.
+
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{READY_MESSAGE, Reconciliation};
+use crate::api::{
+    API_GROUP, API_VERSION, FIELD_MANAGER, StreamingDataflow, StreamingDataflowStatus,
+};
+use crate::controller::error::{Error, Result};
+use crate::controller::reason::Reason;
+use crate::controller::status::{self, Progress};
+
+impl Reconciliation<'_> {
+    /// The first status of a new object: `Reconciling`, not `Ready`, not `Stalled`. A merge patch
+    /// (see the StreamingConnection's `acknowledge`): it must not remove a marker another writer
+    /// may have stored meanwhile.
+    pub(crate) async fn acknowledge(&mut self) -> Result<()> {
+        let progress = Progress::Reconciling {
+            reason: Reason::Initializing,
+            message: "The operator has seen the object and is starting to reconcile it".to_string(),
+        };
+        let generation = self.object.metadata.generation;
+        let conditions = status::conditions_for(&[], &progress, generation, &now(), READY_MESSAGE);
+        let patch = json!({"status": {"observedGeneration": generation, "conditions": conditions}});
+        let written = self
+            .api
+            .patch_status(
+                &self.object.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::kube("writing the first status"))?;
+        self.stored_as(written, StreamingDataflowStatus::default());
+        Ok(())
+    }
+
+    fn stored_as(&mut self, written: StreamingDataflow, fallback: StreamingDataflowStatus) {
+        let resource_version = written.metadata.resource_version;
+        let stored = written.status.unwrap_or(fallback);
+        if let Some(uid) = self.object.uid() {
+            let remembered = (stored.clone(), resource_version.clone());
+            self.ctx
+                .memory
+                .with(&uid, |m| m.written_dataflow = Some(remembered));
+        }
+        self.stored = stored;
+        self.resource_version = resource_version;
+    }
+
+    /// Writes the status being built with the conditions for `progress`, unless that changes
+    /// nothing (`lastSyncedAt` alone never justifies a write).
+    pub(super) async fn write(&mut self, progress: &Progress) -> Result<()> {
+        self.write_claim(progress, "the status").await
+    }
+
+    /// Writes the status being built only if nobody wrote the object since it was read.
+    pub(super) async fn write_claim(
+        &mut self,
+        progress: &Progress,
+        what: &'static str,
+    ) -> Result<()> {
+        match self.patch_status(progress, what).await {
+            Err(Error::Kubernetes {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 409 => {
+                if let Some(uid) = self.object.uid() {
+                    self.ctx.memory.with(&uid, |m| m.written_dataflow = None);
+                }
+                Err(Error::ClaimConflict { what })
+            }
+            other => other,
+        }
+    }
+
+    async fn patch_status(&mut self, progress: &Progress, what: &'static str) -> Result<()> {
+        let generation = self.object.metadata.generation;
+        let timestamp = now();
+        let mut next = self.status.clone();
+        next.observed_generation = generation;
+        next.conditions = status::conditions_for(
+            &self.stored.conditions,
+            progress,
+            generation,
+            &timestamp,
+            READY_MESSAGE,
+        );
+        next.last_synced_at = self.stored.last_synced_at.clone();
+        if next == self.stored {
+            self.status = next;
+            return Ok(());
+        }
+        next.last_synced_at = Some(timestamp);
+        let mut patch = json!({
+            "apiVersion": format!("{API_GROUP}/{API_VERSION}"),
+            "kind": "StreamingDataflow",
+            "status": next,
+        });
+        if let Some(resource_version) = self.resource_version.clone() {
+            patch["metadata"] = json!({ "resourceVersion": resource_version });
+        }
+        let written = self
+            .api
+            .patch_status(
+                &self.object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::kube(what))?;
+        self.status = next.clone();
+        self.stored_as(written, next);
+        Ok(())
+    }
+
+    /// Records a failed reconcile: the conditions get the error's stable text, the Warning event
+    /// and the log the full text.
+    pub(super) async fn report_failure(&mut self, error: &Error) {
+        let message = error.to_string();
+        if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
+            info!(reason = error.reason().as_str(), error = %message, "gave way to another writer");
+            return;
+        }
+        warn!(reason = error.reason().as_str(), error = %message, "reconcile failed");
+        let condition = error.condition_message();
+        let progress = if error.stalls() {
+            Progress::Stalled {
+                reason: error.reason(),
+                message: condition,
+            }
+        } else {
+            Progress::Reconciling {
+                reason: error.reason(),
+                message: condition,
+            }
+        };
+        if let Err(status_error) = self.write(&progress).await {
+            warn!(error = %status_error, "could not record the failure in the status");
+        }
+        self.publish(EventType::Warning, error.reason(), message)
+            .await;
+    }
+}
+
+fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}

@@ -1,0 +1,588 @@
+//! Reconciler tests of the StreamingDataflow kind: the real reconcile functions against a fake
+//! Kubernetes API server (which records every call) and the emulator (whose request log records every
+//! Flow Service call and whose state counts the objects). Crash safety is tested by stopping the
+//! reconcile between each POST and the status write that records it, then counting what exists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aep_emulator::{DEMO_CLIENT_SECRET, EmulatorConfig};
+use aep_flow::{FlowClient, FlowClientConfig};
+use aep_streaming_operator::api::{
+    DataType, DataflowPart, DeletionPolicy, FieldMapping, FlowState, StreamingConnection,
+    StreamingDataflow,
+};
+use aep_streaming_operator::controller::{self, Context, Settings, dataflow};
+use aep_streaming_operator::metrics::Metrics;
+use aep_testkit::admin::{IMS_TOKEN_ROUTE, rule};
+use aep_testkit::fake_apiserver::FakeApiServer;
+use aep_testkit::fixtures::{
+    DEMO_DATASET_ID, NAMESPACE, credentials_secret, streaming_connection, streaming_dataflow,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+const SDF_PATH: &str =
+    "/apis/streaming.aep-operator.dev/v1alpha1/namespaces/marketing/streamingdataflows";
+const FLOWS: &str = "/data/foundation/flowservice/flows";
+const SOURCE_CONNECTIONS: &str = "/data/foundation/flowservice/sourceConnections";
+const TARGET_CONNECTIONS: &str = "/data/foundation/flowservice/targetConnections";
+
+struct Harness {
+    kube: FakeApiServer,
+    platform: aep_testkit::emulator::Harness,
+    ctx: Arc<Context>,
+    connections: Writer<StreamingConnection>,
+    dataflows: Writer<StreamingDataflow>,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let platform = aep_testkit::emulator::Harness::with(EmulatorConfig::default()).await;
+        let url: url::Url = platform.base.parse().unwrap();
+        let flow = FlowClient::new(FlowClientConfig {
+            platform_url: url.clone(),
+            ims_url: url,
+            qps: 0.0,
+            ..FlowClientConfig::default()
+        })
+        .unwrap();
+        let kube = FakeApiServer::default();
+        kube.insert(&credentials_secret("aep-credentials", DEMO_CLIENT_SECRET));
+        let (connection_reader, connections) = reflector::store();
+        let (dataflow_reader, dataflows) = reflector::store();
+        let settings = Settings {
+            resync_interval: Duration::ZERO,
+            max_concurrent_reconciles: 1,
+            namespace: None,
+            create_settle: Duration::ZERO,
+            missing_confirm_window: Duration::ZERO,
+        };
+        let ctx = Arc::new(
+            Context::new(
+                kube.client(),
+                flow,
+                connection_reader,
+                settings,
+                Arc::new(Metrics::default()),
+            )
+            .with_dataflows(dataflow_reader),
+        );
+        Self {
+            kube,
+            platform,
+            ctx,
+            connections,
+            dataflows,
+        }
+    }
+
+    /// A Ready StreamingConnection `web` (xdm unless `raw`), reconciled by the real reconciler.
+    async fn ready_connection(&mut self, data_type: DataType) {
+        let mut object = streaming_connection("web");
+        object.spec.data_type = data_type;
+        self.kube.insert(&object);
+        for _ in 0..3 {
+            let object = self.connection("web");
+            self.connections
+                .apply_watcher_event(&watcher::Event::Apply(object.clone()));
+            controller::reconcile(Arc::new(object), self.ctx.clone())
+                .await
+                .unwrap();
+        }
+        let object = self.connection("web");
+        self.connections
+            .apply_watcher_event(&watcher::Event::Apply(object.clone()));
+        assert!(
+            controller::status::is_ready(object.status.as_ref(), object.metadata.generation),
+            "the connection is Ready"
+        );
+        self.clear_calls().await;
+    }
+
+    fn connection(&self, name: &str) -> StreamingConnection {
+        serde_json::from_value(
+            self.kube
+                .get(NAMESPACE, &format!("streamingconnections/{name}"))
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn apply(&mut self, object: StreamingDataflow) {
+        self.kube.insert(&object);
+        let stored = self.object(object.metadata.name.as_deref().unwrap());
+        self.dataflows
+            .apply_watcher_event(&watcher::Event::Apply(stored));
+    }
+
+    fn object(&self, name: &str) -> StreamingDataflow {
+        serde_json::from_value(
+            self.kube
+                .get(NAMESPACE, &format!("streamingdataflows/{name}"))
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Changes the stored object as `kubectl apply` would (a new generation).
+    fn edit(&mut self, name: &str, change: impl FnOnce(&mut StreamingDataflow)) {
+        let mut object = self.object(name);
+        change(&mut object);
+        object.metadata.generation = object.metadata.generation.map(|g| g + 1);
+        self.kube.insert(&object);
+    }
+
+    async fn reconcile(&mut self, name: &str) -> Result<Action, controller::Error> {
+        let object = self.object(name);
+        self.dataflows
+            .apply_watcher_event(&watcher::Event::Apply(object.clone()));
+        let result = dataflow::reconcile(Arc::new(object), self.ctx.clone()).await;
+        self.dataflows
+            .apply_watcher_event(&watcher::Event::Apply(self.object(name)));
+        result
+    }
+
+    /// The finalizer, then full passes until Ready (or `passes` run out).
+    async fn converge(&mut self, name: &str) {
+        for _ in 0..8 {
+            // Waits (a 404 being confirmed, a flow changing state) come due.
+            self.ctx.advance_clock(Duration::from_secs(5));
+            let _ = self.reconcile(name).await;
+            if self.ready(name) {
+                return;
+            }
+        }
+        panic!(
+            "not Ready: {:?}",
+            self.object(name).status.map(|s| s.conditions)
+        );
+    }
+
+    fn ready(&self, name: &str) -> bool {
+        let object = self.object(name);
+        object.status.is_some_and(|status| {
+            status.conditions.iter().any(|c| {
+                c.type_ == "Ready"
+                    && c.status == "True"
+                    && c.observed_generation == object.metadata.generation
+            })
+        })
+    }
+
+    fn condition(&self, name: &str, type_: &str) -> (String, String, String) {
+        let condition = self
+            .object(name)
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"));
+        (condition.status, condition.reason, condition.message)
+    }
+
+    async fn flow_calls(&self) -> Vec<String> {
+        self.platform
+            .admin
+            .requests()
+            .await
+            .log
+            .iter()
+            .filter(|entry| entry.route != IMS_TOKEN_ROUTE)
+            .map(|entry| entry.summary())
+            .collect()
+    }
+
+    async fn clear_calls(&self) {
+        self.platform.admin.clear_requests().await;
+        self.kube.clear_calls();
+    }
+
+    /// The emulator's state: how many of each dataflow object exist.
+    async fn counts(&self) -> (usize, usize, usize, usize) {
+        let state: Value = self.platform.admin_wire("/_emulator/state").await;
+        let count = |key: &str| state[key].as_array().map_or(0, Vec::len);
+        (
+            count("sourceConnections"),
+            count("targetConnections"),
+            count("mappingSets"),
+            count("flows"),
+        )
+    }
+
+    async fn emulator_flows(&self) -> Vec<Value> {
+        let state: Value = self.platform.admin_wire("/_emulator/state").await;
+        state["flows"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// As `kubectl delete` leaves an object with a finalizer: a deletion timestamp.
+    fn mark_deleting(&self, kind_path: &str) {
+        let mut object = self.kube.get(NAMESPACE, kind_path).unwrap();
+        object["metadata"]["deletionTimestamp"] = json!("2026-11-30T00:00:00Z");
+        self.kube.insert(&object);
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.kube
+            .events()
+            .into_iter()
+            .map(|(type_, reason)| format!("{type_} {reason}"))
+            .collect()
+    }
+}
+
+fn mapping(source: &str, destination: &str) -> FieldMapping {
+    FieldMapping {
+        source: source.to_string(),
+        destination: destination.to_string(),
+        ..FieldMapping::default()
+    }
+}
+
+#[tokio::test]
+async fn an_xdm_dataflow_is_built_in_adobes_order_with_one_write_per_part_and_published() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+
+    h.reconcile("lake").await.unwrap();
+    assert_eq!(
+        h.kube.writes(),
+        vec![
+            format!("PATCH {SDF_PATH}/lake"),
+            format!("PATCH {SDF_PATH}/lake/status")
+        ],
+        "the finalizer, then the first conditions"
+    );
+    h.clear_calls().await;
+
+    h.reconcile("lake").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET /data/foundation/catalog/dataSets/{{id}} 200"),
+            format!("POST {SOURCE_CONNECTIONS} 201"),
+            format!("POST {TARGET_CONNECTIONS} 201"),
+            format!("POST {FLOWS} 201"),
+            format!("GET {FLOWS}/{{id}} 200"),
+            format!("GET /data/foundation/flowservice/runs 200"),
+        ]
+    );
+    assert_eq!(
+        h.kube.writes(),
+        vec![
+            format!("PATCH {SDF_PATH}/lake/status"), // marker: source connection
+            format!("PATCH {SDF_PATH}/lake/status"), // source id + marker: target connection
+            format!("PATCH {SDF_PATH}/lake/status"), // target id + marker: flow
+            "PATCH /api/v1/namespaces/marketing/configmaps/lake-dataflow".to_string(),
+            format!("PATCH {SDF_PATH}/lake/status"), // flow id, Ready
+        ]
+    );
+    assert!(h.ready("lake"));
+    let status = h.object("lake").status.unwrap();
+    assert_eq!(status.state.as_deref(), Some("enabled"));
+    assert!(status.pending_create.is_none());
+    assert!(status.mapping_set_id.is_none(), "no mapping set for XDM");
+    assert_eq!(
+        status.schema_ref.as_ref().map(|s| s.id.as_str()),
+        Some("https://ns.adobe.com/demotenant/schemas/7f682c29f887512a897791e7161b90a1")
+    );
+    assert_eq!(h.counts().await, (1, 1, 0, 1));
+
+    let config_map: ConfigMap = serde_json::from_value(
+        h.kube
+            .get(NAMESPACE, "configmaps/lake-dataflow")
+            .expect("the ConfigMap is published"),
+    )
+    .unwrap();
+    let data = config_map.data.unwrap();
+    assert_eq!(data["FLOW_ID"], status.flow_id.clone().unwrap());
+    assert_eq!(data["DATASET_ID"], DEMO_DATASET_ID);
+    assert_eq!(data["DATA_TYPE"], "xdm");
+    assert_eq!(
+        data["INLET_URL"],
+        h.connection("web").status.unwrap().inlet_url.unwrap()
+    );
+
+    // A resync: reads only, no write.
+    h.clear_calls().await;
+    h.reconcile("lake").await.unwrap();
+    assert_eq!(h.kube.writes(), Vec::<String>::new());
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET /data/foundation/catalog/dataSets/{{id}} 200"),
+            format!("GET {FLOWS}/{{id}} 200"),
+            format!("GET /data/foundation/flowservice/runs 200"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_dataflow_waits_for_its_connection_with_a_clear_reason() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.reconcile("lake").await.unwrap();
+    h.reconcile("lake").await.unwrap();
+    let (status, reason, message) = h.condition("lake", "Reconciling");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "WaitingForConnection")
+    );
+    assert!(
+        message.contains("StreamingConnection `web` does not exist"),
+        "{message}"
+    );
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+
+    h.ready_connection(DataType::Xdm).await;
+    h.converge("lake").await;
+    assert_eq!(h.counts().await, (1, 1, 0, 1));
+}
+
+#[tokio::test]
+async fn a_missing_dataset_stalls_naming_the_id_and_creates_nothing() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    let mut object = streaming_dataflow("lake", "web");
+    object.spec.dataset_id = "0123456789abcdef01234567".to_string();
+    h.apply(object);
+    h.reconcile("lake").await.unwrap();
+    assert!(h.reconcile("lake").await.is_err());
+    let (status, reason, message) = h.condition("lake", "Stalled");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "DatasetNotFound")
+    );
+    assert!(message.contains("0123456789abcdef01234567"), "{message}");
+    assert_eq!(h.counts().await, (0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_raw_dataflow_needs_a_mapping_and_a_mapping_change_makes_a_new_version() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Raw).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.reconcile("lake").await.unwrap();
+    assert!(h.reconcile("lake").await.is_err());
+    let (_, reason, message) = h.condition("lake", "Stalled");
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("set spec.mapping"), "{message}");
+
+    h.edit("lake", |o| {
+        o.spec.mapping = vec![mapping("page.url", "web.webPageDetails.URL")]
+    });
+    h.converge("lake").await;
+    assert_eq!(h.counts().await, (1, 1, 1, 1));
+    let status = h.object("lake").status.unwrap();
+    assert_eq!(status.mapping_set_version, Some(0));
+    let mapping_set_id = status.mapping_set_id.clone().unwrap();
+
+    h.edit("lake", |o| {
+        o.spec
+            .mapping
+            .push(mapping("page.name", "web.webPageDetails.name"))
+    });
+    h.converge("lake").await;
+    let status = h.object("lake").status.unwrap();
+    assert_eq!(
+        status.mapping_set_id.as_deref(),
+        Some(mapping_set_id.as_str())
+    );
+    assert_eq!(status.mapping_set_version, Some(1));
+    let flows = h.emulator_flows().await;
+    assert_eq!(flows.len(), 1);
+    assert_eq!(
+        flows[0]["transformations"][0]["params"]["mappingVersion"]
+            .as_u64()
+            .or_else(
+                || flows[0]["transformations"][0]["params"]["mappingVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+            ),
+        Some(1),
+        "the flow points at the new version: {}",
+        flows[0]
+    );
+    assert_eq!(h.counts().await, (1, 1, 1, 1));
+}
+
+#[tokio::test]
+async fn name_description_and_state_follow_the_spec_and_drift_is_undone() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+
+    h.edit("lake", |o| {
+        o.spec.flow_name = Some("Web events to the lake".into());
+        o.spec.description = Some("Page views".into());
+        o.spec.state = FlowState::Disabled;
+    });
+    h.converge("lake").await;
+    let flows = h.emulator_flows().await;
+    assert_eq!(flows[0]["name"], "Web events to the lake");
+    assert_eq!(flows[0]["description"], "Page views");
+    assert_eq!(flows[0]["state"], "disabled");
+    assert_eq!(
+        h.object("lake").status.unwrap().state.as_deref(),
+        Some("disabled")
+    );
+
+    // Enabled outside Kubernetes: disabled again on the next resync.
+    let flow_id = h.object("lake").status.unwrap().flow_id.unwrap();
+    h.platform
+        .flow(
+            reqwest::Method::POST,
+            &format!("{FLOWS}/{flow_id}/action?op=enable"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.emulator_flows().await[0]["state"], "enabled");
+    h.converge("lake").await;
+    assert_eq!(h.emulator_flows().await[0]["state"], "disabled");
+    assert_eq!(h.counts().await, (1, 1, 0, 1));
+}
+
+#[tokio::test]
+async fn a_flow_deleted_outside_is_recreated_with_a_warning_after_confirmation() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    let old = h.object("lake").status.unwrap().flow_id.unwrap();
+    h.platform
+        .flow(reqwest::Method::DELETE, &format!("{FLOWS}/{old}"))
+        .send()
+        .await
+        .unwrap();
+    h.clear_calls().await;
+    h.converge("lake").await;
+    let new = h.object("lake").status.unwrap().flow_id.unwrap();
+    assert_ne!(old, new);
+    assert!(
+        h.events().contains(&"Warning Recreated".to_string()),
+        "{:?}",
+        h.events()
+    );
+    assert_eq!(h.counts().await, (1, 1, 0, 1), "the connections are reused");
+}
+
+/// Stops a reconcile right after each POST (the answer is lost: a 502 after the commit), then lets
+/// the next reconciles resume: every part exists exactly once.
+#[tokio::test]
+async fn a_create_interrupted_after_any_post_resumes_without_a_duplicate() {
+    for (route, part) in [
+        (SOURCE_CONNECTIONS, DataflowPart::SourceConnection),
+        (TARGET_CONNECTIONS, DataflowPart::TargetConnection),
+        (FLOWS, DataflowPart::Flow),
+    ] {
+        let mut h = Harness::new().await;
+        h.ready_connection(DataType::Xdm).await;
+        h.apply(streaming_dataflow("lake", "web"));
+        h.reconcile("lake").await.unwrap();
+        h.platform
+            .admin
+            .add_fault(rule(json!({
+                "method": "POST", "route": route, "action": "commitThenFail", "status": 502, "times": 1
+            })))
+            .await;
+        assert!(
+            h.reconcile("lake").await.is_err(),
+            "{route}: the lost answer fails the reconcile"
+        );
+        let marker = h.object("lake").status.unwrap().pending_create;
+        assert_eq!(
+            marker.map(|m| m.kind),
+            Some(part),
+            "{route}: the marker for the part whose answer was lost stays"
+        );
+        h.converge("lake").await;
+        assert_eq!(h.counts().await, (1, 1, 0, 1), "{route}: nothing twice");
+        assert!(
+            h.events().contains(&"Normal CreateResumed".to_string()),
+            "{route}: {:?}",
+            h.events()
+        );
+    }
+}
+
+#[tokio::test]
+async fn delete_removes_the_flow_then_its_connections_and_orphan_keeps_them() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    h.clear_calls().await;
+    h.mark_deleting("streamingdataflows/lake");
+    h.reconcile("lake").await.unwrap();
+    let calls = h.flow_calls().await;
+    let deletes: Vec<&String> = calls.iter().filter(|c| c.starts_with("DELETE")).collect();
+    assert_eq!(
+        deletes,
+        vec![
+            &format!("DELETE {FLOWS}/{{id}} 204"),
+            &format!("DELETE {SOURCE_CONNECTIONS}/{{id}} 204"),
+            &format!("DELETE {TARGET_CONNECTIONS}/{{id}} 204"),
+        ],
+        "Adobe's order: {calls:?}"
+    );
+    assert_eq!(h.counts().await.0, 0);
+    assert_eq!(h.counts().await.3, 0);
+
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    let mut object = streaming_dataflow("kept", "web");
+    object.spec.deletion_policy = DeletionPolicy::Orphan;
+    h.apply(object);
+    h.converge("kept").await;
+    h.mark_deleting("streamingdataflows/kept");
+    h.reconcile("kept").await.unwrap();
+    assert_eq!(h.counts().await, (1, 1, 0, 1));
+}
+
+#[tokio::test]
+async fn a_connection_being_deleted_waits_for_its_dataflows_and_names_them() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    h.mark_deleting("streamingconnections/web");
+    let object = h.connection("web");
+    h.connections
+        .apply_watcher_event(&watcher::Event::Apply(object.clone()));
+    let error = controller::reconcile(Arc::new(object), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "WaitingForDataflows");
+    let connection = h.connection("web");
+    let condition = connection
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Reconciling")
+        .unwrap();
+    assert_eq!(condition.reason, "WaitingForDataflows");
+    assert!(
+        condition.message.contains("marketing/lake"),
+        "{}",
+        condition.message
+    );
+    assert!(
+        h.kube
+            .events()
+            .contains(&("Normal".into(), "WaitingForDataflows".into()))
+    );
+    let state: Value = h.platform.admin_wire("/_emulator/state").await;
+    assert_eq!(
+        state["connections"].as_array().map(Vec::len),
+        Some(1),
+        "not deleted"
+    );
+}
