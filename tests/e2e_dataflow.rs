@@ -458,56 +458,76 @@ async fn a_connection_waits_for_its_dataflows_and_an_outside_flow_is_a_clear_rea
     );
     assert_eq!(count(&scenario, "connections").await, 1);
 
-    // A flow made outside Kubernetes on the same base connection.
-    let source: Value = scenario
-        .flow_request(reqwest::Method::POST, "/sourceConnections")
-        .await
-        .json(&json!({
-            "name": "made by hand",
-            "baseConnectionId": connection_id,
-            "connectionSpec": {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadfdb", "version": "1.0"}
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let target: Value = scenario
-        .flow_request(reqwest::Method::POST, "/targetConnections")
-        .await
-        .json(&json!({
-            "name": "made by hand (target)",
-            "connectionSpec": {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "version": "1.0"},
-            "data": {"schema": {"id": "https://ns.adobe.com/demotenant/schemas/7f682c29f887512a897791e7161b90a1",
-                                "version": "application/vnd.adobe.xed-full+json;version=1"}},
-            "params": {"dataSetId": DEMO_DATASET_ID}
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let outside: Value = scenario
-        .flow_request(reqwest::Method::POST, "/flows")
-        .await
-        .json(&json!({
-            "name": "made by hand",
-            "flowSpec": {"id": "d8a6f005-7eaf-4153-983e-e8574508b877", "version": "1.0"},
-            "sourceConnectionIds": [source["id"]],
-            "targetConnectionIds": [target["id"]]
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let outside_id = outside["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{outside}"))
-        .to_string();
+    // A flow made outside Kubernetes on the same base connection, with the bodies Adobe documents.
+    let created = |response: reqwest::Response| async move {
+        let body: Value = response.json().await.unwrap();
+        body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not created: {body}"))
+            .to_string()
+    };
+    let source = created(
+        scenario
+            .flow_request(reqwest::Method::POST, "/sourceConnections")
+            .await
+            .json(&aep_flow::source_connection_body(
+                &aep_flow::NewSourceConnection {
+                    name: "made by hand".into(),
+                    description: None,
+                    base_connection_id: connection_id.clone(),
+                },
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let dataset = aep_flow::Dataset {
+        id: DEMO_DATASET_ID.into(),
+        name: "demo".into(),
+        description: None,
+        schema_ref: aep_flow::SchemaRef {
+            id: "https://ns.adobe.com/demotenant/schemas/7f682c29f887512a897791e7161b90a1".into(),
+            content_type: "application/vnd.adobe.xed-full+json;version=1".into(),
+        },
+        profile_enabled: false,
+        identity_enabled: false,
+        version: None,
+        created_at: None,
+        updated_at: None,
+    };
+    let target = created(
+        scenario
+            .flow_request(reqwest::Method::POST, "/targetConnections")
+            .await
+            .json(&aep_flow::target_connection_body(
+                &aep_flow::NewTargetConnection::for_dataset(
+                    "made by hand (target)".into(),
+                    None,
+                    &dataset,
+                ),
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let outside_id = created(
+        scenario
+            .flow_request(reqwest::Method::POST, "/flows")
+            .await
+            .json(&aep_flow::flow_body(&aep_flow::NewFlow {
+                name: "made by hand".into(),
+                description: None,
+                source_connection_id: source,
+                target_connection_id: target,
+                kind: aep_flow::FlowKind::Xdm,
+            }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
 
     // The dataflow goes (its own flow first), then the connection's delete meets the outside flow.
     scenario.delete_dataflow_and_wait(&ns, "lake").await;
