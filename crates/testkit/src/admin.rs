@@ -49,6 +49,15 @@ impl EmulatorAdmin {
         self.state().await.connections
     }
 
+    /// The Catalog dataset with this id (of any org and sandbox), with how many records reached it.
+    pub async fn dataset(&self, id: &str) -> Option<EmulatorDataset> {
+        self.state()
+            .await
+            .datasets
+            .into_iter()
+            .find(|dataset| dataset.id == id)
+    }
+
     /// The request log: counts by method, route and status, and the most recent requests in order.
     pub async fn requests(&self) -> RequestLog {
         self.get(REQUESTS_ROUTE).await
@@ -190,6 +199,23 @@ pub struct EmulatorState {
     pub inlets: BTreeMap<String, InletCounts>,
     /// Tokens issued and not yet expired.
     pub active_tokens: u64,
+    /// Every Catalog dataset (the seeded ones), in creation order.
+    #[serde(default)]
+    pub datasets: Vec<EmulatorDataset>,
+}
+
+/// A dataset as the admin state shows it: the Catalog object plus where it lives and what reached it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmulatorDataset {
+    /// The Catalog id.
+    pub id: String,
+    /// The org it belongs to.
+    pub ims_org_id: String,
+    /// The sandbox it lives in.
+    pub sandbox_name: String,
+    /// Messages the inlet routed into it through an enabled flow.
+    pub records: u64,
 }
 
 /// A connection as the admin state shows it: as `GET /connections/{id}` would, always with its inlet.

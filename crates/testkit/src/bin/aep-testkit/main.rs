@@ -3,6 +3,8 @@
 //! - `operator-kubeconfig`: the operator's kubeconfig from a TokenRequest ([`cluster::write_operator_kubeconfig`],
 //!   the same code the end-to-end tests use), for `tools/demo.sh` and `tools/bench.sh`.
 //! - `free-ports N`: N distinct free loopback ports on one line, for `tools/bench.sh`.
+//! - `dataset-records`: how many records reached a dataset of the emulator ([`EmulatorAdmin::dataset`]), for
+//!   `tools/demo.sh`.
 //! - `bench`: the benchmark's measuring half (docs/benchmark.md); `tools/bench.sh` starts what it measures.
 
 mod bench;
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aep_streaming_operator::cli::parse_duration;
+use aep_testkit::admin::EmulatorAdmin;
 use aep_testkit::cluster;
 use clap::{Parser, Subcommand};
 
@@ -45,6 +48,14 @@ enum Command {
         /// How many.
         count: usize,
     },
+    /// Print how many records the emulator has written into a dataset (`records` in `/_emulator/state`).
+    DatasetRecords {
+        /// The emulator's base URL.
+        #[arg(long)]
+        emulator_url: String,
+        /// The Catalog dataset id.
+        dataset_id: String,
+    },
     /// Measure a running operator: create, steady state, delete (see docs/benchmark.md).
     Bench(Box<bench::Options>),
 }
@@ -71,6 +82,17 @@ async fn main() -> anyhow::Result<()> {
                 .map(|l| l.local_addr().map(|a| a.port().to_string()))
                 .collect::<std::io::Result<_>>()?;
             println!("{}", ports.join(" "));
+            Ok(())
+        }
+        Command::DatasetRecords {
+            emulator_url,
+            dataset_id,
+        } => {
+            let dataset = EmulatorAdmin::new(emulator_url)
+                .dataset(&dataset_id)
+                .await
+                .ok_or_else(|| anyhow::anyhow!("the emulator has no dataset {dataset_id}"))?;
+            println!("{}", dataset.records);
             Ok(())
         }
         Command::Bench(options) => bench::run(*options).await,
