@@ -51,13 +51,12 @@ async fn count(scenario: &Scenario, collection: &str) -> usize {
 
 /// The records counted in dataset `id`.
 async fn records(scenario: &Scenario, id: &str) -> u64 {
-    state(scenario).await["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|dataset| dataset["id"] == id)
-        .and_then(|dataset| dataset["records"].as_u64())
+    scenario
+        .emulator
+        .dataset(id)
+        .await
         .unwrap_or_else(|| panic!("dataset {id} is in the emulator"))
+        .records
 }
 
 /// The XDM envelope an application builds from the dataflow's ConfigMap.

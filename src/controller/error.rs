@@ -59,7 +59,8 @@ pub enum Error {
     /// The dataset of a StreamingDataflow does not exist in the connection's sandbox.
     #[error(
         "dataset {id} (spec.datasetId) does not exist in sandbox `{sandbox}`; create it (the operator \
-         never creates datasets) or correct spec.datasetId"
+         never creates datasets), or replace this StreamingDataflow with one for an existing dataset \
+         (spec.datasetId is immutable)"
     )]
     DatasetNotFound { id: String, sandbox: String },
 
