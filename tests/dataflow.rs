@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aep_emulator::{DEMO_CLIENT_SECRET, EmulatorConfig};
-use aep_flow::{FlowClient, FlowClientConfig};
 use aep_streaming_operator::api::{
     DataType, DataflowPart, DeletionPolicy, FieldMapping, FlowState, StreamingConnection,
     StreamingDataflow,
 };
-use aep_streaming_operator::controller::{self, Context, Settings, dataflow};
+use aep_streaming_operator::controller::{self, Context, dataflow};
 use aep_streaming_operator::metrics::Metrics;
 use aep_testkit::admin::{IMS_TOKEN_ROUTE, rule};
 use aep_testkit::fake_apiserver::FakeApiServer;
 use aep_testkit::fixtures::{
-    DEMO_DATASET_ID, NAMESPACE, credentials_secret, streaming_connection, streaming_dataflow,
+    DEMO_DATASET_ID, NAMESPACE, credentials_secret, settings, streaming_connection,
+    streaming_dataflow,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::controller::Action;
@@ -42,25 +42,12 @@ struct Harness {
 impl Harness {
     async fn new() -> Self {
         let platform = aep_testkit::emulator::Harness::with(EmulatorConfig::default()).await;
-        let url: url::Url = platform.base.parse().unwrap();
-        let flow = FlowClient::new(FlowClientConfig {
-            platform_url: url.clone(),
-            ims_url: url,
-            qps: 0.0,
-            ..FlowClientConfig::default()
-        })
-        .unwrap();
+        let flow = platform.flow_client();
         let kube = FakeApiServer::default();
         kube.insert(&credentials_secret("aep-credentials", DEMO_CLIENT_SECRET));
         let (connection_reader, connections) = reflector::store();
         let (dataflow_reader, dataflows) = reflector::store();
-        let settings = Settings {
-            resync_interval: Duration::ZERO,
-            max_concurrent_reconciles: 1,
-            namespace: None,
-            create_settle: Duration::ZERO,
-            missing_confirm_window: Duration::ZERO,
-        };
+        let settings = settings(Duration::ZERO);
         let ctx = Arc::new(
             Context::new(
                 kube.client(),

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aep_emulator::{DEMO_CLIENT_SECRET, EmulatorConfig};
-use aep_flow::{FlowClient, FlowClientConfig};
 use aep_streaming_operator::api::{DeletionPolicy, StreamingConnection};
-use aep_streaming_operator::controller::{self, Context, Settings};
+use aep_streaming_operator::controller::{self, Context};
 use aep_streaming_operator::metrics::Metrics;
 use aep_testkit::admin::{EmulatorConnection, IMS_TOKEN_ROUTE, rule};
 use aep_testkit::emulator::{CONNECTION_ROUTE as CONNECTION, CONNECTIONS};
 use aep_testkit::fake_apiserver::FakeApiServer;
 use aep_testkit::fixtures::{
-    NAMESPACE, StreamingConnectionExt, credentials_secret, streaming_connection,
+    NAMESPACE, StreamingConnectionExt, credentials_secret, settings, streaming_connection,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -48,26 +47,11 @@ impl Harness {
 
     async fn with(resync_interval: Duration, platform: EmulatorConfig) -> Self {
         let platform = aep_testkit::emulator::Harness::with(platform).await;
-        let url: url::Url = platform.base.parse().unwrap();
-        let flow = FlowClient::new(FlowClientConfig {
-            platform_url: url.clone(),
-            ims_url: url,
-            qps: 0.0,
-            ..FlowClientConfig::default()
-        })
-        .unwrap();
+        let flow = platform.flow_client();
         let kube = FakeApiServer::default();
         kube.insert(&credentials_secret("aep-credentials", DEMO_CLIENT_SECRET));
         let (reader, store) = reflector::store();
-        let settings = Settings {
-            resync_interval,
-            max_concurrent_reconciles: 1,
-            namespace: None,
-            // The tests below decide create settling and deletion confirmation with faults and
-            // markers, not with the clock.
-            create_settle: Duration::ZERO,
-            missing_confirm_window: Duration::ZERO,
-        };
+        let settings = settings(resync_interval);
         let ctx = Arc::new(Context::new(
             kube.client(),
             flow,

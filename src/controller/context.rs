@@ -6,14 +6,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::core::PartialObjectMeta;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use rand::Rng;
+use tracing::warn;
 
 use super::desired::namespaced_name;
+use super::error::Error;
 use super::events::EventPublisher;
 use super::memory::{Inputs, Memory, Verified};
+use super::reason::Reason;
 use crate::api::{
     RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection, StreamingConnectionStatus,
     StreamingDataflow,
@@ -248,10 +254,48 @@ impl Context {
         }
     }
 
-    pub(super) fn forget_object(&self, object: &StreamingConnection) {
-        if let Some(uid) = object.uid() {
-            self.forget_uid(&uid);
+    /// Fencing: no Flow Service write unless this replica may write (it leads, or runs without
+    /// election).
+    pub(super) fn ensure_leading(&self) -> Result<(), Error> {
+        if self.fence.is_valid() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
         }
+    }
+
+    /// Publishes an event about `object`; a failure to publish is logged, never fatal.
+    pub(super) async fn publish_event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: Reason,
+        note: String,
+    ) {
+        if let Err(error) = self
+            .events
+            .publish(&object.object_ref(&()), type_, reason, note)
+            .await
+        {
+            warn!(%error, reason = reason.as_str(), "could not publish an event");
+        }
+    }
+
+    /// How long a create request of object `uid`, sent at `sent`, may still be committed by Flow
+    /// Service: `None` when it got an answer (nothing can commit later) or has settled. Until then a
+    /// lookup by name could miss it and lead to a second create.
+    pub(super) fn unsettled_for(&self, uid: &str, sent: &Time) -> Option<Duration> {
+        let answered = self
+            .memory
+            .read(uid, |memory| memory.create_answered)
+            .unwrap_or(false);
+        if answered {
+            return None;
+        }
+        let settled_at = sent.0.as_millisecond()
+            + i64::try_from(self.settings.create_settle.as_millis()).unwrap_or(i64::MAX);
+        let left = settled_at - Timestamp::now().as_millisecond();
+        (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
     }
 
     /// Forgets everything remembered about the object with this uid (it is gone).

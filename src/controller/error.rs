@@ -159,6 +159,12 @@ impl Error {
         }
     }
 
+    /// True when another writer holds the object (another process, or this replica lost the
+    /// Lease): nothing about it may be written, not even the failure.
+    pub fn gives_way(&self) -> bool {
+        matches!(self, Error::NotLeader | Error::ClaimConflict { .. })
+    }
+
     /// True when the object is `Stalled`: it needs someone to act. Every permanent error, and the
     /// two that are retried on the backoff although they wait for a person.
     pub fn stalls(&self) -> bool {

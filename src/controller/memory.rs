@@ -243,6 +243,46 @@ impl Memory {
         }
     }
 
+    /// Counts one more 404 for `id`, recorded by object `uid` (a new id starts over), and decides:
+    /// `Ok((reads, elapsed))` once `reads` reads over at least `window` all answered 404, else
+    /// `Err(retry_in)`, when to read again. The caller clears the count once it acts on it.
+    pub fn note_missing(
+        &self,
+        uid: &str,
+        id: &str,
+        reads_needed: u32,
+        window: Duration,
+    ) -> Result<(u32, Duration), Duration> {
+        let now = self.now();
+        let missing = self.with(uid, |memory| {
+            let missing = match memory.missing.take() {
+                Some(missing) if missing.id == id => Missing {
+                    reads: missing.reads + 1,
+                    ..missing
+                },
+                _ => Missing {
+                    id: id.to_string(),
+                    since: now,
+                    reads: 1,
+                },
+            };
+            memory.missing = Some(missing.clone());
+            missing
+        });
+        let elapsed = now.saturating_duration_since(missing.since);
+        if missing.reads >= reads_needed && elapsed >= window {
+            return Ok((missing.reads, elapsed));
+        }
+        Err(backoff_delay(missing.reads)
+            .max(Duration::from_secs(1))
+            .min(window.saturating_sub(elapsed).max(Duration::from_secs(1))))
+    }
+
+    /// Forgets the 404s counted for the object (what answered 404 was found, or acted on).
+    pub fn clear_missing(&self, uid: &str) {
+        self.with(uid, |memory| memory.missing = None);
+    }
+
     /// Claims connection `id` for `uid` unless another object claimed it in this process; returns
     /// the other claimant's uid otherwise.
     pub fn claim_id(&self, id: &str, uid: &str) -> Result<(), String> {

@@ -15,6 +15,7 @@ mod memory;
 pub mod reason;
 pub mod status;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info_span, warn};
 
 pub use self::connection::MISSING_CONFIRM_WINDOW;
@@ -42,19 +43,79 @@ use crate::leader::Fence;
 use crate::metrics::{Metrics, ReconcileResult};
 use aep_flow::FlowClient;
 
+/// What the shared reconcile skeleton ([`reconcile_object`]) needs of a kind the operator manages:
+/// its failure-gate inputs, whether it has a status yet, and its steps.
+pub(crate) trait Managed:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind's name, for logs.
+    const KIND: &'static str;
+    /// What the next reconcile depends on besides Flow Service (see [`memory::Inputs`]).
+    fn inputs(&self, ctx: &Context) -> memory::Inputs;
+    /// True once the operator has written a status.
+    fn has_status(&self) -> bool;
+    /// Converges the object (the finalizer is in place).
+    fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
+    /// Deletes or orphans what the object made in Adobe, before the finalizer goes.
+    fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
+    /// Writes the first conditions of a new object.
+    fn acknowledge(&self, ctx: &Context) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl Managed for StreamingConnection {
+    const KIND: &'static str = "StreamingConnection";
+
+    fn inputs(&self, ctx: &Context) -> memory::Inputs {
+        ctx.inputs(self)
+    }
+
+    fn has_status(&self) -> bool {
+        self.status.is_some()
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        Reconciliation::new(self, ctx)?.apply().await
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        Reconciliation::new(self, ctx)?.cleanup().await
+    }
+
+    async fn acknowledge(&self, ctx: &Context) -> Result<()> {
+        Reconciliation::new(self, ctx)?.acknowledge().await
+    }
+}
+
 /// Reconciles one StreamingConnection: the failure gate, the finalizer, then apply or cleanup.
 pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> Result<Action> {
+    reconcile_object(object, ctx).await
+}
+
+/// The reconcile of every kind: the failure gate, the finalizer, then apply or cleanup, and the
+/// first conditions of a new object.
+pub(crate) async fn reconcile_object<K: Managed>(
+    object: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     let span = info_span!(
         "reconcile",
+        kind = K::KIND,
         namespace = object.namespace().unwrap_or_default(),
         name = object.name_any(),
-        generation = object.metadata.generation
+        generation = object.meta().generation
     );
     let started = std::time::Instant::now();
     let uid = object.uid().unwrap_or_default();
     // After a failure nothing is tried again before its time, whatever triggered this reconcile
     // (the operator's own status write, an owned ConfigMap, a relist): a broken object stays quiet.
-    if let Some(wait) = ctx.memory.gate(&uid, &ctx.inputs(&object)) {
+    if let Some(wait) = ctx.memory.gate(&uid, &object.inputs(&ctx)) {
         debug!(parent: &span, retry_in = ?wait, "the last failure still holds; nothing to do yet");
         ctx.metrics
             .reconciled(ReconcileResult::Deferred, started.elapsed());
@@ -62,20 +123,19 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
     }
     ctx.memory.start_attempt(&uid);
     let result = async {
-        let namespace = object.namespace().ok_or_else(|| {
-            Error::InvalidObject("a StreamingConnection must be namespaced".into())
-        })?;
-        let api: Api<StreamingConnection> = Api::namespaced(ctx.client.clone(), &namespace);
-        let first_sight = object.status.is_none()
-            && object.metadata.deletion_timestamp.is_none()
+        let namespace = object
+            .namespace()
+            .ok_or_else(|| Error::InvalidObject(format!("a {} must be namespaced", K::KIND)))?;
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        let first_sight = !object.has_status()
+            && object.meta().deletion_timestamp.is_none()
             && !object.finalizers().iter().any(|f| f == FINALIZER);
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
-                Finalizer::Apply(object) => Reconciliation::new(&object, &ctx)?.apply().await,
+                Finalizer::Apply(object) => object.apply(&ctx).await,
                 Finalizer::Cleanup(object) => {
-                    let mut reconciliation = Reconciliation::new(&object, &ctx)?;
-                    let action = reconciliation.cleanup().await?;
-                    ctx.forget_object(&object);
+                    let action = object.cleanup(&ctx).await?;
+                    ctx.forget_uid(&object.uid().unwrap_or_default());
                     Ok(action)
                 }
             }
@@ -109,7 +169,7 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
             // kstatus: the conditions are there from the first reconcile. They are written after
             // the finalizer (which the helper has just added, returning at once), so that the next
             // reconcile, triggered by the finalizer, never runs on a copy that lacks it.
-            Reconciliation::new(&object, &ctx)?.acknowledge().await?;
+            object.acknowledge(&ctx).await?;
         }
         ctx.memory.record_success(&uid);
         Ok(action)
@@ -127,7 +187,12 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
 /// After a failed reconcile: permanent errors wait for a change of the object or its Secret;
 /// transient ones retry with per-object exponential backoff, never sooner than `Retry-After`.
 pub fn error_policy(object: Arc<StreamingConnection>, error: &Error, ctx: Arc<Context>) -> Action {
-    match retry_delay(&object, error, &ctx) {
+    policy_action(retry_delay(object.as_ref(), error, &ctx))
+}
+
+/// The action for a retry after `delay`, or for waiting for a change when there is none.
+pub(crate) fn policy_action(delay: Option<Duration>) -> Action {
+    match delay {
         Some(delay) => Action::requeue(delay),
         None => Action::await_change(),
     }
@@ -135,10 +200,11 @@ pub fn error_policy(object: Arc<StreamingConnection>, error: &Error, ctx: Arc<Co
 
 /// How long to wait before retrying after `error`, or `None` to wait for a change instead.
 /// Counts the failure in the object's backoff and closes its gate until then.
-pub fn retry_delay(object: &StreamingConnection, error: &Error, ctx: &Context) -> Option<Duration> {
+#[allow(private_bounds)]
+pub fn retry_delay<K: Managed>(object: &K, error: &Error, ctx: &Context) -> Option<Duration> {
     ctx.memory.record_failure(
         &object.uid().unwrap_or_default(),
-        ctx.inputs(object),
+        object.inputs(ctx),
         error.is_permanent(),
         error.retry_after(),
     )

@@ -3,6 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::error::Error;
 use super::reason::Reason;
 use crate::api::StreamingConnectionStatus;
 
@@ -22,6 +23,19 @@ pub enum Progress {
     /// The conditions stay as they are (a retry of a step whose failure they already report);
     /// only other status fields change.
     Unchanged,
+}
+
+impl Progress {
+    /// Where a failed step leaves the object: `Stalled` when it waits for someone to act (see
+    /// [`Error::stalls`]), else `Reconciling` (it is retried). `message` is the condition's text.
+    pub fn failed(error: &Error, message: String) -> Progress {
+        let reason = error.reason();
+        if error.stalls() {
+            Progress::Stalled { reason, message }
+        } else {
+            Progress::Reconciling { reason, message }
+        }
+    }
 }
 
 /// The three conditions for `progress`, keeping `lastTransitionTime` of any condition whose status

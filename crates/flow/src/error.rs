@@ -333,6 +333,13 @@ impl FlowError {
         self.inner.maybe_committed
     }
 
+    /// True when the server answered (even with an error), or the request certainly changed nothing:
+    /// a write that failed this way cannot still be committed later, so a lookup need not wait for
+    /// it to settle.
+    pub fn was_answered(&self) -> bool {
+        !self.maybe_committed() || self.details().is_some_and(|d| d.status.is_some())
+    }
+
     /// The same text as `Display`, without anything that changes from attempt to attempt: no
     /// request id, no remaining wait, and the server's message with ids, hashes and timestamps
     /// replaced by `…`. For condition messages, which should change only when the problem does.

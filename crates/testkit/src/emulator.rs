@@ -64,6 +64,19 @@ impl Harness {
         }
     }
 
+    /// The operator's Flow Service and IMS client, pointed at this emulator, without a rate limit
+    /// (the reconciler tests count calls, not time).
+    pub fn flow_client(&self) -> aep_flow::FlowClient {
+        let url: reqwest::Url = self.base.parse().expect("the emulator's URL");
+        aep_flow::FlowClient::new(aep_flow::FlowClientConfig {
+            platform_url: url.clone(),
+            ims_url: url,
+            qps: 0.0,
+            ..aep_flow::FlowClientConfig::default()
+        })
+        .expect("a client for the emulator")
+    }
+
     /// The full URL of `path` on the emulator.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

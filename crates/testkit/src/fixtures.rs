@@ -158,3 +158,18 @@ pub fn streaming_dataflow(name: &str, connection: &str) -> StreamingDataflow {
         status: None,
     }
 }
+
+/// The controller's settings in the reconciler tests: resyncs every `resync_interval` (zero: every
+/// reconcile is a due resync), one reconcile at a time, and no waiting for creates to settle or 404s
+/// to be confirmed (the tests decide those with faults and markers, not with the clock).
+pub fn settings(
+    resync_interval: std::time::Duration,
+) -> aep_streaming_operator::controller::Settings {
+    aep_streaming_operator::controller::Settings {
+        resync_interval,
+        max_concurrent_reconciles: 1,
+        namespace: None,
+        create_settle: std::time::Duration::ZERO,
+        missing_confirm_window: std::time::Duration::ZERO,
+    }
+}

@@ -39,24 +39,14 @@ impl Reconciliation<'_> {
             };
             warn!(reason = error.reason().as_str(), %error, "cleanup failed");
             // The conditions say why the finalizer stays, too (events age out).
-            let progress = if error.stalls() {
-                Progress::Stalled {
-                    reason: error.reason(),
-                    message: format!(
-                        "Cannot delete the connection: {}",
-                        error.condition_message()
-                    ),
-                }
-            } else {
-                Progress::Reconciling {
-                    reason: error.reason(),
-                    message: format!(
-                        "Cannot delete the connection: {}",
-                        error.condition_message()
-                    ),
-                }
-            };
-            if !matches!(error, Error::NotLeader | Error::ClaimConflict { .. })
+            let progress = Progress::failed(
+                error,
+                format!(
+                    "Cannot delete the connection: {}",
+                    error.condition_message()
+                ),
+            );
+            if !error.gives_way()
                 && let Err(status_error) = self.write_status(self.status(), &progress).await
             {
                 warn!(error = %status_error, "could not record the failure in the status");

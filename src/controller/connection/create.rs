@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
@@ -15,7 +14,7 @@ use crate::controller::error::{Error, Result};
 use crate::controller::memory::LateCommitWatch;
 use crate::controller::reason::Reason;
 use crate::controller::status::Progress;
-use aep_flow::{Connection, FlowErrorKind, Scope};
+use aep_flow::{Connection, FlowError, FlowErrorKind, Scope};
 
 /// Connections created up to this long before the marker's timestamp still count as candidates
 /// when a pending create is resolved: the operator's and Adobe's clocks are not synchronised.
@@ -68,12 +67,9 @@ impl Reconciliation<'_> {
         self.ensure_leading()?;
         let result = self.ctx.flow.create_connection(scope, &request).await;
         // Answered (or certainly not sent): nothing can commit later, a lookup need not wait.
-        let answered = match &result {
-            Ok(_) => true,
-            Err(error) => {
-                !error.maybe_committed() || error.details().is_some_and(|d| d.status.is_some())
-            }
-        };
+        let answered = result
+            .as_ref()
+            .map_or_else(FlowError::was_answered, |_| true);
         self.ctx
             .memory
             .with(&self.uid(), |memory| memory.create_answered = answered);
@@ -139,21 +135,16 @@ impl Reconciliation<'_> {
     /// While a create whose answer never came may still be committed by Flow Service, a lookup
     /// by name could miss it and lead to a second create: wait until it has settled.
     pub(super) fn create_settling(&self, marker: &PendingCreate) -> Option<Lookup> {
-        if self.create_answered() {
-            return None;
-        }
         let sent = marker.attempted_at.as_ref().unwrap_or(&marker.started_at);
-        let settled_at = sent.0.as_millisecond()
-            + i64::try_from(self.ctx.settings.create_settle.as_millis()).unwrap_or(i64::MAX);
-        let left = settled_at - Timestamp::now().as_millisecond();
-        (left > 0).then(|| Lookup::Wait {
+        let retry_in = self.ctx.unsettled_for(&self.uid(), sent)?;
+        Some(Lookup::Wait {
             reason: Reason::ConfirmingCreate,
             message: format!(
                 "A create request for `{}` got no answer and may still be committed; \
                  looking it up by name once it has settled",
                 marker.connection_name
             ),
-            retry_in: Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+            retry_in,
         })
     }
 

@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 use super::{Found, Lookup, Reconciliation};
 use crate::controller::desired;
 use crate::controller::error::{Error, Result};
-use crate::controller::memory::{CreationName, Missing, backoff_delay};
+use crate::controller::memory::CreationName;
 use crate::controller::reason::Reason;
 use aep_flow::{Connection, FlowErrorKind, Scope};
 
@@ -204,58 +204,44 @@ impl Reconciliation<'_> {
                 created: false,
             })));
         }
-        let now = self.ctx.memory.now();
-        let missing = self.ctx.memory.with(&self.uid(), |memory| {
-            let missing = match memory.missing.take() {
-                Some(missing) if missing.id == id => Missing {
-                    reads: missing.reads + 1,
-                    ..missing
-                },
-                _ => Missing {
-                    id: id.to_string(),
-                    since: now,
-                    reads: 1,
-                },
-            };
-            memory.missing = Some(missing.clone());
-            missing
-        });
         let window = self.ctx.settings.missing_confirm_window;
-        let elapsed = now.saturating_duration_since(missing.since);
-        if missing.reads < MISSING_CONFIRM_READS || elapsed < window {
-            let retry_in = backoff_delay(missing.reads)
-                .max(Duration::from_secs(1))
-                .min(window.saturating_sub(elapsed).max(Duration::from_secs(1)));
-            return Ok(Some(Lookup::Wait {
-                reason: Reason::ConfirmingDeletion,
-                message: format!(
-                    "Flow Service answers 404 for connection {id} and does not list it under the name \
-                     `{name}`; confirming that it is gone before creating a new one"
-                ),
-                retry_in,
-            }));
-        }
+        let (reads, elapsed) = match self.ctx.memory.note_missing(
+            &self.uid(),
+            id,
+            MISSING_CONFIRM_READS,
+            window,
+        ) {
+            Ok(confirmed) => confirmed,
+            Err(retry_in) => {
+                return Ok(Some(Lookup::Wait {
+                    reason: Reason::ConfirmingDeletion,
+                    message: format!(
+                        "Flow Service answers 404 for connection {id} and does not list it under the name \
+                         `{name}`; confirming that it is gone before creating a new one"
+                    ),
+                    retry_in,
+                }));
+            }
+        };
         self.publish(
             EventType::Warning,
             Reason::Recreated,
             format!(
                 "Connection {id} was deleted outside the operator: {} reads over {}s answered 404 and \
                  no connection with that id is listed under the name `{name}`; creating a new one",
-                missing.reads,
+                reads,
                 elapsed.as_secs()
             ),
         )
         .await;
-        warn!(connection_id = %id, reads = missing.reads, "connection deleted outside the operator; recreating");
+        warn!(connection_id = %id, reads, "connection deleted outside the operator; recreating");
         self.clear_missing();
         self.forget_connection();
         Ok(None)
     }
 
     pub(super) fn clear_missing(&self) {
-        self.ctx
-            .memory
-            .with(&self.uid(), |memory| memory.missing = None);
+        self.ctx.memory.clear_missing(&self.uid());
     }
 
     /// The connection was deleted out of band: what the status says about it is no longer true.

@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
-use tracing::warn;
 
 mod cleanup;
 mod create;
@@ -179,11 +178,7 @@ impl<'a> Reconciliation<'a> {
 
     /// Fencing: no Flow Service write unless this replica may write.
     pub(super) fn ensure_leading(&self) -> Result<()> {
-        if self.ctx.fence.is_valid() {
-            Ok(())
-        } else {
-            Err(Error::NotLeader)
-        }
+        self.ctx.ensure_leading()
     }
 
     pub(super) fn uid(&self) -> String {
@@ -199,14 +194,9 @@ impl<'a> Reconciliation<'a> {
     }
 
     pub(super) async fn publish(&self, type_: EventType, reason: Reason, note: String) {
-        if let Err(error) = self
-            .ctx
-            .events
-            .publish(&self.object.object_ref(&()), type_, reason, note)
-            .await
-        {
-            warn!(%error, reason = reason.as_str(), "could not publish an event");
-        }
+        self.ctx
+            .publish_event(self.object, type_, reason, note)
+            .await;
     }
 }
 

@@ -157,24 +157,13 @@ impl Reconciliation<'_> {
     /// event and the log the full text with the request id.
     pub(super) async fn report_failure(&mut self, error: &Error) {
         let message = error.to_string();
-        if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
+        if error.gives_way() {
             // Another writer holds the object: this replica must not write over it.
             info!(reason = error.reason().as_str(), error = %message, "gave way to another writer");
             return;
         }
         warn!(reason = error.reason().as_str(), error = %message, "reconcile failed");
-        let condition = error.condition_message();
-        let progress = if error.stalls() {
-            Progress::Stalled {
-                reason: error.reason(),
-                message: condition,
-            }
-        } else {
-            Progress::Reconciling {
-                reason: error.reason(),
-                message: condition,
-            }
-        };
+        let progress = Progress::failed(error, error.condition_message());
         if let Err(status_error) = self.write_status(self.status(), &progress).await {
             warn!(error = %status_error, "could not record the failure in the status");
         }

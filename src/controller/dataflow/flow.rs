@@ -2,15 +2,12 @@
 //! taken for deleted), brought in line with the spec (name, description and mapping version with
 //! `If-Match`; the state through the enable/disable actions), and its runs read into the status.
 
-use std::time::Duration;
-
 use kube::runtime::events::EventType;
 use tracing::{debug, warn};
 
 use super::{Reconciliation, SHORT_WAIT, Step, desired};
 use crate::api::FlowState;
 use crate::controller::error::{Error, Result};
-use crate::controller::memory::{Missing, backoff_delay};
 use crate::controller::reason::Reason;
 use aep_flow::{Flow, FlowErrorKind, Scope, latest_run};
 
@@ -31,7 +28,7 @@ impl Reconciliation<'_> {
     ) -> Result<Step<Option<Flow>>> {
         match self.ctx.flow.get_flow(scope, id).await {
             Ok(flow) => {
-                self.ctx.memory.with(&self.uid(), |m| m.missing = None);
+                self.ctx.memory.clear_missing(&self.uid());
                 return Ok(Step::Done(Some(flow)));
             }
             Err(error) if error.kind() == FlowErrorKind::NotFound => {}
@@ -47,49 +44,37 @@ impl Reconciliation<'_> {
             debug!(flow_id = %id, "a read answered 404 but the flow is listed");
             return Ok(Step::Done(Some(flow)));
         }
-        let now = self.ctx.memory.now();
-        let missing = self.ctx.memory.with(&self.uid(), |memory| {
-            let missing = match memory.missing.take() {
-                Some(missing) if missing.id == id => Missing {
-                    reads: missing.reads + 1,
-                    ..missing
-                },
-                _ => Missing {
-                    id: id.to_string(),
-                    since: now,
-                    reads: 1,
-                },
-            };
-            memory.missing = Some(missing.clone());
-            missing
-        });
-        let window = self.ctx.settings.missing_confirm_window;
-        let elapsed = now.saturating_duration_since(missing.since);
-        if missing.reads < MISSING_CONFIRM_READS || elapsed < window {
-            return Ok(Step::Wait {
-                reason: Reason::ConfirmingDeletion,
-                message: format!(
-                    "Flow Service answers 404 for flow {id} and does not list it among the flows of \
-                     source connection {source_id}; confirming that it is gone before creating a new one"
-                ),
-                retry_in: backoff_delay(missing.reads)
-                    .max(Duration::from_secs(1))
-                    .min(window.saturating_sub(elapsed).max(Duration::from_secs(1))),
-            });
-        }
-        warn!(flow_id = %id, reads = missing.reads, "flow deleted outside the operator; recreating");
+        let (reads, elapsed) = match self.ctx.memory.note_missing(
+            &self.uid(),
+            id,
+            MISSING_CONFIRM_READS,
+            self.ctx.settings.missing_confirm_window,
+        ) {
+            Ok(confirmed) => confirmed,
+            Err(retry_in) => {
+                return Ok(Step::Wait {
+                    reason: Reason::ConfirmingDeletion,
+                    message: format!(
+                        "Flow Service answers 404 for flow {id} and does not list it among the flows of \
+                         source connection {source_id}; confirming that it is gone before creating a new one"
+                    ),
+                    retry_in,
+                });
+            }
+        };
+        warn!(flow_id = %id, reads, "flow deleted outside the operator; recreating");
         self.publish(
             EventType::Warning,
             Reason::Recreated,
             format!(
                 "Flow {id} was deleted outside the operator: {} reads over {}s answered 404 and source \
                  connection {source_id} lists no such flow; creating a new one",
-                missing.reads,
+                reads,
                 elapsed.as_secs()
             ),
         )
         .await;
-        self.ctx.memory.with(&self.uid(), |m| m.missing = None);
+        self.ctx.memory.clear_missing(&self.uid());
         self.status.flow_id = None;
         self.status.etag = None;
         self.status.state = None;

@@ -41,20 +41,19 @@ mod record;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
-use kube::{Resource, ResourceExt};
-use tracing::{Instrument, debug, info_span, warn};
 
 use super::context::Context;
 use super::error::{Error, Result};
+use super::memory::Inputs;
 use super::reason::Reason;
 use super::status::{self, Progress};
+use super::{Managed, policy_action, reconcile_object, retry_delay};
 use super::{config_map, credentials};
-use crate::api::{FINALIZER, StreamingConnection, StreamingDataflow, StreamingDataflowStatus};
-use crate::metrics::ReconcileResult;
+use crate::api::{StreamingConnection, StreamingDataflow, StreamingDataflowStatus};
 use aep_flow::{Credentials, FlowErrorKind, Scope};
 
 /// The `Ready=True` message of a StreamingDataflow.
@@ -62,92 +61,39 @@ const READY_MESSAGE: &str = "The dataflow exists, matches the spec and its Confi
 /// How soon to look again while a flow changes state or another wait should clear by itself.
 const SHORT_WAIT: Duration = Duration::from_secs(2);
 
+impl Managed for StreamingDataflow {
+    const KIND: &'static str = "StreamingDataflow";
+
+    fn inputs(&self, ctx: &Context) -> Inputs {
+        ctx.dataflow_inputs(self)
+    }
+
+    fn has_status(&self) -> bool {
+        self.status.is_some()
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        Reconciliation::new(self, ctx)?.apply().await
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        Reconciliation::new(self, ctx)?.cleanup().await
+    }
+
+    async fn acknowledge(&self, ctx: &Context) -> Result<()> {
+        Reconciliation::new(self, ctx)?.acknowledge().await
+    }
+}
+
 /// Reconciles one StreamingDataflow: the failure gate, the finalizer, then apply or cleanup.
 pub async fn reconcile(object: Arc<StreamingDataflow>, ctx: Arc<Context>) -> Result<Action> {
-    let span = info_span!(
-        "reconcile",
-        kind = "StreamingDataflow",
-        namespace = object.namespace().unwrap_or_default(),
-        name = object.name_any(),
-        generation = object.metadata.generation
-    );
-    let started = std::time::Instant::now();
-    let uid = object.uid().unwrap_or_default();
-    if let Some(wait) = ctx.memory.gate(&uid, &ctx.dataflow_inputs(&object)) {
-        debug!(parent: &span, retry_in = ?wait, "the last failure or wait still holds; nothing to do yet");
-        ctx.metrics
-            .reconciled(ReconcileResult::Deferred, started.elapsed());
-        return Ok(wait.map_or_else(Action::await_change, Action::requeue));
-    }
-    ctx.memory.start_attempt(&uid);
-    let result = async {
-        let namespace = object
-            .namespace()
-            .ok_or_else(|| Error::InvalidObject("a StreamingDataflow must be namespaced".into()))?;
-        let api: Api<StreamingDataflow> = Api::namespaced(ctx.client.clone(), &namespace);
-        let first_sight = object.status.is_none()
-            && object.metadata.deletion_timestamp.is_none()
-            && !object.finalizers().iter().any(|f| f == FINALIZER);
-        let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
-            match event {
-                Finalizer::Apply(object) => Reconciliation::new(&object, &ctx)?.apply().await,
-                Finalizer::Cleanup(object) => {
-                    let action = Reconciliation::new(&object, &ctx)?.cleanup().await?;
-                    ctx.forget_uid(&object.uid().unwrap_or_default());
-                    Ok(action)
-                }
-            }
-        })
-        .await;
-        let action = match outcome {
-            Ok(action) => action,
-            Err(finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error)) => {
-                return Err(error);
-            }
-            // Our own status write raced the watch: the newer version triggers the next reconcile.
-            Err(finalizer::Error::AddFinalizer(kube::Error::Api(status)))
-                if status.code == 422 || status.code == 409 =>
-            {
-                Action::await_change()
-            }
-            Err(
-                finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source),
-            ) => {
-                return Err(Error::Kubernetes {
-                    context: "updating the finalizer",
-                    source,
-                });
-            }
-            Err(other) => return Err(Error::InvalidObject(other.to_string())),
-        };
-        if first_sight {
-            Reconciliation::new(&object, &ctx)?.acknowledge().await?;
-        }
-        ctx.memory.record_success(&uid);
-        Ok(action)
-    }
-    .instrument(span)
-    .await;
-    let outcome = match &result {
-        Ok(_) => ReconcileResult::Success,
-        Err(error) => ReconcileResult::Failed(error.reason()),
-    };
-    ctx.metrics.reconciled(outcome, started.elapsed());
-    result
+    reconcile_object(object, ctx).await
 }
 
 /// After a failed reconcile: as for StreamingConnections, permanent errors wait for a change (of the
 /// object, its StreamingConnection or the Secret), transient ones back off.
 pub fn error_policy(object: Arc<StreamingDataflow>, error: &Error, ctx: Arc<Context>) -> Action {
-    match ctx.memory.record_failure(
-        &object.uid().unwrap_or_default(),
-        ctx.dataflow_inputs(&object),
-        error.is_permanent(),
-        error.retry_after(),
-    ) {
-        Some(delay) => Action::requeue(delay),
-        None => Action::await_change(),
-    }
+    policy_action(retry_delay(object.as_ref(), error, &ctx))
 }
 
 /// A step's outcome: done with a value, or not decidable yet (the reason goes into the conditions,
@@ -391,11 +337,7 @@ impl<'a> Reconciliation<'a> {
 
     /// Fencing: no Flow Service write unless this replica may write.
     fn ensure_leading(&self) -> Result<()> {
-        if self.ctx.fence.is_valid() {
-            Ok(())
-        } else {
-            Err(Error::NotLeader)
-        }
+        self.ctx.ensure_leading()
     }
 
     fn uid(&self) -> String {
@@ -403,13 +345,8 @@ impl<'a> Reconciliation<'a> {
     }
 
     async fn publish(&self, type_: EventType, reason: Reason, note: String) {
-        if let Err(error) = self
-            .ctx
-            .events
-            .publish(&self.object.object_ref(&()), type_, reason, note)
-            .await
-        {
-            warn!(%error, reason = reason.as_str(), "could not publish an event");
-        }
+        self.ctx
+            .publish_event(self.object, type_, reason, note)
+            .await;
     }
 }

@@ -295,12 +295,9 @@ impl Reconciliation<'_> {
         .await?;
         self.ensure_leading()?;
         let result = create().await;
-        let answered = match &result {
-            Ok(_) => true,
-            Err(error) => {
-                !error.maybe_committed() || error.details().is_some_and(|d| d.status.is_some())
-            }
-        };
+        let answered = result
+            .as_ref()
+            .map_or_else(FlowError::was_answered, |_| true);
         self.ctx
             .memory
             .with(&self.uid(), |memory| memory.create_answered = answered);
@@ -328,19 +325,9 @@ impl Reconciliation<'_> {
     /// While a create whose answer never came may still be committed, a lookup could miss it and
     /// lead to a second create: wait until it has settled.
     fn settling(&self, marker: &PendingDataflowCreate) -> Option<Step<String>> {
-        let answered = self
-            .ctx
-            .memory
-            .read(&self.uid(), |memory| memory.create_answered)
-            .unwrap_or(false);
-        if answered {
-            return None;
-        }
         let sent = marker.attempted_at.as_ref().unwrap_or(&marker.started_at);
-        let settled_at = sent.0.as_millisecond()
-            + i64::try_from(self.ctx.settings.create_settle.as_millis()).unwrap_or(i64::MAX);
-        let left = settled_at - Timestamp::now().as_millisecond();
-        (left > 0).then(|| Step::Wait {
+        let retry_in = self.ctx.unsettled_for(&self.uid(), sent)?;
+        Some(Step::Wait {
             reason: Reason::ConfirmingCreate,
             message: format!(
                 "A create request for the {} `{}` got no answer and may still be committed; looking \
@@ -348,7 +335,7 @@ impl Reconciliation<'_> {
                 marker.kind.label(),
                 marker.name
             ),
-            retry_in: Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+            retry_in,
         })
     }
 

@@ -123,23 +123,12 @@ impl Reconciliation<'_> {
     /// and the log the full text.
     pub(super) async fn report_failure(&mut self, error: &Error) {
         let message = error.to_string();
-        if matches!(error, Error::NotLeader | Error::ClaimConflict { .. }) {
+        if error.gives_way() {
             info!(reason = error.reason().as_str(), error = %message, "gave way to another writer");
             return;
         }
         warn!(reason = error.reason().as_str(), error = %message, "reconcile failed");
-        let condition = error.condition_message();
-        let progress = if error.stalls() {
-            Progress::Stalled {
-                reason: error.reason(),
-                message: condition,
-            }
-        } else {
-            Progress::Reconciling {
-                reason: error.reason(),
-                message: condition,
-            }
-        };
+        let progress = Progress::failed(error, error.condition_message());
         if let Err(status_error) = self.write(&progress).await {
             warn!(error = %status_error, "could not record the failure in the status");
         }
