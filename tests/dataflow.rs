@@ -573,3 +573,79 @@ async fn a_connection_being_deleted_waits_for_its_dataflows_and_names_them() {
         "not deleted"
     );
 }
+
+/// Data Prep cannot look a mapping set up: a create whose answer was lost makes a second set, the
+/// first stays unused, and the flow is still made once.
+#[tokio::test]
+async fn a_lost_mapping_set_answer_costs_an_unused_set_never_a_second_flow() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Raw).await;
+    let mut object = streaming_dataflow("lake", "web");
+    object.spec.mapping = vec![mapping("page.url", "web.webPageDetails.URL")];
+    h.apply(object);
+    h.reconcile("lake").await.unwrap();
+    h.platform
+        .admin
+        .add_fault(rule(json!({
+            "method": "POST", "route": "/data/foundation/conversion/mappingSets",
+            "action": "commitThenFail", "status": 502, "times": 1
+        })))
+        .await;
+    assert!(h.reconcile("lake").await.is_err());
+    assert_eq!(
+        h.object("lake")
+            .status
+            .unwrap()
+            .pending_create
+            .map(|m| m.kind),
+        Some(DataflowPart::MappingSet)
+    );
+    h.converge("lake").await;
+    assert_eq!(h.counts().await, (1, 1, 2, 1));
+    let status = h.object("lake").status.unwrap();
+    let flows = h.emulator_flows().await;
+    assert_eq!(
+        flows[0]["transformations"][0]["params"]["mappingId"],
+        status.mapping_set_id.unwrap().as_str(),
+        "the flow uses the set the status records"
+    );
+}
+
+/// Flows made outside Kubernetes keep Flow Service from deleting the base connection
+/// (`FLOW-1418-400`): the connection says so, names them and says how to proceed.
+#[tokio::test]
+async fn an_outside_flow_on_the_connection_is_a_clear_reason_on_delete() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    // The dataflow goes in Kubernetes (its finalizer removed by hand), its flow stays in Adobe.
+    let flow_id = h.object("lake").status.unwrap().flow_id.unwrap();
+    h.dataflows
+        .apply_watcher_event(&watcher::Event::Delete(h.object("lake")));
+    h.mark_deleting("streamingconnections/web");
+    let object = h.connection("web");
+    h.connections
+        .apply_watcher_event(&watcher::Event::Apply(object.clone()));
+    let error = controller::reconcile(Arc::new(object), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "ConnectionInUse");
+    let message = error.to_string();
+    assert!(message.contains("deletionPolicy to Orphan"), "{message}");
+    let stalled = h
+        .connection("web")
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "ConnectionInUse")
+    );
+    let state: Value = h.platform.admin_wire("/_emulator/state").await;
+    assert_eq!(state["connections"].as_array().map(Vec::len), Some(1));
+    assert!(message.contains(&flow_id), "the flow Adobe named: {message}");
+}

@@ -383,4 +383,170 @@ mod tests {
             Some("web-to-lake-dataflow")
         );
     }
+
+    fn schema_ref() -> SchemaRef {
+        SchemaRef {
+            id: "https://ns.adobe.com/acme/schemas/0123".to_string(),
+            content_type: "application/vnd.adobe.xed-full+json;version=1".to_string(),
+        }
+    }
+
+    fn field(source: &str, destination: &str) -> FieldMapping {
+        FieldMapping {
+            source: source.to_string(),
+            destination: destination.to_string(),
+            ..FieldMapping::default()
+        }
+    }
+
+    fn flow(name: &str, description: Option<&str>) -> Flow {
+        Flow {
+            id: "f2ae0194-8bd8-4a40-a4d9-f07bdc3e6ce2".to_string(),
+            name: name.to_string(),
+            description: description.map(str::to_string),
+            flow_spec_id: aep_flow::XDM_FLOW_SPEC_ID.to_string(),
+            state: "enabled".to_string(),
+            etag: "\"1\"".to_string(),
+            source_connection_ids: vec![],
+            target_connection_ids: vec![],
+            base_connection_ids: vec![],
+            transformations: vec![],
+            last_operation: None,
+            last_run: None,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn the_parts_are_named_after_the_object_and_say_who_manages_them() {
+        let object = dataflow("web-to-lake");
+        let source = new_source_connection(&object, "c0ffee");
+        assert_eq!(source.name, "marketing/web-to-lake (source)");
+        assert_eq!(source.base_connection_id, "c0ffee");
+        assert!(
+            source
+                .description
+                .unwrap()
+                .contains("aep-streaming-operator")
+        );
+        let dataset = Dataset {
+            id: "5c8c3c555033b814b69f947f".to_string(),
+            name: "lake".to_string(),
+            description: None,
+            schema_ref: schema_ref(),
+            profile_enabled: false,
+            identity_enabled: false,
+            version: None,
+            created_at: None,
+            updated_at: None,
+        };
+        let target = new_target_connection(&object, &dataset);
+        assert_eq!(target.name, "marketing/web-to-lake (target)");
+        assert_eq!(target.dataset_id, dataset.id);
+        assert_eq!(target.schema, schema_ref(), "the dataset's own schema");
+        let xdm = new_flow(&object, "s", "t", None);
+        assert_eq!(
+            (xdm.name.as_str(), xdm.kind),
+            ("marketing/web-to-lake", FlowKind::Xdm)
+        );
+        let mapping = MappingRef {
+            mapping_id: "0123456789abcdef0123456789abcdef".to_string(),
+            mapping_version: 2,
+        };
+        assert_eq!(
+            new_flow(&object, "s", "t", Some(mapping.clone())).kind,
+            FlowKind::Raw(mapping)
+        );
+    }
+
+    #[test]
+    fn a_mapping_set_is_current_whatever_the_order_but_not_after_any_change() {
+        let mut object = dataflow("web-to-lake");
+        object.spec.mapping = vec![
+            field("page.url", "web.webPageDetails.URL"),
+            field("page.name", "web.webPageDetails.name"),
+        ];
+        let mut stored = MappingSet {
+            id: "0123456789abcdef0123456789abcdef".to_string(),
+            version: 0,
+            schema_id: Some(schema_ref().id),
+            schema_content_type: None,
+            mappings: mappings(&object).into_iter().rev().collect(),
+            created_at: None,
+            updated_at: None,
+        };
+        assert!(mapping_is_current(&object, &stored, &schema_ref()));
+        object.spec.mapping[1].source_type = MappingSourceType::Expression;
+        assert!(
+            !mapping_is_current(&object, &stored, &schema_ref()),
+            "a source type"
+        );
+        object.spec.mapping[1].source_type = MappingSourceType::Attribute;
+        object.spec.mapping.pop();
+        assert!(
+            !mapping_is_current(&object, &stored, &schema_ref()),
+            "a removed field"
+        );
+        stored.mappings = mappings(&object);
+        let other_schema = SchemaRef {
+            id: "https://ns.adobe.com/acme/schemas/4567".to_string(),
+            ..schema_ref()
+        };
+        assert!(
+            !mapping_is_current(&object, &stored, &other_schema),
+            "another schema"
+        );
+    }
+
+    #[test]
+    fn the_flow_update_changes_only_what_differs() {
+        let mut object = dataflow("web-to-lake");
+        assert!(flow_update(&object, &flow("marketing/web-to-lake", None)).is_empty());
+        assert!(
+            flow_update(&object, &flow("marketing/web-to-lake", Some(""))).is_empty(),
+            "an empty description is none"
+        );
+        object.spec.flow_name = Some("Web events".to_string());
+        object.spec.description = Some("Page views".to_string());
+        let update = flow_update(&object, &flow("marketing/web-to-lake", None));
+        assert_eq!(update.name.as_deref(), Some("Web events"));
+        assert_eq!(update.description, Some(Some("Page views".to_string())));
+        assert_eq!(update.mapping, None);
+        object.spec.description = None;
+        let removal = flow_update(&object, &flow("Web events", Some("Page views")));
+        assert_eq!((removal.name, removal.description), (None, Some(None)));
+    }
+
+    #[test]
+    fn a_run_becomes_its_status_summary() {
+        let run = Run {
+            id: "run-1".to_string(),
+            flow_id: Some("f".to_string()),
+            status: Some("success".to_string()),
+            started_at: Some(1_764_504_000_000),
+            completed_at: None,
+            input_record_count: Some(3),
+            output_record_count: Some(2),
+            failed_record_count: Some(1),
+            error_codes: vec![],
+            created_at: None,
+        };
+        let summary = run_summary(&run);
+        assert_eq!(summary.id, "run-1");
+        assert_eq!(summary.status.as_deref(), Some("success"));
+        assert_eq!(
+            summary.started_at.map(|t| t.0.as_millisecond()),
+            Some(1_764_504_000_000)
+        );
+        assert_eq!(summary.completed_at, None);
+        assert_eq!(
+            (
+                summary.input_record_count,
+                summary.output_record_count,
+                summary.failed_record_count
+            ),
+            (3, 2, 1)
+        );
+    }
 }
