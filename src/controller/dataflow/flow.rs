@@ -146,14 +146,20 @@ impl Reconciliation<'_> {
                 })(error));
             }
         }
-        // Said as a spec change when the spec changed since the last write, else as drift.
-        let why = if self.stored.observed_generation == self.object.metadata.generation {
-            format!("it was {} outside Kubernetes", flow.state)
+        // Why: a new flow (Flow Service starts them enabled), a changed spec, or drift (a change
+        // made outside Kubernetes, worth a warning).
+        let (type_, why) = if self.stored.flow_id.as_deref() != Some(flow.id.as_str()) {
+            (EventType::Normal, format!("a new flow starts {}", flow.state))
+        } else if self.stored.observed_generation != self.object.metadata.generation {
+            (EventType::Normal, "spec.state changed".to_string())
         } else {
-            "spec.state changed".to_string()
+            (
+                EventType::Warning,
+                format!("it was {} outside Kubernetes", flow.state),
+            )
         };
         self.publish(
-            EventType::Normal,
+            type_,
             Reason::Updated,
             format!(
                 "{} flow {} ({why})",

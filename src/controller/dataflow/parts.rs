@@ -17,7 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
-use super::{Base, Reconciliation, Step, desired};
+use super::{Base, Reconciliation, SHORT_WAIT, Step, desired};
 use crate::api::{DataType, DataflowPart, PendingDataflowCreate};
 use crate::controller::error::{Error, Result};
 use crate::controller::reason::Reason;
@@ -201,7 +201,7 @@ impl Reconciliation<'_> {
                 Ok(Step::Wait {
                     reason: Reason::Creating,
                     message: format!("Created flow {flow_id}; waiting for Flow Service to show it"),
-                    retry_in: SHORT,
+                    retry_in: SHORT_WAIT,
                 })
             }
             Err(error) => Err(Error::flow("reading the new flow")(error)),
@@ -450,9 +450,6 @@ impl Reconciliation<'_> {
         Ok(all)
     }
 }
-
-/// How soon to read a flow again that Flow Service does not show yet.
-const SHORT: Duration = Duration::from_secs(2);
 
 fn now() -> Time {
     Time(Timestamp::now())
