@@ -153,18 +153,10 @@ async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_read
     h.reconcile("web").await.unwrap();
     assert_eq!(
         h.kube.calls(),
-        vec![
-            k8s("PATCH", &format!("{SC_PATH}/web")),
-            k8s("PATCH", &format!("{SC_PATH}/web/status"))
-        ],
-        "the finalizer, then the conditions (kstatus), nothing else"
+        vec![k8s("PATCH", &format!("{SC_PATH}/web"))],
+        "the finalizer, nothing else: the first conditions come with the next write"
     );
-    assert_eq!(
-        h.condition("web", "Reconciling"),
-        ("True".into(), "Initializing".into())
-    );
-    assert_eq!(h.condition("web", "Ready").0, "False");
-    assert_eq!(h.condition("web", "Stalled").0, "False");
+    assert_eq!(h.object("web").status, None);
     assert_eq!(h.flow_calls().await, Vec::<String>::new());
     h.clear_calls().await;
 
@@ -172,11 +164,12 @@ async fn first_create_adds_the_finalizer_then_creates_publishes_and_becomes_read
     assert_eq!(
         h.kube.writes(),
         vec![
-            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the create-pending marker
-            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the connection id
+            // the first conditions (Reconciling: Creating) with the create-pending marker
+            k8s("PATCH", &format!("{SC_PATH}/web/status")),
             k8s("PATCH", "/api/v1/namespaces/marketing/configmaps/web-inlet"),
-            k8s("PATCH", &format!("{SC_PATH}/web/status")), // Ready
-        ]
+            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the id, the inlet, Ready
+        ],
+        "with the finalizer, four writes per created object"
     );
     assert_eq!(
         h.flow_calls().await,
@@ -292,9 +285,8 @@ async fn an_interrupted_create_that_was_committed_is_adopted_not_repeated() {
     assert_eq!(
         h.kube.writes(),
         vec![
-            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the id, marker cleared
             k8s("PATCH", "/api/v1/namespaces/marketing/configmaps/web-inlet"),
-            k8s("PATCH", &format!("{SC_PATH}/web/status")), // Ready
+            k8s("PATCH", &format!("{SC_PATH}/web/status")), // the id (marker cleared), Ready
         ]
     );
     assert_eq!(
@@ -971,11 +963,7 @@ async fn ten_minutes_with_a_wrong_client_secret_cost_one_token_request_and_a_few
         "wrong client secret, 10 simulated minutes: {ims} IMS, {flow} Flow, {writes} writes, {events} events"
     );
     assert_eq!((ims, flow), (1, 0), "one mint, remembered as failed");
-    assert!(
-        writes <= 3,
-        "finalizer, first status, Stalled: {:?}",
-        h.kube.writes()
-    );
+    assert!(writes <= 2, "finalizer, Stalled: {:?}", h.kube.writes());
     assert_eq!(events, 1);
     assert_eq!(
         h.condition("web", "Stalled"),
@@ -997,8 +985,8 @@ async fn ten_minutes_in_an_unknown_sandbox_cost_one_flow_request_and_a_few_write
     );
     assert_eq!((ims, flow), (1, 1), "one token, one refused create");
     assert!(
-        writes <= 4,
-        "finalizer, first status, marker, Stalled: {:?}",
+        writes <= 3,
+        "finalizer, marker (with the first conditions), Stalled: {:?}",
         h.kube.writes()
     );
     assert_eq!(events, 1);

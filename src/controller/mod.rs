@@ -59,14 +59,10 @@ pub(crate) trait Managed:
     const KIND: &'static str;
     /// What the next reconcile depends on besides Flow Service (see [`memory::Inputs`]).
     fn inputs(&self, ctx: &Context) -> memory::Inputs;
-    /// True once the operator has written a status.
-    fn has_status(&self) -> bool;
     /// Converges the object (the finalizer is in place).
     fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
     /// Deletes or orphans what the object made in Adobe, before the finalizer goes.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
-    /// Writes the first conditions of a new object.
-    fn acknowledge(&self, ctx: &Context) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl Managed for StreamingConnection {
@@ -76,20 +72,12 @@ impl Managed for StreamingConnection {
         ctx.inputs(self)
     }
 
-    fn has_status(&self) -> bool {
-        self.status.is_some()
-    }
-
     async fn apply(&self, ctx: &Context) -> Result<Action> {
         Reconciliation::new(self, ctx)?.apply().await
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
         Reconciliation::new(self, ctx)?.cleanup().await
-    }
-
-    async fn acknowledge(&self, ctx: &Context) -> Result<()> {
-        Reconciliation::new(self, ctx)?.acknowledge().await
     }
 }
 
@@ -98,8 +86,11 @@ pub async fn reconcile(object: Arc<StreamingConnection>, ctx: Arc<Context>) -> R
     reconcile_object(object, ctx).await
 }
 
-/// The reconcile of every kind: the failure gate, the finalizer, then apply or cleanup, and the
-/// first conditions of a new object.
+/// The reconcile of every kind: the failure gate, the finalizer, then apply or cleanup.
+///
+/// A new object gets no status of its own when its finalizer is added: its first conditions are
+/// written with the first step that has something to say (the create-pending marker, a wait, a
+/// failure), one watch round trip later, which saves a write per object.
 pub(crate) async fn reconcile_object<K: Managed>(
     object: Arc<K>,
     ctx: Arc<Context>,
@@ -127,9 +118,6 @@ pub(crate) async fn reconcile_object<K: Managed>(
             .namespace()
             .ok_or_else(|| Error::InvalidObject(format!("a {} must be namespaced", K::KIND)))?;
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-        let first_sight = !object.has_status()
-            && object.meta().deletion_timestamp.is_none()
-            && !object.finalizers().iter().any(|f| f == FINALIZER);
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
                 Finalizer::Apply(object) => object.apply(&ctx).await,
@@ -165,12 +153,6 @@ pub(crate) async fn reconcile_object<K: Managed>(
             }
             Err(other) => return Err(Error::InvalidObject(other.to_string())),
         };
-        if first_sight {
-            // kstatus: the conditions are there from the first reconcile. They are written after
-            // the finalizer (which the helper has just added, returning at once), so that the next
-            // reconcile, triggered by the finalizer, never runs on a copy that lacks it.
-            object.acknowledge(&ctx).await?;
-        }
         ctx.memory.record_success(&uid);
         Ok(action)
     }

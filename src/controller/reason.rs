@@ -39,7 +39,8 @@ reasons! {
     Ready,
     /// The conditions are being rebuilt without a step to name (a retry that keeps the last report).
     Reconciling,
-    /// The operator has seen a new object and is starting on it.
+    /// The operator has seen a new object and is starting on it. Written by earlier versions (a
+    /// status of its own right after the finalizer); kept so that what they wrote still reads.
     Initializing,
     /// The connection is being created.
     Creating,

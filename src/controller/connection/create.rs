@@ -87,7 +87,9 @@ impl Reconciliation<'_> {
         };
         info!(connection_id = %created.id, "created connection");
         self.claim_connection(&created.id)?;
-        self.record_created(&created.id, &created.etag).await?;
+        // The id is written with the next status (the inlet, Ready, or a failure): the marker
+        // stays stored until then, so a crash in between costs a lookup by name, never a duplicate.
+        self.created = Some((created.id.clone(), created.etag.clone()));
 
         match self.ctx.flow.get_connection(scope, &created.id).await {
             Ok(connection) => Ok(Lookup::Found(Found {
@@ -97,6 +99,7 @@ impl Reconciliation<'_> {
             // Eventual consistency right after a 201: the id is recorded, the next reconciles
             // confirm it (and only after a confirmed absence create again).
             Err(error) if error.kind() == FlowErrorKind::NotFound => {
+                self.record_created(&created.id, &created.etag).await?;
                 self.publish(
                     EventType::Normal,
                     Reason::Created,

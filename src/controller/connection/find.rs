@@ -114,8 +114,8 @@ impl Reconciliation<'_> {
                 Some(connection) => {
                     info!(connection_id = %connection.id, "resumed an interrupted create");
                     self.claim_connection(&connection.id)?;
-                    self.record_created(&connection.id, &connection.etag)
-                        .await?;
+                    // Written with the next status, as after a create.
+                    self.created = Some((connection.id.clone(), connection.etag.clone()));
                     self.ctx.memory.release_name(&name_key, &self.uid());
                     self.publish(
                         EventType::Normal,

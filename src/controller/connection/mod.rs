@@ -53,6 +53,11 @@ pub(crate) struct Reconciliation<'a> {
     /// The object's resourceVersion that goes with `stored`: claims are written with it as a
     /// precondition, so that two writers can never both claim.
     resource_version: Option<String>,
+    /// The id and etag of a connection this reconcile created (or found after an interrupted
+    /// create) and has not stored yet. Every status written from then on carries it in place of the
+    /// marker; until one is written, the stored marker still leads a crashed operator to look the
+    /// connection up by name. Saves the write of the id on its own.
+    created: Option<(String, String)>,
 }
 
 /// What a lookup found for the object, before anything is published.
@@ -102,6 +107,7 @@ impl<'a> Reconciliation<'a> {
             connections,
             stored,
             resource_version,
+            created: None,
         })
     }
 

@@ -12,37 +12,10 @@ use crate::api::{
     API_GROUP, API_VERSION, FIELD_MANAGER, StreamingConnection, StreamingConnectionStatus,
 };
 use crate::controller::error::{Error, Result};
-use crate::controller::reason::Reason;
 use crate::controller::status::{self, Progress};
 use aep_flow::Connection;
 
 impl Reconciliation<'_> {
-    /// Writes the first status of a new object: `Reconciling`, not yet `Ready`, not `Stalled`.
-    ///
-    /// A JSON merge patch, not an apply: it runs right after the finalizer patch, whose new
-    /// resourceVersion it does not know, and it must not remove what another writer (a second
-    /// operator process) may have stored meanwhile, such as a create-pending marker.
-    pub(crate) async fn acknowledge(&mut self) -> Result<()> {
-        let progress = Progress::Reconciling {
-            reason: Reason::Initializing,
-            message: "The operator has seen the object and is starting to reconcile it".to_string(),
-        };
-        let generation = self.object.metadata.generation;
-        let conditions = status::conditions(&[], &progress, generation, &now());
-        let patch = json!({"status": {"observedGeneration": generation, "conditions": conditions}});
-        let written = self
-            .connections
-            .patch_status(
-                &self.object.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(Error::kube("writing the first status"))?;
-        self.stored_as(written, StreamingConnectionStatus::default());
-        Ok(())
-    }
-
     /// Takes what a status write returned as the stored status (`fallback` when the answer had
     /// none) and its resourceVersion as the one the next write is conditional on.
     pub(super) fn stored_as(
@@ -58,9 +31,16 @@ impl Reconciliation<'_> {
         self.resource_version = resource_version;
     }
 
-    /// The status as last stored.
+    /// The status as last stored, with the connection created in this reconcile when its id is not
+    /// stored yet (see [`Reconciliation::created`]).
     pub(super) fn status(&self) -> StreamingConnectionStatus {
-        self.stored.clone()
+        let mut status = self.stored.clone();
+        if let Some((id, etag)) = &self.created {
+            status.connection_id = Some(id.clone());
+            status.etag = Some(etag.clone());
+            status.pending_create = None;
+        }
+        status
     }
 
     /// The status that describes `connection`, keeping what else the current status holds.
@@ -121,7 +101,7 @@ impl Reconciliation<'_> {
         progress: &Progress,
         what: &'static str,
     ) -> Result<()> {
-        let current = self.status();
+        let current = self.stored.clone();
         let generation = self.object.metadata.generation;
         let timestamp = now();
         next.observed_generation = generation;

@@ -68,20 +68,12 @@ impl Managed for StreamingDataflow {
         ctx.dataflow_inputs(self)
     }
 
-    fn has_status(&self) -> bool {
-        self.status.is_some()
-    }
-
     async fn apply(&self, ctx: &Context) -> Result<Action> {
         Reconciliation::new(self, ctx)?.apply().await
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
         Reconciliation::new(self, ctx)?.cleanup().await
-    }
-
-    async fn acknowledge(&self, ctx: &Context) -> Result<()> {
-        Reconciliation::new(self, ctx)?.acknowledge().await
     }
 }
 

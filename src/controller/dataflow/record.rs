@@ -12,34 +12,9 @@ use crate::api::{
     API_GROUP, API_VERSION, FIELD_MANAGER, StreamingDataflow, StreamingDataflowStatus,
 };
 use crate::controller::error::{Error, Result};
-use crate::controller::reason::Reason;
 use crate::controller::status::{self, Progress};
 
 impl Reconciliation<'_> {
-    /// The first status of a new object: `Reconciling`, not `Ready`, not `Stalled`. A merge patch
-    /// (see the StreamingConnection's `acknowledge`): it must not remove a marker another writer
-    /// may have stored meanwhile.
-    pub(crate) async fn acknowledge(&mut self) -> Result<()> {
-        let progress = Progress::Reconciling {
-            reason: Reason::Initializing,
-            message: "The operator has seen the object and is starting to reconcile it".to_string(),
-        };
-        let generation = self.object.metadata.generation;
-        let conditions = status::conditions_for(&[], &progress, generation, &now(), READY_MESSAGE);
-        let patch = json!({"status": {"observedGeneration": generation, "conditions": conditions}});
-        let written = self
-            .api
-            .patch_status(
-                &self.object.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(Error::kube("writing the first status"))?;
-        self.stored_as(written, StreamingDataflowStatus::default());
-        Ok(())
-    }
-
     fn stored_as(&mut self, written: StreamingDataflow, fallback: StreamingDataflowStatus) {
         let resource_version = written.metadata.resource_version;
         let stored = written.status.unwrap_or(fallback);
