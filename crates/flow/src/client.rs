@@ -10,6 +10,7 @@
 //! anything, and a read's own retries sleep past the window rather than into it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -66,7 +67,7 @@ const READ_RETRY_MAX_DELAY: Duration = Duration::from_secs(5);
 const RATE_LIMITED_READ_MAX_WAIT: Duration = Duration::from_secs(2);
 /// A `Retry-After` longer than this is handed to the caller (which can requeue) instead of waited out.
 const READ_RETRY_MAX_WAIT: Duration = Duration::from_secs(10);
-/// Stops a lookup that a misbehaving server pages forever (10 million connections at 1000 a page).
+/// Stops a lookup that a misbehaving server pages forever (a million objects at 100 a page).
 const MAX_LIST_PAGES: usize = 10_000;
 
 /// How the client reaches Adobe and how hard it may push.
@@ -151,6 +152,9 @@ struct Inner {
     /// Shared with `tokens`, so that IMS requests count against the same limits.
     throttle: Arc<Throttle>,
     observer: Arc<dyn FlowObserver>,
+    /// The `limit` of every list page: [`connections::LIST_PAGE_SIZE`], or the fallback for good once
+    /// Flow Service refused it (`FLOW-1451-400`). Shared by clones, like the throttle.
+    page_size: AtomicU32,
 }
 
 impl std::fmt::Debug for FlowClient {
@@ -201,6 +205,7 @@ impl FlowClient {
                 conversion_base,
                 throttle,
                 observer,
+                page_size: AtomicU32::new(connections::LIST_PAGE_SIZE),
             }),
         })
     }
@@ -271,7 +276,7 @@ impl FlowClient {
         self.list_all(
             scope,
             self.connections_url(),
-            |token| connections::list_by_name_query(name, token),
+            |page_size, token| connections::list_by_name_query(name, page_size, token),
             |body| {
                 connections::parse_list_page(body).map(|page| (page.items, page.continuation_token))
             },
@@ -334,6 +339,28 @@ impl FlowClient {
     /// Drops the cached token of these credentials (their Secret changed or was deleted).
     pub fn forget_token(&self, credentials: &Credentials) {
         self.inner.tokens.forget(credentials);
+    }
+
+    /// The `limit` list pages are asked for now.
+    fn page_size(&self) -> u32 {
+        self.inner.page_size.load(Ordering::Relaxed)
+    }
+
+    /// After Flow Service refused `refused` as a `limit`: the smaller size to retry with, remembered
+    /// for every later list of this client; `None` when there is nothing smaller to try.
+    fn shrink_page_size(&self, refused: u32) -> Option<u32> {
+        let smaller = connections::FALLBACK_LIST_PAGE_SIZE;
+        if refused <= smaller {
+            return None;
+        }
+        // Another list may have shrunk it already: either way it ends at the fallback.
+        let _ = self.inner.page_size.compare_exchange(
+            refused,
+            smaller,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        Some(smaller)
     }
 
     fn connections_url(&self) -> Url {
