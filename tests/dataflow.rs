@@ -647,5 +647,8 @@ async fn an_outside_flow_on_the_connection_is_a_clear_reason_on_delete() {
     );
     let state: Value = h.platform.admin_wire("/_emulator/state").await;
     assert_eq!(state["connections"].as_array().map(Vec::len), Some(1));
-    assert!(message.contains(&flow_id), "the flow Adobe named: {message}");
+    assert!(
+        message.contains(&flow_id),
+        "the flow Adobe named: {message}"
+    );
 }

@@ -149,7 +149,10 @@ impl Reconciliation<'_> {
         // Why: a new flow (Flow Service starts them enabled), a changed spec, or drift (a change
         // made outside Kubernetes, worth a warning).
         let (type_, why) = if self.stored.flow_id.as_deref() != Some(flow.id.as_str()) {
-            (EventType::Normal, format!("a new flow starts {}", flow.state))
+            (
+                EventType::Normal,
+                format!("a new flow starts {}", flow.state),
+            )
         } else if self.stored.observed_generation != self.object.metadata.generation {
             (EventType::Normal, "spec.state changed".to_string())
         } else {
