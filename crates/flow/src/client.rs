@@ -495,14 +495,15 @@ impl FlowClient {
         // Keeps the value out of hyper's debug output and HPACK tables.
         authorization.set_sensitive(true);
 
-        // Our own id on every request: Adobe's gateway echoes it, and a timeout (which has no
-        // response to take an id from) can still be traced.
+        // Our own id for the attempt, for the logs and for an error that has no response to take
+        // Adobe's request id from (a timeout). Not sent: no published operation declares an
+        // `x-request-id` request header (aep-openapi-facts.json), and the client depends on nothing
+        // undocumented; Adobe's own id comes back in the response (`x-request-id`, `report.request-id`).
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut request = self
             .inner
             .http
             .request(call.method.clone(), call.url.clone())
-            .header(HEADER_REQUEST_ID, &request_id)
             .header(http::header::AUTHORIZATION, authorization)
             .header(HEADER_API_KEY, credentials.api_key())
             .header(HEADER_ORG_ID, credentials.org_id())

@@ -238,7 +238,8 @@ fn assert_platform_headers(request: &Recorded) {
     assert_eq!(request.header("x-api-key"), Some("stub-client-id"));
     assert_eq!(request.header("x-gw-ims-org-id"), Some("ACME@AdobeOrg"));
     assert_eq!(request.header("x-sandbox-name"), Some("prod"));
-    assert!(request.header("x-request-id").is_some());
+    // Not in the published contract: the client sends no request id of its own.
+    assert!(request.header("x-request-id").is_none());
 }
 
 fn assert_kind<T: std::fmt::Debug>(result: Result<T, FlowError>, kind: FlowErrorKind) -> FlowError {
