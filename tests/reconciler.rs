@@ -548,6 +548,56 @@ async fn an_update_the_organization_does_not_allow_is_tried_once_and_reported_wh
 }
 
 #[tokio::test]
+async fn a_rename_in_an_organization_without_patch_is_reported_not_retried() {
+    // The emulator's organization-level switch answers every PATCH of the demo organization with the
+    // catalogue's `FLOW-1445-400`.
+    let mut h = Harness::with(
+        Duration::ZERO,
+        EmulatorConfig {
+            patch_disabled_orgs: vec![aep_emulator::DEMO_ORG_ID.to_owned()],
+            ..EmulatorConfig::default()
+        },
+    )
+    .await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let mut object = h.object("web");
+    object.spec.connection_name = Some("Web events, renamed".into());
+    object.metadata.generation = Some(2);
+    h.apply(object);
+    h.clear_calls().await;
+
+    for _ in 0..5 {
+        h.reconcile("web").await.unwrap();
+        h.ctx.advance_clock(Duration::from_secs(600));
+    }
+    let patches = h
+        .flow_calls()
+        .await
+        .into_iter()
+        .filter(|call| call.starts_with("PATCH"))
+        .collect::<Vec<_>>();
+    assert_eq!(patches, vec![format!("PATCH {CONNECTION} 400")]);
+    assert_eq!(
+        h.condition("web", "Ready"),
+        ("True".into(), "UpdateNotAllowed".into())
+    );
+    let object = h.object("web");
+    let ready = object
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(ready.contains("spec.connectionName"), "{ready}");
+    assert!(!ready.contains("spec.description"), "{ready}");
+}
+
+#[tokio::test]
 async fn a_cleared_description_is_patched_once_and_stays_cleared() {
     let mut h = Harness::new().await;
     let mut object = streaming_connection("web");

@@ -153,7 +153,8 @@ struct Inner {
     throttle: Arc<Throttle>,
     observer: Arc<dyn FlowObserver>,
     /// The `limit` of every list page: [`connections::LIST_PAGE_SIZE`], or the fallback for good once
-    /// Flow Service refused it (`FLOW-1451-400`). Shared by clones, like the throttle.
+    /// Flow Service refused it (`FLOW-1453-400`) and took the fallback. Shared by clones, like the
+    /// throttle.
     page_size: AtomicU32,
 }
 
@@ -346,21 +347,17 @@ impl FlowClient {
         self.inner.page_size.load(Ordering::Relaxed)
     }
 
-    /// After Flow Service refused `refused` as a `limit`: the smaller size to retry with, remembered
-    /// for every later list of this client; `None` when there is nothing smaller to try.
-    fn shrink_page_size(&self, refused: u32) -> Option<u32> {
-        let smaller = connections::FALLBACK_LIST_PAGE_SIZE;
-        if refused <= smaller {
-            return None;
-        }
-        // Another list may have shrunk it already: either way it ends at the fallback.
-        let _ = self.inner.page_size.compare_exchange(
-            refused,
-            smaller,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        Some(smaller)
+    /// The smaller `limit` to retry with after Flow Service refused `refused`; `None` when there is
+    /// nothing smaller to try.
+    fn smaller_page_size(refused: u32) -> Option<u32> {
+        (refused > connections::FALLBACK_LIST_PAGE_SIZE)
+            .then_some(connections::FALLBACK_LIST_PAGE_SIZE)
+    }
+
+    /// Keeps `page_size` for every later list of this client (and its clones): Flow Service refused
+    /// the larger one and took this one.
+    fn remember_page_size(&self, page_size: u32) {
+        self.inner.page_size.fetch_min(page_size, Ordering::Relaxed);
     }
 
     fn connections_url(&self) -> Url {

@@ -23,9 +23,10 @@ pub(crate) const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 /// integer; only the `POST /connections/search` body caps it at 1000, flow-service-api.md §1.4), so
 /// the client asks for a modest page and follows `_links.next` rather than leaning on a large one.
 pub(crate) const LIST_PAGE_SIZE: u32 = 100;
-/// The page size after a Flow Service refused [`LIST_PAGE_SIZE`] with `FLOW-1451-400` ("invalid params
-/// provided in query params", the catalogue's code): 10, the documented default `limit` of Data Prep's
-/// list (aep-openapi-facts.json, `GET /conversion/mappingSets`). Retried once and remembered per client.
+/// The page size after Flow Service refused [`LIST_PAGE_SIZE`] with `FLOW-1453-400` ("Invalid query
+/// value … provided in query param", the catalogue's code): 10, the documented default `limit` of Data
+/// Prep's list (aep-openapi-facts.json, `GET /conversion/mappingSets`). Retried once, and remembered per
+/// client when the smaller page is accepted.
 pub(crate) const FALLBACK_LIST_PAGE_SIZE: u32 = 10;
 
 /// Separates alternatives in a `property` filter value (`connectionSpec.id==a,b` means a OR b).

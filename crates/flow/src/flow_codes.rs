@@ -12,9 +12,10 @@ const BASE_CONNECTION_IN_USE_CODE: &str = "1418-400";
 /// `PATCH` of connections is not enabled for the organization ("PATCH Connection Feature not
 /// enabled", the catalogue's `1445-400`, flow-service-api.md §1.5).
 const UPDATE_NOT_ENABLED_CODE: &str = "1445-400";
-/// "Invalid params … provided in query params" (the catalogue's `1451-400`): how Flow Service refuses
-/// a query parameter, a `limit` it does not accept among them.
-const INVALID_QUERY_PARAMETER_CODE: &str = "1451-400";
+/// "Invalid query value … provided in query param" (the catalogue's `1453-400`): how Flow Service
+/// refuses the value of a query parameter, a `limit` it does not accept among them. (`1451-400`,
+/// "Invalid params … provided in query params", is for a parameter it does not know.)
+const INVALID_QUERY_VALUE_CODE: &str = "1453-400";
 
 /// Length of a hyphenated UUID, the form of every flow id.
 const UUID_LEN: usize = 36;
@@ -35,10 +36,10 @@ impl FlowError {
         self.has_code(UPDATE_NOT_ENABLED_CODE)
     }
 
-    /// True for `FLOW-1451-400`: a query parameter was refused (the client retries a list once with a
-    /// smaller `limit` when it gets this).
-    pub fn is_invalid_query_parameter(&self) -> bool {
-        self.has_code(INVALID_QUERY_PARAMETER_CODE)
+    /// True for `FLOW-1453-400`: the value of a query parameter was refused (the client retries a
+    /// list once with a smaller `limit` when it gets this).
+    pub fn is_invalid_query_value(&self) -> bool {
+        self.has_code(INVALID_QUERY_VALUE_CODE)
     }
 
     /// True for the 400s of an object in a transitional state (`1416`, `1420`, `1421`, `1457`,
@@ -165,7 +166,7 @@ mod tests {
         assert!(error.is_update_not_enabled());
         assert!(error.is_permanent());
         assert!(!error.is_transitional_state());
-        assert!(!error.is_invalid_query_parameter());
+        assert!(!error.is_invalid_query_value());
         let other = error_with_message("PATCH Connection Feature not enabled");
         assert!(
             !other.is_update_not_enabled(),
@@ -174,18 +175,18 @@ mod tests {
     }
 
     #[test]
-    fn a_1451_is_a_refused_query_parameter() {
+    fn a_1453_is_a_refused_query_value() {
         let error = FlowError::from_status(
             Operation::List,
             400,
             ErrorDetails::from_response(
                 400,
-                br#"{"type":"https://ns.adobe.com/aep/errors/FLOW-1451-400","title":"Invalid request","status":400}"#,
+                br#"{"type":"https://ns.adobe.com/aep/errors/FLOW-1453-400","title":"Invalid request","status":400}"#,
                 None,
             ),
             None,
         );
-        assert!(error.is_invalid_query_parameter());
+        assert!(error.is_invalid_query_value());
         assert!(!error.is_update_not_enabled());
     }
 

@@ -623,10 +623,10 @@ impl FlowClient {
     /// Follows every page of a list (bounded by `MAX_LIST_PAGES`), keeping the items `keep` accepts.
     /// Only the kept items' ids are checked to be UUIDs: a stranger's odd id must not block a lookup.
     ///
-    /// Pages are asked for with the client's page size; a page refused with `FLOW-1451-400` (the
-    /// catalogue's code for a query parameter it does not accept, which is how a `limit` above an
+    /// Pages are asked for with the client's page size; a page refused with `FLOW-1453-400` (the
+    /// catalogue's "Invalid query value … provided in query param", which is how a `limit` above an
     /// undocumented maximum comes back) is asked for once more with the smaller fallback size, which
-    /// the client then keeps for every list.
+    /// the client then keeps for every list when Flow Service takes it.
     pub(super) async fn list_all<T: Listed + Send>(
         &self,
         scope: &Scope<'_>,
@@ -651,23 +651,28 @@ impl FlowClient {
                 .await;
             let response = match result {
                 Ok(response) => response,
-                Err(error) if error.is_invalid_query_parameter() && !shrunk => {
-                    let Some(smaller) = self.shrink_page_size(page_size) else {
+                Err(error) if error.is_invalid_query_value() && !shrunk => {
+                    let Some(smaller) = Self::smaller_page_size(page_size) else {
                         return Err(error);
                     };
+                    shrunk = true;
+                    let page_query = query(smaller, token.as_deref());
+                    let response = self
+                        .read(operation, scope, || {
+                            let mut url = collection.clone();
+                            url.set_query(Some(&page_query));
+                            url
+                        })
+                        .await?;
+                    // Only a size Flow Service took is kept: the 1453 may have been about another
+                    // parameter, and then the smaller page fails the same way and changes nothing.
                     tracing::warn!(
                         refused = page_size,
                         page_size = smaller,
                         "Flow Service refused the list page size; using a smaller one from now on"
                     );
-                    shrunk = true;
-                    let page_query = query(smaller, token.as_deref());
-                    self.read(operation, scope, || {
-                        let mut url = collection.clone();
-                        url.set_query(Some(&page_query));
-                        url
-                    })
-                    .await?
+                    self.remember_page_size(smaller);
+                    response
                 }
                 Err(error) => return Err(error),
             };
