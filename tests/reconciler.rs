@@ -437,6 +437,192 @@ async fn a_description_change_is_patched_with_if_match() {
     assert_eq!(h.kube.events(), vec![("Normal".into(), "Updated".into())]);
 }
 
+/// `FLOW-1445-400` ("PATCH Connection Feature not enabled", the catalogue's code for an organization
+/// that may not update connections), in Flow Service's problem envelope.
+fn update_not_enabled() -> serde_json::Value {
+    json!({
+        "method": "PATCH", "route": CONNECTION, "status": 400,
+        "body": {
+            "type": "https://ns.adobe.com/aep/errors/FLOW-1445-400",
+            "title": "Bad Request", "status": 400,
+            "report": {"detailed-message": "PATCH Connection Feature not enabled"}
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_update_the_organization_does_not_allow_is_tried_once_and_reported_while_ready() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    h.platform.admin.add_fault(rule(update_not_enabled())).await;
+    let mut object = h.object("web");
+    object.spec.description = Some("Clickstream".into());
+    object.metadata.generation = Some(2);
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET {CONNECTION} 200"),
+            format!("PATCH {CONNECTION} 400")
+        ],
+        "one attempt"
+    );
+    assert_eq!(
+        h.kube.events(),
+        vec![("Warning".into(), "UpdateNotAllowed".into())]
+    );
+    // Still Ready (the inlet works and stays published), with a reason that says what is not applied.
+    assert_eq!(
+        h.condition("web", "Ready"),
+        ("True".into(), "UpdateNotAllowed".into())
+    );
+    assert_eq!(h.condition("web", "Stalled").0, "False");
+    assert_eq!(h.condition("web", "Reconciling").0, "False");
+    let object = h.object("web");
+    let status = object.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, Some(2));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(
+        ready.message.contains("spec.description") && ready.message.contains("FLOW-1445-400"),
+        "{}",
+        ready.message
+    );
+    assert!(h.kube.get(NAMESPACE, "configmaps/web-inlet").is_some());
+    assert_eq!(h.emulator_connections().await[0].description, None);
+
+    // A simulated hour of resyncs (every reconcile is a due resync here): reads, never a PATCH,
+    // no status write, no event.
+    h.clear_calls().await;
+    for _ in 0..12 {
+        h.ctx.advance_clock(Duration::from_secs(300));
+        h.reconcile("web").await.unwrap();
+    }
+    let calls = h.flow_calls().await;
+    assert!(
+        calls.iter().all(|call| !call.starts_with("PATCH")),
+        "{calls:?}"
+    );
+    assert!(h.kube.writes().is_empty(), "{:?}", h.kube.writes());
+    assert!(h.kube.events().is_empty());
+    assert_eq!(
+        h.condition("web", "Ready"),
+        ("True".into(), "UpdateNotAllowed".into())
+    );
+
+    // A new spec is tried again (once); once Adobe allows it, it goes through and the reason clears.
+    h.platform.admin.clear_faults().await;
+    let mut object = h.object("web");
+    object.spec.description = Some("Clickstream, v2".into());
+    object.metadata.generation = Some(3);
+    h.apply(object);
+    h.clear_calls().await;
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET {CONNECTION} 200"),
+            format!("PATCH {CONNECTION} 200")
+        ]
+    );
+    assert_eq!(h.condition("web", "Ready"), ("True".into(), "Ready".into()));
+    assert_eq!(
+        h.emulator_connections().await[0].description.as_deref(),
+        Some("Clickstream, v2")
+    );
+}
+
+#[tokio::test]
+async fn a_rename_in_an_organization_without_patch_is_reported_not_retried() {
+    // The emulator's organization-level switch answers every PATCH of the demo organization with the
+    // catalogue's `FLOW-1445-400`.
+    let mut h = Harness::with(
+        Duration::ZERO,
+        EmulatorConfig {
+            patch_disabled_orgs: vec![aep_emulator::DEMO_ORG_ID.to_owned()],
+            ..EmulatorConfig::default()
+        },
+    )
+    .await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let mut object = h.object("web");
+    object.spec.connection_name = Some("Web events, renamed".into());
+    object.metadata.generation = Some(2);
+    h.apply(object);
+    h.clear_calls().await;
+
+    for _ in 0..5 {
+        h.reconcile("web").await.unwrap();
+        h.ctx.advance_clock(Duration::from_secs(600));
+    }
+    let patches = h
+        .flow_calls()
+        .await
+        .into_iter()
+        .filter(|call| call.starts_with("PATCH"))
+        .collect::<Vec<_>>();
+    assert_eq!(patches, vec![format!("PATCH {CONNECTION} 400")]);
+    assert_eq!(
+        h.condition("web", "Ready"),
+        ("True".into(), "UpdateNotAllowed".into())
+    );
+    let object = h.object("web");
+    let ready = object
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(ready.contains("spec.connectionName"), "{ready}");
+    assert!(!ready.contains("spec.description"), "{ready}");
+}
+
+#[tokio::test]
+async fn a_cleared_description_is_patched_once_and_stays_cleared() {
+    let mut h = Harness::new().await;
+    let mut object = streaming_connection("web");
+    object.spec.description = Some("Clickstream".into());
+    h.apply(object);
+    h.converge("web").await.unwrap();
+    let mut object = h.object("web");
+    object.spec.description = None;
+    object.metadata.generation = Some(2);
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET {CONNECTION} 200"),
+            format!("PATCH {CONNECTION} 200"),
+            format!("GET {CONNECTION} 200")
+        ],
+        "one PATCH, then the cleared description reads back as none"
+    );
+    assert!(
+        h.emulator_connections().await[0]
+            .description
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(h.condition("web", "Ready"), ("True".into(), "Ready".into()));
+}
+
 #[tokio::test]
 async fn a_connection_deleted_out_of_band_is_recreated_with_an_event() {
     let mut h = Harness::new().await;

@@ -177,6 +177,11 @@ if ready ~= nil and ready.status == "True" then
   else
     hs.message = "Ready"
   end
+  -- Ready with another reason: ready, but part of the spec is not applied (UpdateNotAllowed: Adobe
+  -- does not allow updating connections in the organization); healthy, and the message says so.
+  if ready.reason ~= nil and ready.reason ~= "" and ready.reason ~= "Ready" then
+    hs.message = hs.message .. "; " .. describe(ready)
+  end
   return hs
 end
 

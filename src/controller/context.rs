@@ -211,6 +211,21 @@ impl Context {
         }
     }
 
+    /// True while Flow Service's refusal to update `object`'s connection (`FLOW-1445-400`) holds:
+    /// none of the object's inputs changed since.
+    pub(super) fn update_refused(&self, object: &StreamingConnection) -> bool {
+        object
+            .uid()
+            .is_some_and(|uid| self.memory.update_refused(&uid, &self.inputs(object)))
+    }
+
+    /// Remembers that Flow Service refused to update `object`'s connection (`FLOW-1445-400`).
+    pub(super) fn refuse_update(&self, object: &StreamingConnection) {
+        if let Some(uid) = object.uid() {
+            self.memory.refuse_update(&uid, self.inputs(object));
+        }
+    }
+
     /// The connection this process confirmed for `object` less than half a resync interval ago,
     /// if neither the spec, the credentials nor the reconcile-requested-at annotation changed since.
     /// Periodic resyncs (at least 0.9 of the interval apart) and on-demand checks always read it

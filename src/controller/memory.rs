@@ -111,6 +111,12 @@ pub struct ObjectMemory {
     /// nothing by name: that request may still commit later. The next resyncs look for such a late
     /// connection (the marker's name, created since its start) until this time, and report it.
     pub late_commit_watch: Option<LateCommitWatch>,
+    /// Flow Service refused to update the connection because the organization does not allow it
+    /// (`FLOW-1445-400`), for these inputs: until one of them changes (a new spec, the
+    /// reconcile-requested-at annotation, the Secret), the change is reported as not applied and
+    /// not sent again. The gate for a change that cannot be applied, on an object that is otherwise
+    /// fine (so not a [`Failure`], which would hold back everything else too).
+    pub update_not_allowed: Option<Inputs>,
 }
 
 /// A name something is being created under in Flow Service: names are only unique enough to look up
@@ -192,6 +198,25 @@ impl Memory {
             Some((waiting_for, at)) if waiting_for == inputs => until(*at),
             _ => None,
         }
+    }
+
+    /// Remembers that Flow Service refused to update the object's connection (`FLOW-1445-400`) for
+    /// these inputs.
+    pub fn refuse_update(&self, uid: &str, inputs: Inputs) {
+        self.with(uid, |m| m.update_not_allowed = Some(inputs));
+    }
+
+    /// True while an update refused with `FLOW-1445-400` holds: the inputs are those it was refused
+    /// for. A change of the inputs forgets it, so that the next update is tried (once) again.
+    pub fn update_refused(&self, uid: &str, inputs: &Inputs) -> bool {
+        self.with(uid, |m| match &m.update_not_allowed {
+            Some(refused) if refused == inputs => true,
+            Some(_) => {
+                m.update_not_allowed = None;
+                false
+            }
+            None => false,
+        })
     }
 
     /// Nothing to do for `object` before `delay` has passed unless its inputs change.
@@ -336,6 +361,23 @@ mod tests {
             secret_version: Some("7".into()),
             dependency: None,
         }
+    }
+
+    #[test]
+    fn a_refused_update_holds_until_the_inputs_change() {
+        let memory = Memory::default();
+        assert!(!memory.update_refused("u", &inputs(2)));
+        memory.refuse_update("u", inputs(2));
+        assert!(memory.update_refused("u", &inputs(2)));
+        assert!(memory.update_refused("u", &inputs(2)), "still held");
+        assert!(
+            !memory.update_refused("u", &inputs(3)),
+            "a new spec tries again"
+        );
+        assert!(
+            !memory.update_refused("u", &inputs(2)),
+            "and the refusal is forgotten"
+        );
     }
 
     #[test]

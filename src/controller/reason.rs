@@ -56,6 +56,11 @@ reasons! {
     WaitingForConnection,
     /// A StreamingConnection being deleted waits for the StreamingDataflows that use it to go first.
     WaitingForDataflows,
+    /// The connection is Ready and its inlet published, but a change of `spec.connectionName` or
+    /// `spec.description` is not applied: Flow Service does not allow updating connections in the
+    /// organization (`FLOW-1445-400`). Not retried until the object changes (a new spec, or the
+    /// reconcile-requested-at annotation once Adobe has enabled the feature).
+    UpdateNotAllowed,
     /// The flow is changing state (`enabling`, `disabling`, or another state Flow Service is moving
     /// it out of): looking again shortly.
     FlowTransitioning,

@@ -16,6 +16,9 @@ pub const STALLED: &str = "Stalled";
 pub enum Progress {
     /// The connection exists, its inlet is published: nothing left to do.
     Ready,
+    /// Ready, with a reason and message that say what of the spec is not applied (and will not be
+    /// until the object changes): nothing is under way and nothing is stalled.
+    ReadyExcept { reason: Reason, message: String },
     /// Work is under way (creating, waiting for the inlet, retrying a transient failure).
     Reconciling { reason: Reason, message: String },
     /// Nothing will change until the object or its Secret changes.
@@ -78,6 +81,11 @@ pub fn conditions_for(
             ("True", Reason::Ready, ready_message.to_string()),
             ("False", Reason::Ready, String::new()),
             ("False", Reason::Ready, String::new()),
+        ),
+        Progress::ReadyExcept { reason, message } => (
+            ("True", *reason, message.clone()),
+            ("False", *reason, String::new()),
+            ("False", *reason, String::new()),
         ),
         Progress::Reconciling { reason, message } => (
             ("False", *reason, message.clone()),

@@ -31,6 +31,15 @@ pub(crate) struct AppState {
     pub(crate) latency: Duration,
     /// How long after a create its inlet starts to exist (`--inlet-delay-ms`).
     pub(crate) inlet_delay: Duration,
+    /// `--lenient`: accept what the contract does not (see [`crate::EmulatorConfig::lenient`]).
+    pub(crate) lenient: bool,
+    /// `--max-page-size`: the largest `limit` of a Flow Service list.
+    pub(crate) max_page_size: usize,
+    /// `--patch-disabled-org`: organizations whose connection PATCH answers `FLOW-1445-400`.
+    pub(crate) patch_disabled_orgs: Vec<String>,
+    /// When each inlet last took a `syncValidation=true` request, for the 60-per-minute limit.
+    pub(crate) sync_validation_calls:
+        Mutex<std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
     /// The connections and what their inlets received.
     pub(crate) store: Mutex<Store>,
     /// The tokens IMS has minted, until they expire or the emulator forgets them.

@@ -122,7 +122,7 @@ pub(crate) fn list<T: Scoped>(
     render: impl Fn(&Store, &T, i64) -> Value,
 ) -> Result<Response, Refusal> {
     let caller = authorize(app, headers, false)?;
-    let request = ListRequest::parse(query)?;
+    let request = ListRequest::parse(query, super::listing::ListRules::of(app))?;
     let now = now_ms();
     let store = app.store.lock().expect("store lock");
     let page = page(

@@ -17,6 +17,9 @@ pub const DEFAULT_SANDBOXES: [&str; 2] = ["prod", "dev"];
 /// IMS answers `expires_in: 86399` for server-to-server tokens (reference §4.1).
 pub(crate) const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(86_399);
 
+/// The default [`EmulatorConfig::max_page_size`]: the only maximum Adobe publishes, the filter-request schema's.
+pub const DEFAULT_MAX_PAGE_SIZE: usize = 1000;
+
 /// How to start an emulator. `Default` gives a random local port, the demo client and sandboxes `prod`/`dev`.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -40,6 +43,16 @@ pub struct EmulatorConfig {
     /// Whether the emulator starts (and resets) with the demo dataset ([`crate::DEMO_DATASET_ID`]) in the demo
     /// org's `prod` sandbox.
     pub demo_dataset: bool,
+    /// Accept what real clients send where Adobe's tutorials and spec disagree, instead of holding requests to
+    /// the published contract: unknown query parameters are ignored, the `~` filter operator works, the inlet
+    /// takes any `Content-Type` and no `syncValidation` rate limit applies. Off by default (see docs/emulator.md).
+    pub lenient: bool,
+    /// The largest `limit` a Flow Service list accepts; a larger one is `FLOW-1453-400`. Adobe documents no
+    /// maximum for `GET` lists; 1000 is the cap of the filter-request (`/search`) schema.
+    pub max_page_size: usize,
+    /// Organizations for which PATCH of connections is not enabled: their PATCH answers `FLOW-1445-400`
+    /// ("PATCH Connection Feature not enabled").
+    pub patch_disabled_orgs: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -54,6 +67,9 @@ impl Default for EmulatorConfig {
             inlet_delay: Duration::ZERO,
             state_file: None,
             demo_dataset: true,
+            lenient: false,
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
+            patch_disabled_orgs: Vec::new(),
         }
     }
 }

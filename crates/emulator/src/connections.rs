@@ -355,7 +355,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&app, &headers, false)?;
-    let request = ListRequest::parse(query.as_deref())?;
+    let request = ListRequest::parse(query.as_deref(), super::listing::ListRules::of(&app))?;
     let now = now_ms();
     let rendered: Vec<(u64, Value)> = {
         let store = app.store.lock().expect("store lock");
@@ -475,6 +475,10 @@ pub(crate) async fn patch(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&app, &headers, true)?;
+    if app.patch_disabled_orgs.contains(&caller.org_id) {
+        // An organization-level switch (`--patch-disabled-org`): the catalogue's `1445-400`.
+        return Err(FlowServiceProblem::patch_not_enabled().into());
+    }
     let if_match = header_text(&headers, header::IF_MATCH.as_str())
         .ok_or_else(FlowServiceProblem::if_match_missing)?;
     let patch = parse_patch(parse_body(&body)?)?;

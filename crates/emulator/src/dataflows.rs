@@ -283,9 +283,9 @@ impl Problem {
         }
     }
 
-    /// A malformed or invalid body: `FLOW-1400-400`, the code the base connections already use for it.
+    /// A malformed or invalid body: `FLOW-1000-400`, the code the base connections already use for it.
     pub(crate) fn invalid_body(detail: impl std::fmt::Display) -> Self {
-        Self::bad_request("1400", format!("The request body is invalid: {detail}"))
+        Self::bad_request("1000", format!("The request body is invalid: {detail}"))
     }
 
     /// Not found in the caller's org and sandbox. Flows answer `1439-404` as the documented example shows,

@@ -230,13 +230,14 @@ impl FlowServiceProblem {
         )
     }
 
-    /// A malformed or invalid request body. The public catalogue has no code for this, so the emulator uses
-    /// `1400-400` (documented in docs/emulator.md).
+    /// A malformed or invalid request body: `1000-400` "Bad request", the generic code of the sources error
+    /// catalogue (help/sources/errors/sources-errors.md). The Flow Service catalogue has no code for it, and
+    /// its `1400` is a 500 (internal error).
     pub(crate) fn invalid_body(detail: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            "1400",
-            "Invalid request",
+            "1000",
+            "Bad request",
             format!("The request body is invalid: {detail}"),
         )
     }
@@ -261,13 +262,45 @@ impl FlowServiceProblem {
         )
     }
 
-    /// `1451-400`: a bad query parameter (`limit`, `continuationToken`, …).
-    pub(crate) fn invalid_parameter(name: &str, detail: impl std::fmt::Display) -> Self {
+    /// `1451-400`: a query parameter the operation does not know ("Invalid params testParam provided in query
+    /// params").
+    pub(crate) fn unknown_parameter(name: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "1451",
             "Invalid request",
-            format!("Invalid value for parameter '{name}': {detail}"),
+            format!("Invalid params {name} provided in query params."),
+        )
+    }
+
+    /// `1453-400`: a query parameter with a value the operation does not take ("Invalid query value
+    /// createdAt== provided in query param"): a `limit` out of range, a foreign `continuationToken`.
+    pub(crate) fn invalid_parameter(name: &str, detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "1453",
+            "Invalid request",
+            format!("Invalid query value {name} provided in query param: {detail}"),
+        )
+    }
+
+    /// `1440-400`: a filter operator the service does not implement ("Operator '~' not implemented").
+    pub(crate) fn operator_not_implemented(operator: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "1440",
+            "Invalid request",
+            format!("Operator '{operator}' not implemented."),
+        )
+    }
+
+    /// `1445-400`: PATCH of connections is not enabled for the organization.
+    pub(crate) fn patch_not_enabled() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "1445",
+            "Invalid request",
+            "PATCH Connection Feature not enabled.",
         )
     }
 
@@ -326,9 +359,18 @@ impl FlowServiceProblem {
         let (code, title) = match status.as_u16() {
             503 => ("1103", "Service Unavailable"),
             504 => ("1104", "Gateway Timeout"),
-            429 => ("1429", "Too Many Requests"),
             s if s >= 500 => ("1102", "Internal Error"),
-            _ => ("1100", "Invalid request"),
+            // The generic codes of the sources error catalogue (help/sources/errors/sources-errors.md).
+            400 => ("1000", "Bad request"),
+            401 => ("1001", "Unauthorized"),
+            403 => ("1002", "Forbidden"),
+            404 => ("1003", "Resource not found"),
+            408 => ("1006", "Request Timeout"),
+            412 => ("1404", "Version not matching"),
+            415 => ("1004", "Unsupported Media Type"),
+            // No catalogue has a code for the others (429 included: Adobe documents no 429 for Flow
+            // Service): `0000`, which no catalogue uses, rather than a code that means something else.
+            _ => ("0000", "Injected fault"),
         };
         Self::new(
             status,

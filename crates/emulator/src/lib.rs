@@ -52,8 +52,8 @@ pub use admin::{
 };
 pub use catalog::{DEMO_DATASET_ID, DEMO_DATASET_NAME, DEMO_SCHEMA_ID, XDM_CONTENT_TYPE};
 pub use config::{
-    ClientCredential, ClientCredentialParseError, DEFAULT_SANDBOXES, DEMO_CLIENT_ID,
-    DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
+    ClientCredential, ClientCredentialParseError, DEFAULT_MAX_PAGE_SIZE, DEFAULT_SANDBOXES,
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
 };
 pub use connections::STREAMING_CONNECTION_SPEC_ID;
 pub use faults::{FaultAction, FaultRule, RetryAfter};
@@ -199,6 +199,10 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         token_ttl: config.token_ttl,
         latency: config.latency,
         inlet_delay: config.inlet_delay,
+        lenient: config.lenient,
+        max_page_size: config.max_page_size,
+        patch_disabled_orgs: config.patch_disabled_orgs,
+        sync_validation_calls: Mutex::default(),
         store: Mutex::new(store),
         tokens: Mutex::default(),
         faults: Mutex::default(),

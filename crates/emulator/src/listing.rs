@@ -16,10 +16,25 @@ use super::errors::FlowServiceProblem;
 /// Items per page when the caller gives no `limit`. Adobe documents no default; a page smaller than the 1000 cap
 /// makes clients that ignore `_links.next` fail visibly in tests instead of in production.
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
-/// The largest `limit` the filter-request schema allows.
-pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 /// Relative path of `_links.next.href`, as in the spec's `PageLink` example.
 const NEXT_HREF_PREFIX: &str = "/connections?continuationToken=";
+
+/// How strictly a list query is read: the emulator's `--lenient` and `--max-page-size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListRules {
+    pub(crate) lenient: bool,
+    pub(crate) max_page_size: usize,
+}
+
+impl ListRules {
+    /// The rules of `app`.
+    pub(crate) fn of(app: &super::app::AppState) -> Self {
+        Self {
+            lenient: app.lenient,
+            max_page_size: app.max_page_size,
+        }
+    }
+}
 
 /// A parsed `GET /connections` query.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +123,7 @@ impl ContinuationToken {
 
 impl ListRequest {
     /// Parse the raw query string. Parameters given explicitly win over those carried in a continuation token.
-    pub(crate) fn parse(query: Option<&str>) -> Result<Self, FlowServiceProblem> {
+    pub(crate) fn parse(query: Option<&str>, rules: ListRules) -> Result<Self, FlowServiceProblem> {
         let mut properties = Vec::new();
         let mut orderby = None;
         let mut limit_text = None;
@@ -121,7 +136,10 @@ impl ListRequest {
                 "limit" => limit_text = Some(value.into_owned()),
                 "count" => count = value.trim().eq_ignore_ascii_case("true"),
                 "continuationToken" => token_text = Some(value.into_owned()),
-                // Unknown parameters are ignored, as the real service does with e.g. `start`.
+                // The catalogue's `1451-400` "Invalid params testParam provided in query params".
+                unknown if !rules.lenient => {
+                    return Err(FlowServiceProblem::unknown_parameter(unknown));
+                }
                 _ => {}
             }
         }
@@ -131,11 +149,11 @@ impl ListRequest {
         let mut limit = match limit_text {
             None => None,
             Some(text) => match text.trim().parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Some(n),
+                Ok(n) if (1..=rules.max_page_size).contains(&n) => Some(n),
                 _ => {
                     return Err(FlowServiceProblem::invalid_parameter(
-                        "limit",
-                        format!("'{text}' is not an integer between 1 and {MAX_PAGE_SIZE}"),
+                        &format!("limit={text}"),
+                        format!("an integer between 1 and {}", rules.max_page_size),
                     ));
                 }
             },
@@ -162,10 +180,18 @@ impl ListRequest {
                 seq: token.seq,
             });
         }
-        let filters = properties
+        let filters: Vec<Filter> = properties
             .iter()
             .map(|p| parse_filter(p))
             .collect::<Result<_, _>>()?;
+        if !rules.lenient
+            && filters
+                .iter()
+                .any(|f| f.operator == FilterOperator::Contains)
+        {
+            // The catalogue's own example of `1440-400`: "Operator '~' not implemented".
+            return Err(FlowServiceProblem::operator_not_implemented("~"));
+        }
         let order = match &orderby {
             None => Order::default(),
             Some(text) => parse_order(text)?,
@@ -410,6 +436,11 @@ impl Order {
 mod tests {
     use super::*;
 
+    const STRICT: ListRules = ListRules {
+        lenient: false,
+        max_page_size: 1000,
+    };
+
     fn docs() -> Vec<(u64, Value)> {
         vec![
             (
@@ -437,7 +468,9 @@ mod tests {
     }
 
     fn run(query: &str) -> Value {
-        ListRequest::parse(Some(query)).unwrap().respond(docs())
+        ListRequest::parse(Some(query), STRICT)
+            .unwrap()
+            .respond(docs())
     }
 
     #[test]
@@ -464,7 +497,7 @@ mod tests {
             (3, json!({"name": " web", "createdAt": 7})),
         ];
         let run = |query: &str| {
-            ListRequest::parse(Some(query))
+            ListRequest::parse(Some(query), STRICT)
                 .unwrap()
                 .respond(docs.clone())
         };
@@ -497,33 +530,37 @@ mod tests {
             json!({"count": 2})
         );
         assert_eq!(
-            ListRequest::parse(Some("count=true&limit=1"))
+            ListRequest::parse(Some("count=true&limit=1"), STRICT)
                 .unwrap_err()
                 .code,
             "1401"
         );
         assert_eq!(
-            ListRequest::parse(Some("limit=0")).unwrap_err().code,
-            "1451"
-        );
-        assert_eq!(
-            ListRequest::parse(Some("limit=1001")).unwrap_err().code,
-            "1451"
-        );
-        assert_eq!(
-            ListRequest::parse(Some("continuationToken=zz"))
+            ListRequest::parse(Some("limit=0"), STRICT)
                 .unwrap_err()
                 .code,
-            "1451"
+            "1453"
         );
         assert_eq!(
-            ListRequest::parse(Some("property=name=a"))
+            ListRequest::parse(Some("limit=1001"), STRICT)
+                .unwrap_err()
+                .code,
+            "1453"
+        );
+        assert_eq!(
+            ListRequest::parse(Some("continuationToken=zz"), STRICT)
+                .unwrap_err()
+                .code,
+            "1453"
+        );
+        assert_eq!(
+            ListRequest::parse(Some("property=name=a"), STRICT)
                 .unwrap_err()
                 .code,
             "1450"
         );
         assert_eq!(
-            ListRequest::parse(Some("orderby=na%20me"))
+            ListRequest::parse(Some("orderby=na%20me"), STRICT)
                 .unwrap_err()
                 .code,
             "1432"
@@ -543,5 +580,24 @@ mod tests {
             }
         }
         assert_eq!(seen, ["c d", "b", "a"]);
+    }
+
+    #[test]
+    fn strict_lists_refuse_unknown_parameters_and_the_tilde_operator_lenient_ones_take_them() {
+        let lenient = ListRules {
+            lenient: true,
+            max_page_size: 1000,
+        };
+        let code = |query: &str, rules| ListRequest::parse(Some(query), rules).unwrap_err().code;
+        assert_eq!(code("start=0", STRICT), "1451");
+        assert_eq!(code("property=name~web", STRICT), "1440");
+        assert!(ListRequest::parse(Some("start=0"), lenient).is_ok());
+        assert!(ListRequest::parse(Some("property=name~web"), lenient).is_ok());
+        let small = ListRules {
+            lenient: false,
+            max_page_size: 50,
+        };
+        assert_eq!(code("limit=51", small), "1453");
+        assert!(ListRequest::parse(Some("limit=50"), small).is_ok());
     }
 }

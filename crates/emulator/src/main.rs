@@ -77,6 +77,25 @@ struct Cli {
     /// Start without the demo dataset (5c8c3c555033b814b69f947f in the demo org's prod sandbox).
     #[arg(long, env = "AEP_EMULATOR_NO_DEMO_DATASET")]
     no_demo_dataset: bool,
+
+    /// Accept what real clients send where Adobe's tutorials and spec disagree (unknown query parameters, the
+    /// `~` filter, any inlet Content-Type, no syncValidation rate limit). Off: held to the published contract.
+    #[arg(long, env = "AEP_EMULATOR_LENIENT")]
+    lenient: bool,
+
+    /// The largest `limit` a Flow Service list accepts (larger: FLOW-1453-400).
+    #[arg(long, env = "AEP_EMULATOR_MAX_PAGE_SIZE", default_value_t = aep_emulator::DEFAULT_MAX_PAGE_SIZE, value_name = "N")]
+    max_page_size: usize,
+
+    /// An organization whose connection PATCH answers FLOW-1445-400 "PATCH Connection Feature not enabled"
+    /// (repeatable).
+    #[arg(
+        long = "patch-disabled-org",
+        env = "AEP_EMULATOR_PATCH_DISABLED_ORG",
+        value_delimiter = ',',
+        value_name = "ORG"
+    )]
+    patch_disabled_orgs: Vec<String>,
 }
 
 impl Cli {
@@ -100,6 +119,9 @@ impl Cli {
             inlet_delay: Duration::from_millis(self.inlet_delay_ms),
             state_file: self.state_file,
             demo_dataset: !self.no_demo_dataset,
+            lenient: self.lenient,
+            max_page_size: self.max_page_size,
+            patch_disabled_orgs: self.patch_disabled_orgs,
         }
     }
 }

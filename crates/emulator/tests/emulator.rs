@@ -434,7 +434,7 @@ async fn create_validation_errors_are_flow_problem_bodies() {
     assert_flow_error(
         post("{\"name\": ".to_owned()).await.unwrap(),
         400,
-        "1400-400",
+        "1000-400",
     )
     .await;
 
@@ -446,9 +446,9 @@ async fn create_validation_errors_are_flow_problem_bodies() {
     let cases: [(BodyChange, &str); 7] = [
         (
             |b| drop(b.as_object_mut().unwrap().remove("name")),
-            "1400-400",
+            "1000-400",
         ),
-        (|b| b["name"] = json!(""), "1400-400"),
+        (|b| b["name"] = json!(""), "1000-400"),
         (
             |b| drop(b.as_object_mut().unwrap().remove("connectionSpec")),
             "1413-400",
@@ -463,11 +463,11 @@ async fn create_validation_errors_are_flow_problem_bodies() {
         ),
         (
             |b| b["auth"]["params"]["dataType"] = json!("csv"),
-            "1400-400",
+            "1000-400",
         ),
         (
             |b| b["auth"]["params"]["authenticationRequired"] = json!("yes"),
-            "1400-400",
+            "1000-400",
         ),
     ];
     for (change, code) in cases {
@@ -966,7 +966,7 @@ async fn list_count_answers_only_the_count_and_refuses_a_limit() {
         .unwrap();
     assert_eq!(body, json!({"count": 2}));
     assert_flow_error(count("count=true&limit=10").await.unwrap(), 400, "1401-400").await;
-    assert_flow_error(count("limit=5000").await.unwrap(), 400, "1451-400").await;
+    assert_flow_error(count("limit=5000").await.unwrap(), 400, "1453-400").await;
 }
 
 /// Follow `_links.next.href` from `first_query` to the end; returns the ids seen, in order, and the page count.

@@ -562,11 +562,11 @@ async fn flow_creation_is_checked_as_the_reference_lists() {
             ),
             "1413-400",
         ),
-        (without_mapping, "1400-400"),
-        (with("/sourceConnectionIds", json!(["nope"])), "1400-400"),
+        (without_mapping, "1000-400"),
+        (with("/sourceConnectionIds", json!(["nope"])), "1000-400"),
         (
             with("/targetConnectionIds", json!([chain.source_id])),
-            "1400-400",
+            "1000-400",
         ),
         (
             with(
@@ -595,21 +595,21 @@ async fn flow_creation_is_checked_as_the_reference_lists() {
         .send()
         .await
         .unwrap();
-    assert_flow_error(response, 400, "1400-400").await;
+    assert_flow_error(response, 400, "1000-400").await;
     let response = harness
         .flow(Method::POST, &path("targetConnections"))
         .json(&target_body("000000000000000000000000", SCHEMA))
         .send()
         .await
         .unwrap();
-    assert_flow_error(response, 400, "1400-400").await;
+    assert_flow_error(response, 400, "1000-400").await;
     let response = harness
         .flow(Method::POST, &path("sourceConnections"))
         .json(&source_body("not-a-connection"))
         .send()
         .await
         .unwrap();
-    assert_flow_error(response, 400, "1400-400").await;
+    assert_flow_error(response, 400, "1000-400").await;
     let response = harness
         .flow(Method::POST, &path("sourceConnections"))
         .header("content-type", "text/plain")

@@ -18,9 +18,16 @@ pub(crate) const STREAMING_CONNECTION_SPEC_VERSION: &str = "1.0";
 /// The `auth.specName` of a streaming connection.
 pub(crate) const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 
-/// Connections asked for per list page: the maximum the filter schema allows, so that a name lookup
-/// costs as few rate-limited requests as possible.
-pub(crate) const LIST_PAGE_LIMIT: u32 = 1000;
+/// Items asked for per list page. Adobe documents no default and no maximum for the `limit` of a
+/// Flow Service list (`GET /connections`, `/flows`, …: aep-openapi-facts.json gives `limit` as a bare
+/// integer; only the `POST /connections/search` body caps it at 1000, flow-service-api.md §1.4), so
+/// the client asks for a modest page and follows `_links.next` rather than leaning on a large one.
+pub(crate) const LIST_PAGE_SIZE: u32 = 100;
+/// The page size after Flow Service refused [`LIST_PAGE_SIZE`] with `FLOW-1453-400` ("Invalid query
+/// value … provided in query param", the catalogue's code): 10, the documented default `limit` of Data
+/// Prep's list (aep-openapi-facts.json, `GET /conversion/mappingSets`). Retried once, and remembered per
+/// client when the smaller page is accepted.
+pub(crate) const FALLBACK_LIST_PAGE_SIZE: u32 = 10;
 
 /// Separates alternatives in a `property` filter value (`connectionSpec.id==a,b` means a OR b).
 pub(crate) const FILTER_VALUE_SEPARATOR: char = ',';
@@ -151,8 +158,15 @@ pub(crate) fn create_body(request: &NewConnection) -> Value {
     body
 }
 
-/// The JSON Patch (RFC 6902) array of a `PATCH /connections/{id}`. `add` on `/description` sets it
-/// whether or not it exists, which `replace` would not.
+/// The JSON Patch (RFC 6902) array of a `PATCH /connections/{id}`, every operation in the documented
+/// shape `{op, path, value}`: the published `PatchInstruction` requires all three
+/// (aep-openapi-facts.json `flow.PatchInstruction`). `add` on `/description` sets it whether or not it
+/// exists, which `replace` would not (the connection update example, flow-service-api.md §1.5).
+///
+/// Clearing a description is `replace` with an empty string, not `remove`: no Adobe example shows a
+/// `remove`, and a `remove` cannot carry the required `value`; the flow update example replaces
+/// `/description` with a string (flow-service-dataflow.md §12.1). The client reads an empty
+/// description back as none (see `parse_connection`), so the cleared state is stable.
 pub(crate) fn patch_operations(update: &ConnectionUpdate) -> Value {
     let mut operations = Vec::new();
     if let Some(name) = &update.name {
@@ -162,7 +176,9 @@ pub(crate) fn patch_operations(update: &ConnectionUpdate) -> Value {
         Some(Some(description)) => {
             operations.push(json!({"op": "add", "path": "/description", "value": description}));
         }
-        Some(None) => operations.push(json!({"op": "remove", "path": "/description"})),
+        Some(None) => {
+            operations.push(json!({"op": "replace", "path": "/description", "value": ""}));
+        }
         None => {}
     }
     Value::Array(operations)
@@ -232,12 +248,17 @@ pub(crate) fn continuation_token_of(href: &str) -> Option<String> {
 ///
 /// Filters are resent with the token rather than following `_links.next.href` verbatim, so that a
 /// server whose href carries only the token cannot widen the lookup to every connection.
-pub(crate) fn list_by_name_query(name: &str, continuation_token: Option<&str>) -> String {
+pub(crate) fn list_by_name_query(
+    name: &str,
+    page_size: u32,
+    continuation_token: Option<&str>,
+) -> String {
     listing::filter_query(
         &[
             Filter::new("name==", name),
             Filter::new("connectionSpec.id==", STREAMING_CONNECTION_SPEC_ID),
         ],
+        page_size,
         continuation_token,
     )
 }
@@ -253,7 +274,8 @@ fn parse_connection(item: &Value) -> Option<Connection> {
     Some(Connection {
         id,
         name: text("/name").unwrap_or_default(),
-        description: text("/description"),
+        // An empty description is how a cleared one comes back (see `patch_operations`).
+        description: text("/description").filter(|description| !description.is_empty()),
         // `version` carries the same value as `etag` in every documented example.
         etag: text("/etag")
             .or_else(|| text("/version"))
@@ -353,9 +375,10 @@ mod tests {
             name: None,
             description: Some(None),
         };
+        // Every operation carries `value`, as the published PatchInstruction requires.
         assert_eq!(
             patch_operations(&remove),
-            json!([{"op": "remove", "path": "/description"}])
+            json!([{"op": "replace", "path": "/description", "value": ""}])
         );
         assert!(ConnectionUpdate::default().is_empty());
         assert_eq!(patch_operations(&ConnectionUpdate::default()), json!([]));
@@ -461,15 +484,18 @@ mod tests {
     #[test]
     fn lookup_query_encodes_the_name_and_keeps_the_filter_operator() {
         assert_eq!(
-            list_by_name_query("Web events/α=1&x+y", None),
+            list_by_name_query("Web events/α=1&x+y", LIST_PAGE_SIZE, None),
             "property=name==Web%20events%2F%CE%B1%3D1%26x%2By\
-             &property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=1000"
+             &property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=100"
         );
         // A comma would split the name into alternatives: look up by spec only.
         assert_eq!(
-            list_by_name_query("a, b", None),
-            "property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=1000"
+            list_by_name_query("a, b", FALLBACK_LIST_PAGE_SIZE, None),
+            "property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=10"
         );
-        assert!(list_by_name_query("n", Some("a b")).ends_with("&continuationToken=a%20b"));
+        assert!(
+            list_by_name_query("n", LIST_PAGE_SIZE, Some("a b"))
+                .ends_with("&continuationToken=a%20b")
+        );
     }
 }

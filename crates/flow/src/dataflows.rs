@@ -385,7 +385,8 @@ fn head(item: &Value) -> Option<Head> {
     Some(Head {
         id: text("/id").filter(|id| !id.is_empty())?,
         name: text("/name").unwrap_or_default(),
-        description: text("/description"),
+        // An empty description is how a cleared one comes back (see `connections::patch_operations`).
+        description: text("/description").filter(|description| !description.is_empty()),
         state: text("/state").unwrap_or_default(),
         etag: text("/etag")
             .or_else(|| text("/version"))

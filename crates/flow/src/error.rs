@@ -49,8 +49,8 @@ pub struct ErrorDetails {
     /// The Flow Service error code (`FLOW-1101-404`), gateway code (`401013`) or IMS error
     /// (`invalid_client`), when the body has one.
     pub error_code: Option<String>,
-    /// The request id from the body or the `x-request-id` header, else the one the client sent, for
-    /// Adobe support.
+    /// The request id from the body or the `x-request-id` header, for Adobe support; else the
+    /// client's own id for the attempt (in its logs; not sent, so Adobe does not know it).
     pub request_id: Option<String>,
     /// The server's message, or the transport failure, truncated and scrubbed of credential values.
     pub message: Option<String>,

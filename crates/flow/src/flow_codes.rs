@@ -9,6 +9,14 @@ use super::error::{FlowError, TRANSITIONAL_STATE_CODES};
 /// A base connection cannot be deleted while one or more flows use it: delete the flows first.
 const BASE_CONNECTION_IN_USE_CODE: &str = "1418-400";
 
+/// `PATCH` of connections is not enabled for the organization ("PATCH Connection Feature not
+/// enabled", the catalogue's `1445-400`, flow-service-api.md §1.5).
+const UPDATE_NOT_ENABLED_CODE: &str = "1445-400";
+/// "Invalid query value … provided in query param" (the catalogue's `1453-400`): how Flow Service
+/// refuses the value of a query parameter, a `limit` it does not accept among them. (`1451-400`,
+/// "Invalid params … provided in query params", is for a parameter it does not know.)
+const INVALID_QUERY_VALUE_CODE: &str = "1453-400";
+
 /// Length of a hyphenated UUID, the form of every flow id.
 const UUID_LEN: usize = 36;
 
@@ -18,6 +26,20 @@ impl FlowError {
     /// [`crate::FlowClient::find_flows_by_base_connection`] finds them.
     pub fn is_base_connection_in_use(&self) -> bool {
         self.has_code(BASE_CONNECTION_IN_USE_CODE)
+    }
+
+    /// True for `FLOW-1445-400`: updating connections (`PATCH`) is not enabled for the organization.
+    /// Permanent for the organization ([`FlowError::is_permanent`] is true): the change cannot be
+    /// applied, but the connection itself is fine, so a caller reports the change as not applied
+    /// and carries on with everything else rather than failing the object or retrying.
+    pub fn is_update_not_enabled(&self) -> bool {
+        self.has_code(UPDATE_NOT_ENABLED_CODE)
+    }
+
+    /// True for `FLOW-1453-400`: the value of a query parameter was refused (the client retries a
+    /// list once with a smaller `limit` when it gets this).
+    pub fn is_invalid_query_value(&self) -> bool {
+        self.has_code(INVALID_QUERY_VALUE_CODE)
     }
 
     /// True for the 400s of an object in a transitional state (`1416`, `1420`, `1421`, `1457`,
@@ -126,6 +148,46 @@ mod tests {
 
     fn error_with_message(message: &str) -> FlowError {
         error(400, &serde_json::json!({ "message": message }).to_string())
+    }
+
+    #[test]
+    fn a_1445_is_an_update_the_organization_does_not_allow() {
+        let error = FlowError::from_status(
+            Operation::Update,
+            400,
+            ErrorDetails::from_response(
+                400,
+                br#"{"type":"https://ns.adobe.com/aep/errors/FLOW-1445-400","title":"Bad Request","status":400,
+                "report":{"detailed-message":"PATCH Connection Feature not enabled"}}"#,
+                None,
+            ),
+            None,
+        );
+        assert!(error.is_update_not_enabled());
+        assert!(error.is_permanent());
+        assert!(!error.is_transitional_state());
+        assert!(!error.is_invalid_query_value());
+        let other = error_with_message("PATCH Connection Feature not enabled");
+        assert!(
+            !other.is_update_not_enabled(),
+            "the code decides, not the text"
+        );
+    }
+
+    #[test]
+    fn a_1453_is_a_refused_query_value() {
+        let error = FlowError::from_status(
+            Operation::List,
+            400,
+            ErrorDetails::from_response(
+                400,
+                br#"{"type":"https://ns.adobe.com/aep/errors/FLOW-1453-400","title":"Invalid request","status":400}"#,
+                None,
+            ),
+            None,
+        );
+        assert!(error.is_invalid_query_value());
+        assert!(!error.is_update_not_enabled());
     }
 
     #[test]

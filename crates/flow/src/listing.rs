@@ -5,9 +5,7 @@
 use percent_encoding::utf8_percent_encode;
 use serde_json::Value;
 
-use super::connections::{
-    FILTER_VALUE_SEPARATOR, LIST_PAGE_LIMIT, QUERY_VALUE, continuation_token_of,
-};
+use super::connections::{FILTER_VALUE_SEPARATOR, QUERY_VALUE, continuation_token_of};
 
 /// One `property=<path><operator><value>` condition; repeated conditions are ANDed by Flow Service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +36,11 @@ impl<'a> Filter<'a> {
 ///
 /// Filters are resent with the token rather than following `_links.next.href` verbatim, so that a
 /// server whose href carries only the token cannot widen the lookup to every object.
-pub(crate) fn filter_query(filters: &[Filter<'_>], continuation_token: Option<&str>) -> String {
+pub(crate) fn filter_query(
+    filters: &[Filter<'_>],
+    page_size: u32,
+    continuation_token: Option<&str>,
+) -> String {
     let mut parts: Vec<String> = filters
         .iter()
         .filter(|filter| !filter.value.contains(FILTER_VALUE_SEPARATOR))
@@ -50,7 +52,7 @@ pub(crate) fn filter_query(filters: &[Filter<'_>], continuation_token: Option<&s
             )
         })
         .collect();
-    parts.push(format!("limit={LIST_PAGE_LIMIT}"));
+    parts.push(format!("limit={page_size}"));
     if let Some(token) = continuation_token {
         parts.push(format!(
             "continuationToken={}",
@@ -146,13 +148,14 @@ mod tests {
                     Filter::new("name==", "a, b"),
                     Filter::new("metrics.durationSummary.startedAtUTC>", "1596656058198"),
                 ],
+                100,
                 Some("t 1"),
             ),
             "property=sourceConnectionIds[]==34ece231-294d\
              &property=metrics.durationSummary.startedAtUTC>1596656058198\
-             &limit=1000&continuationToken=t%201"
+             &limit=100&continuationToken=t%201"
         );
-        assert_eq!(filter_query(&[], None), "limit=1000");
+        assert_eq!(filter_query(&[], 10, None), "limit=10");
     }
 
     #[test]

@@ -475,8 +475,74 @@ async fn lookup_by_name_follows_every_page_of_2500_connections() {
     created_ids.sort();
     assert_eq!(found_ids, created_ids, "every page, no item twice");
     assert!(found.iter().all(|c| c.name == "Bulk"));
-    // 1000 per page.
-    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(200)).await, 3);
+    // A modest page (100), not the 1000 Adobe does not document as a maximum: 25 pages.
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(200)).await, 25);
+}
+
+#[tokio::test]
+async fn a_refused_page_size_is_retried_smaller_once_and_remembered() {
+    // An emulator whose maximum page is 50: `limit=100` is refused with the catalogue's
+    // `FLOW-1453-400` ("Invalid query value … provided in query param").
+    let env = env_with(
+        EmulatorConfig {
+            max_page_size: 50,
+            ..EmulatorConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let scope = env.scope();
+    let bulk = new_connection("Paged");
+    futures::stream::iter(0..250)
+        .map(|_| env.client.create_connection(&scope, &bulk))
+        .buffer_unordered(16)
+        .for_each(|result| async move {
+            result.unwrap();
+        })
+        .await;
+
+    let found = env
+        .client
+        .find_connections_by_name(&scope, "Paged")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 250);
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(400)).await, 1);
+    // Retried at 10 a page: 25 pages.
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(200)).await, 25);
+
+    // Remembered: the next lookup (and a clone's) asks for 10 at once.
+    env.admin.clear_requests().await;
+    let clone = env.client.clone();
+    assert_eq!(
+        clone
+            .find_connections_by_name(&scope, "Paged")
+            .await
+            .unwrap()
+            .len(),
+        250
+    );
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(400)).await, 0);
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(200)).await, 25);
+}
+
+#[tokio::test]
+async fn a_page_size_refused_twice_fails_after_one_retry() {
+    let env = env().await;
+    let scope = env.scope();
+    env.admin
+        .add_fault(rule(json!({
+            "method": "GET", "route": CONNECTIONS_ROUTE, "status": 400,
+            "body": {"type": "https://ns.adobe.com/aep/errors/FLOW-1453-400", "status": 400}
+        })))
+        .await;
+    let error = assert_reason(
+        env.client.find_connections_by_name(&scope, "Any").await,
+        FlowErrorKind::Invalid,
+    );
+    assert!(error.is_invalid_query_value());
+    // The first page at 100, once more at 10, then no more.
+    assert_eq!(env.served("GET", CONNECTIONS_ROUTE, Some(400)).await, 2);
 }
 
 #[tokio::test]

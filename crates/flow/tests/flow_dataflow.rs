@@ -238,7 +238,8 @@ fn assert_platform_headers(request: &Recorded) {
     assert_eq!(request.header("x-api-key"), Some("stub-client-id"));
     assert_eq!(request.header("x-gw-ims-org-id"), Some("ACME@AdobeOrg"));
     assert_eq!(request.header("x-sandbox-name"), Some("prod"));
-    assert!(request.header("x-request-id").is_some());
+    // Not in the published contract: the client sends no request id of its own.
+    assert!(request.header("x-request-id").is_none());
 }
 
 fn assert_kind<T: std::fmt::Debug>(result: Result<T, FlowError>, kind: FlowErrorKind) -> FlowError {
@@ -423,9 +424,9 @@ async fn source_connections_are_created_read_found_by_name_and_deleted() {
         pages,
         [
             "property=name==orders%20source\
-             &property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=1000",
+             &property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=100",
             "property=name==orders%20source\
-             &property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=1000\
+             &property=connectionSpec.id==bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb&limit=100\
              &continuationToken=page2",
         ]
     );
@@ -523,7 +524,7 @@ async fn target_connections_bind_the_dataset_and_its_schema() {
         env.requests()[3].query.as_deref(),
         Some(
             "property=name==orders%20target\
-             &property=connectionSpec.id==c604ff05-7f1a-43c0-8e18-33bf874cb11c&limit=1000"
+             &property=connectionSpec.id==c604ff05-7f1a-43c0-8e18-33bf874cb11c&limit=100"
         )
     );
     env.client
@@ -733,7 +734,7 @@ async fn flows_are_found_by_name_by_source_connection_and_by_base_connection() {
     assert_eq!(by_name.len(), 1);
     assert_eq!(
         env.requests()[0].query.as_deref(),
-        Some("property=name==orders%20flow&limit=1000")
+        Some("property=name==orders%20flow&limit=100")
     );
     // A comma cannot be sent in a filter value: the name is compared here only.
     let with_comma = env
@@ -742,7 +743,7 @@ async fn flows_are_found_by_name_by_source_connection_and_by_base_connection() {
         .await
         .unwrap();
     assert_eq!(with_comma[0].id, second_flow);
-    assert_eq!(env.requests()[1].query.as_deref(), Some("limit=1000"));
+    assert_eq!(env.requests()[1].query.as_deref(), Some("limit=100"));
 
     let by_source = env
         .client
@@ -753,7 +754,7 @@ async fn flows_are_found_by_name_by_source_connection_and_by_base_connection() {
     assert_eq!(by_source[0].id, FLOW_ID);
     assert_eq!(
         env.requests()[2].query.as_deref(),
-        Some(format!("property=sourceConnectionIds[]=={SOURCE_ID}&limit=1000").as_str())
+        Some(format!("property=sourceConnectionIds[]=={SOURCE_ID}&limit=100").as_str())
     );
 
     let before = env.requests().len();
@@ -773,15 +774,15 @@ async fn flows_are_found_by_name_by_source_connection_and_by_base_connection() {
         [
             (
                 format!("{FLOW}/sourceConnections"),
-                format!("property=baseConnectionId=={BASE_ID}&limit=1000")
+                format!("property=baseConnectionId=={BASE_ID}&limit=100")
             ),
             (
                 format!("{FLOW}/flows"),
-                format!("property=sourceConnectionIds[]=={SOURCE_ID}&limit=1000")
+                format!("property=sourceConnectionIds[]=={SOURCE_ID}&limit=100")
             ),
             (
                 format!("{FLOW}/flows"),
-                format!("property=sourceConnectionIds[]=={second_source}&limit=1000")
+                format!("property=sourceConnectionIds[]=={second_source}&limit=100")
             ),
         ]
     );
@@ -920,7 +921,7 @@ async fn runs_are_listed_by_flow_and_the_latest_is_picked() {
         query,
         format!(
             "property=flowId=={FLOW_ID}\
-             &property=metrics.durationSummary.startedAtUTC>1596000000000&limit=1000"
+             &property=metrics.durationSummary.startedAtUTC>1596000000000&limit=100"
         )
     );
 }

@@ -5,6 +5,7 @@
 //! - [`fake_apiserver`]: an in-memory Kubernetes API server that records every call, for reconciler tests.
 //! - [`emulator`]: an in-process emulator with a token in hand, and request helpers.
 //! - [`admin`]: the one typed client of the emulator's admin API (`/_emulator/…`).
+//! - [`contract`]: Adobe's published contract (the OpenAPI facts) as a test oracle, and a recording proxy.
 //! - [`cluster`]: the end-to-end harness on a real control plane: install, the operator as its own service
 //!   account (its kubeconfig from a TokenRequest), the Ready predicate, scenarios, faults of the platform.
 //!
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod contract;
 pub mod emulator;
 pub mod fake_apiserver;
 pub mod fixtures;

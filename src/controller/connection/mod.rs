@@ -167,14 +167,29 @@ impl<'a> Reconciliation<'a> {
             return Ok(self.defer(INLET_POLL_INTERVAL));
         }
 
+        let mut progress = Progress::Ready;
         if let Some(update) = desired::connection_update(self.object, &connection) {
-            connection = self.update_connection(&scope, connection, update).await?;
+            connection = match self.update_connection(&scope, connection, update).await? {
+                update::Updated::Applied(connection) => connection,
+                // Everything else goes on: the inlet is published and the object is Ready, with a
+                // condition that says which change is not applied.
+                update::Updated::NotAllowed {
+                    connection,
+                    message,
+                } => {
+                    progress = Progress::ReadyExcept {
+                        reason: Reason::UpdateNotAllowed,
+                        message,
+                    };
+                    connection
+                }
+            };
         }
 
         let config_map_name = self.publish_config_map(&connection).await?;
         self.write_status(
             self.observed_status(&connection, Some(config_map_name)),
-            &Progress::Ready,
+            &progress,
         )
         .await?;
         self.ctx

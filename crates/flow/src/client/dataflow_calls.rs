@@ -613,7 +613,7 @@ impl FlowClient {
         self.list_all(
             scope,
             self.flow_url(T::COLLECTION, &[]),
-            |token| listing::filter_query(filters, token),
+            |page_size, token| listing::filter_query(filters, page_size, token),
             |body| listing::parse_page(body, T::parse),
             keep,
         )
@@ -622,26 +622,60 @@ impl FlowClient {
 
     /// Follows every page of a list (bounded by `MAX_LIST_PAGES`), keeping the items `keep` accepts.
     /// Only the kept items' ids are checked to be UUIDs: a stranger's odd id must not block a lookup.
+    ///
+    /// Pages are asked for with the client's page size; a page refused with `FLOW-1453-400` (the
+    /// catalogue's "Invalid query value … provided in query param", which is how a `limit` above an
+    /// undocumented maximum comes back) is asked for once more with the smaller fallback size, which
+    /// the client then keeps for every list when Flow Service takes it.
     pub(super) async fn list_all<T: Listed + Send>(
         &self,
         scope: &Scope<'_>,
         collection: Url,
-        query: impl Fn(Option<&str>) -> String + Send + Sync,
+        query: impl Fn(u32, Option<&str>) -> String + Send + Sync,
         parse_page: impl Fn(&[u8]) -> Result<(Vec<T>, Option<String>), String> + Send + Sync,
         keep: impl Fn(&T) -> bool + Send + Sync,
     ) -> Result<Vec<T>, FlowError> {
         let operation = Operation::List;
         let mut found = Vec::new();
         let mut token: Option<String> = None;
+        let mut shrunk = false;
         for _ in 0..MAX_LIST_PAGES {
-            let query = query(token.as_deref());
-            let response = self
+            let page_size = self.page_size();
+            let page_query = query(page_size, token.as_deref());
+            let result = self
                 .read(operation, scope, || {
                     let mut url = collection.clone();
-                    url.set_query(Some(&query));
+                    url.set_query(Some(&page_query));
                     url
                 })
-                .await?;
+                .await;
+            let response = match result {
+                Ok(response) => response,
+                Err(error) if error.is_invalid_query_value() && !shrunk => {
+                    let Some(smaller) = Self::smaller_page_size(page_size) else {
+                        return Err(error);
+                    };
+                    shrunk = true;
+                    let page_query = query(smaller, token.as_deref());
+                    let response = self
+                        .read(operation, scope, || {
+                            let mut url = collection.clone();
+                            url.set_query(Some(&page_query));
+                            url
+                        })
+                        .await?;
+                    // Only a size Flow Service took is kept: the 1453 may have been about another
+                    // parameter, and then the smaller page fails the same way and changes nothing.
+                    tracing::warn!(
+                        refused = page_size,
+                        page_size = smaller,
+                        "Flow Service refused the list page size; using a smaller one from now on"
+                    );
+                    self.remember_page_size(smaller);
+                    response
+                }
+                Err(error) => return Err(error),
+            };
             let (items, next) = parse_page(&response.body)
                 .map_err(|problem| unusable_success(operation, &response, &problem))?;
             for item in items.into_iter().filter(|item| keep(item)) {
