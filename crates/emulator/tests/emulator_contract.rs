@@ -106,6 +106,8 @@ struct Run {
     harness: Harness,
     proxy: RecordingProxy,
     matrix: BTreeMap<String, BTreeMap<u16, Via>>,
+    /// The catalogue codes (or IMS `error`s) the emulator gave, by operation and status.
+    codes: BTreeMap<(String, u16), BTreeSet<String>>,
     checked: usize,
 }
 
@@ -117,6 +119,7 @@ impl Run {
             harness,
             proxy,
             matrix: BTreeMap::new(),
+            codes: BTreeMap::new(),
             checked: 0,
         }
     }
@@ -227,6 +230,14 @@ impl Run {
                 "{what}: the emulator's answer breaks the contract: {response_violations:?}\n{text}"
             );
         }
+        if via == Via::Emulator
+            && let Some(code) = code_of(&text)
+        {
+            self.codes
+                .entry((key.clone(), status))
+                .or_default()
+                .insert(code);
+        }
         let cell = self
             .matrix
             .entry(key)
@@ -293,6 +304,9 @@ impl Run {
                 let cell = row.entry(status).or_insert(via);
                 *cell = (*cell).min(via);
             }
+        }
+        for (cell, codes) in other.codes {
+            self.codes.entry(cell).or_default().extend(codes);
         }
         self.checked += other.checked;
     }
@@ -547,6 +561,21 @@ async fn exercise_flow_service(run: &mut Run) {
         Valid,
     )
     .await;
+    for collection in ["sourceConnections", "targetConnections"] {
+        let mut body = if collection == "sourceConnections" {
+            source_body(&base_id)
+        } else {
+            target_body(DEMO_SCHEMA_ID)
+        };
+        body["connectionSpec"]["id"] = json!("00000000-0000-0000-0000-000000000000");
+        run.send(
+            &call(Method::POST, format!("{FS}/{collection}")).json(body),
+            Headers::All,
+            400,
+            Valid,
+        )
+        .await; // 1413
+    }
     run.sweep_flow(&create_target).await;
     for (collection, id) in [
         ("sourceConnections", &source_id),
@@ -726,6 +755,19 @@ async fn exercise_flow_service(run: &mut Run) {
     with_state["state"] = json!("enabled");
     let mut bad_flow_spec = flow_body(&source_id, &target_id);
     bad_flow_spec["flowSpec"]["id"] = json!("00000000-0000-0000-0000-000000000000");
+    let mut other_schema = mapping_body();
+    other_schema["outputSchema"]["schemaRef"]["id"] = json!("https://ns.adobe.com/x/schemas/other");
+    let other_mapping_id = run
+        .send(
+            &call(Method::POST, MAPPING_SETS).json(other_schema),
+            Headers::All,
+            200,
+            Valid,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mapped = |mapping: &str, version: Value| {
         let mut body = flow_body(&source_id, &target_id);
         body["flowSpec"]["id"] = json!(RAW_FLOW_SPEC_ID);
@@ -743,6 +785,7 @@ async fn exercise_flow_service(run: &mut Run) {
             Valid,
         ), // 1419
         (Body::Json(mapped(&mapping_id, json!("9"))), Valid), // 1412
+        (Body::Json(mapped(&other_mapping_id, json!("0"))), Valid), // 1425
     ] {
         let mut create = call(Method::POST, format!("{FS}/flows"));
         create.body = body;
@@ -1065,12 +1108,32 @@ async fn exercise_patch_disabled(run: &mut Run) {
     .await;
 }
 
+/// The operation-specific code of an error answer: a Flow problem's `nnnn` (`FLOW-nnnn-sss`) other than the
+/// sandbox checks every Flow Service call shares (`2100`, `2105`), or an IMS `error`. Gateway answers
+/// (`{"error_code"}`) are the same on every row and left out.
+fn code_of(text: &str) -> Option<String> {
+    let body: Value = serde_json::from_str(text).ok()?;
+    if let Some(kind) = body["type"].as_str()
+        && let Some((_, code)) = kind.rsplit_once("/FLOW-")
+    {
+        let number = code.split('-').next()?;
+        return (!matches!(number, "2100" | "2105")).then(|| number.to_owned());
+    }
+    body["error"]
+        .as_str()
+        .filter(|_| body.get("error_description").is_some())
+        .map(str::to_owned)
+}
+
 /// The short name of an operation key: its method and path template.
 fn row_name(key: &str) -> String {
     format!("`{key}`")
 }
 
-fn render(matrix: &BTreeMap<String, BTreeMap<u16, Via>>) -> String {
+fn render(
+    matrix: &BTreeMap<String, BTreeMap<u16, Via>>,
+    codes: &BTreeMap<(String, u16), BTreeSet<String>>,
+) -> String {
     let mut out = String::from(
         "| Operation | The emulator answers | Only by fault rule |\n| --- | --- | --- |\n",
     );
@@ -1081,7 +1144,14 @@ fn render(matrix: &BTreeMap<String, BTreeMap<u16, Via>>) -> String {
                 .filter(|(_, via)| wanted.contains(via))
                 .map(|(status, via)| match via {
                     Via::FaultOutsideContract => format!("{status}‡"),
-                    _ => status.to_string(),
+                    Via::Fault => status.to_string(),
+                    Via::Emulator => match codes.get(&(key.clone(), *status)) {
+                        Some(codes) => format!(
+                            "{status} ({})",
+                            codes.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                        None => status.to_string(),
+                    },
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -1124,7 +1194,7 @@ async fn every_operation_and_status_the_emulator_gives_is_in_the_contract_and_th
     }
     assert!(used.contains("POST /ims/token/v3"));
 
-    let table = render(&run.matrix);
+    let table = render(&run.matrix, &run.codes);
     let doc = std::fs::read_to_string(DOC).unwrap();
     let documented = doc
         .split_once(BEGIN)
@@ -1136,4 +1206,80 @@ async fn every_operation_and_status_the_emulator_gives_is_in_the_contract_and_th
          ({} exchanges checked); paste this:\n\n{table}",
         run.checked
     );
+}
+
+#[tokio::test]
+async fn the_recording_proxy_forwards_rewrites_the_emulators_urls_redacts_tokens_and_records_drops()
+{
+    let harness = Harness::start().await;
+    let proxy = RecordingProxy::start(&harness.base).await;
+    let url = |path: &str| format!("{}{path}", proxy.url());
+    let response = harness
+        .http
+        .post(url(&format!("{FS}/connections")))
+        .bearer_auth(&harness.token)
+        .header("x-api-key", DEMO_CLIENT_ID)
+        .header("x-gw-ims-org-id", DEMO_ORG_ID)
+        .header("x-sandbox-name", "prod")
+        .json(&streaming_connection("through the proxy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(location, url(&format!("{FS}/connections/{id}")));
+    let connection = harness.connection(&id).await;
+    let direct = connection["auth"]["params"]["inletUrl"].as_str().unwrap();
+    let read: Value = harness
+        .http
+        .get(&location)
+        .bearer_auth(&harness.token)
+        .header("x-api-key", DEMO_CLIENT_ID)
+        .header("x-gw-ims-org-id", DEMO_ORG_ID)
+        .header("x-sandbox-name", "prod")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let proxied = read["items"][0]["auth"]["params"]["inletUrl"]
+        .as_str()
+        .unwrap();
+    assert_eq!(proxied, direct.replace(&harness.base, &proxy.url()));
+
+    let exchanges = proxy.exchanges();
+    assert_eq!(exchanges.len(), 2);
+    assert_eq!(
+        exchanges[0].request_header("authorization"),
+        Some("<redacted>")
+    );
+    assert_eq!(exchanges[0].status, 201);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&exchanges[0].request_body).unwrap()["name"],
+        "through the proxy"
+    );
+    assert_eq!(exchanges[1].response_header("location"), None);
+    assert!(proxy.violations().is_empty(), "{:?}", proxy.violations());
+
+    // A connection the emulator drops is a 502 from the proxy and an exchange with status 0.
+    harness
+        .admin
+        .add_fault(rule(json!({"path": "/collection/*", "action": "drop"})))
+        .await;
+    let response = harness
+        .http
+        .post(proxied)
+        .json(&xdm_message())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(proxy.exchanges().last().unwrap().status, 0);
+    proxy.clear();
+    assert!(proxy.exchanges().is_empty());
 }
