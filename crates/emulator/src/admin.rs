@@ -26,6 +26,8 @@ pub const FAULT_ROUTE: &str = "/_emulator/faults/{id}";
 pub const RESET_ROUTE: &str = "/_emulator/reset";
 /// What one inlet received.
 pub const INLET_ROUTE: &str = "/_emulator/inlets/{inletId}";
+/// One connection's `state` (PUT `{"state": …}`), to put it where the catalogue's `1416-400` applies.
+pub const CONNECTION_STATE_ROUTE: &str = "/_emulator/connections/{id}/state";
 /// Readiness of the emulator itself.
 pub const HEALTH_ROUTE: &str = "/_emulator/health";
 
@@ -42,6 +44,10 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route(FAULT_ROUTE, delete(remove_fault))
         .route(RESET_ROUTE, post(reset))
         .route(INLET_ROUTE, get(inlet))
+        .route(
+            CONNECTION_STATE_ROUTE,
+            axum::routing::put(set_connection_state),
+        )
         .route(
             super::catalog::ADMIN_DATASETS_ROUTE,
             post(super::catalog::seed),
@@ -166,6 +172,43 @@ async fn remove_fault(State(app): State<Arc<AppState>>, Path(id): Path<String>) 
         StatusCode::NO_CONTENT.into_response()
     } else {
         admin_error(StatusCode::NOT_FOUND, format!("no fault rule {id}"))
+    }
+}
+
+/// `PUT /_emulator/connections/{id}/state` with `{"state": "<one of CONNECTION_STATES>"}`: sets the state of a
+/// connection of any org or sandbox, as GET shows it. In a state other than `enabled`, `disabled` or
+/// `initializing`, its PATCH and DELETE answer `FLOW-1416-400`. Persisted; answers 204.
+async fn set_connection_state(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let wanted = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|body| body.get("state").and_then(Value::as_str).map(str::to_owned));
+    let Some(wanted) =
+        wanted.filter(|state| super::connections::CONNECTION_STATES.contains(&state.as_str()))
+    else {
+        return admin_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body must be {{\"state\": one of {:?}}}",
+                super::connections::CONNECTION_STATES
+            ),
+        );
+    };
+    let generation = {
+        let mut store = app.store.lock().expect("store lock");
+        let Some(connection) = store.get_any_mut(&id) else {
+            return admin_error(StatusCode::NOT_FOUND, format!("no connection {id}"));
+        };
+        connection.state = wanted;
+        store.generation += 1;
+        store.generation
+    };
+    match app.persist(generation).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, error.message),
     }
 }
 

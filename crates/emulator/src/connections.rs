@@ -37,6 +37,30 @@ pub(crate) const STREAMING_AUTH_SPEC_NAME: &str = "Streaming Connection";
 const DEFAULT_SPEC_VERSION: &str = "1.0";
 const STATE_ENABLED: &str = "enabled";
 
+/// The states in which a connection may be updated or deleted; any other is `1416-400` (catalogue [S8]).
+pub(crate) const CHANGEABLE_STATES: [&str; 3] = ["enabled", "disabled", "initializing"];
+
+/// The states the catalogue names for a connection ([S8]; flow-service-api.md §1.3), which the admin API can
+/// put a connection in.
+pub const CONNECTION_STATES: [&str; 7] = [
+    "enabled",
+    "disabled",
+    "initializing",
+    "updating",
+    "disabling",
+    "enabled-finalizing",
+    "delete-finalizing",
+];
+
+/// `1416-400` unless the connection's state allows a change.
+fn check_changeable(connection: &StoredConnection) -> Result<(), FlowServiceProblem> {
+    if CHANGEABLE_STATES.contains(&connection.state.as_str()) {
+        Ok(())
+    } else {
+        Err(FlowServiceProblem::state_forbids_change())
+    }
+}
+
 /// The client id, checked by the gateway against the token's client.
 pub(crate) const API_KEY_HEADER: &str = "x-api-key";
 /// The IMS organization, checked by the gateway against the token's organization.
@@ -377,12 +401,11 @@ pub(crate) async fn delete(
     let caller = authorize(&app, &headers, false)?;
     let generation = {
         let mut store = app.store.lock().expect("store lock");
-        if store
-            .get_scoped(&id, &caller.org_id, &caller.sandbox)
-            .is_none()
-        {
+        let Some(connection) = store.get_scoped(&id, &caller.org_id, &caller.sandbox) else {
             return Err(FlowServiceProblem::not_found(&id).into());
-        }
+        };
+        // Only in `enabled`, `disabled` or `initializing` (catalogue `1416-400`).
+        check_changeable(connection)?;
         // A base connection that a flow still uses cannot go (reference §13): `FLOW-1418-400`.
         if let Some(in_use) = super::flows::base_connection_in_use(&store, &id) {
             return Err(in_use);
@@ -488,6 +511,8 @@ pub(crate) async fn patch(
         let connection = store
             .get_scoped_mut(&id, &caller.org_id, &caller.sandbox)
             .ok_or_else(|| FlowServiceProblem::not_found(&id))?;
+        // Only in `enabled`, `disabled` or `initializing` (catalogue `1416-400`), before the version check.
+        check_changeable(connection)?;
         if if_match != "*" && bare_etag(if_match) != bare_etag(&connection.etag) {
             return Err(FlowServiceProblem::version_mismatch(
                 if_match,

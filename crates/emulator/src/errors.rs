@@ -294,6 +294,18 @@ impl FlowServiceProblem {
         )
     }
 
+    /// `1416-400`: the connection is in a state (`updating`, `disabling`, `enabled-finalizing`,
+    /// `delete-finalizing`, …) in which it can be neither updated nor deleted. The catalogue's wording
+    /// (flow-service-errors.md, [S8] of flow-service-api.md §1.5/§1.6).
+    pub(crate) fn state_forbids_change() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "1416",
+            "Invalid request",
+            "Delete or Update can only be applied on connection with enabled, disabled or initializing state.",
+        )
+    }
+
     /// `1445-400`: PATCH of connections is not enabled for the organization.
     pub(crate) fn patch_not_enabled() -> Self {
         Self::new(

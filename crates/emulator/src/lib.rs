@@ -48,14 +48,15 @@ use tokio::task::JoinHandle;
 
 // The admin API's routes and fault rules, for the test kit's typed client of the admin API.
 pub use admin::{
-    FAULT_ROUTE, FAULTS_ROUTE, HEALTH_ROUTE, INLET_ROUTE, REQUESTS_ROUTE, RESET_ROUTE, STATE_ROUTE,
+    CONNECTION_STATE_ROUTE, FAULT_ROUTE, FAULTS_ROUTE, HEALTH_ROUTE, INLET_ROUTE, REQUESTS_ROUTE,
+    RESET_ROUTE, STATE_ROUTE,
 };
 pub use catalog::{DEMO_DATASET_ID, DEMO_DATASET_NAME, DEMO_SCHEMA_ID, XDM_CONTENT_TYPE};
 pub use config::{
     ClientCredential, ClientCredentialParseError, DEFAULT_MAX_PAGE_SIZE, DEFAULT_SANDBOXES,
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, EmulatorConfig,
 };
-pub use connections::STREAMING_CONNECTION_SPEC_ID;
+pub use connections::{CONNECTION_STATES, STREAMING_CONNECTION_SPEC_ID};
 pub use faults::{FaultAction, FaultRule, RetryAfter};
 pub use flows::{RAW_FLOW_SPEC_ID, XDM_FLOW_SPEC_ID};
 pub use source_target::DATA_LAKE_CONNECTION_SPEC_ID;

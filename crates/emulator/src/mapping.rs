@@ -212,6 +212,18 @@ pub(crate) async fn create(
     Ok(Json(summary).into_response())
 }
 
+/// A query parameter the Data Prep spec does not declare: the Flow Service catalogue's `1451-400` ("Invalid
+/// params … provided in query params"), as the Flow Service lists answer, unless `--lenient`.
+fn check_known(app: &AppState, name: &str) -> Result<(), Problem> {
+    if app.lenient {
+        return Ok(());
+    }
+    Err(Problem::bad_request(
+        "1451",
+        format!("Invalid params {name} provided in query params."),
+    ))
+}
+
 /// `GET /mappingSets/{id}[?version=N]` → 200 with that version (the newest by default).
 pub(crate) async fn get_one(
     State(app): State<Arc<AppState>>,
@@ -220,6 +232,11 @@ pub(crate) async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let caller = authorize(&app, &headers, false)?;
+    for (name, _) in url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
+        if !matches!(name.as_ref(), "version" | "expandSchema") {
+            check_known(&app, &name)?;
+        }
+    }
     let wanted = query_value(query.as_deref(), "version").map(|value| value.parse::<u64>().ok());
     let store = app.store.lock().expect("store lock");
     let set = find(&store.dataflow.mapping_sets, &id, &caller, KIND)?;
@@ -253,7 +270,9 @@ pub(crate) async fn list(
         match name.as_ref() {
             "start" => start = number()?,
             "limit" => limit = number()?.max(1),
-            _ => {}
+            // Declared by the Data Prep spec; not modelled (a mapping set has no name here, one order).
+            "name" | "orderBy" | "expandSchema" => {}
+            other => check_known(&app, other)?,
         }
     }
     let store = app.store.lock().expect("store lock");

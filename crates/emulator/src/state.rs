@@ -278,6 +278,11 @@ impl Store {
             .filter(|c| c.org_id == org_id && c.sandbox_name == sandbox)
     }
 
+    /// A connection of any org or sandbox, to change it from the admin API.
+    pub(crate) fn get_any_mut(&mut self, id: &str) -> Option<&mut StoredConnection> {
+        self.connections.get_mut(id)
+    }
+
     /// Delete a connection and its inlet index entry; `None` if there is none with that id.
     pub(crate) fn remove(&mut self, id: &str) -> Option<StoredConnection> {
         let removed = self.connections.remove(id)?;

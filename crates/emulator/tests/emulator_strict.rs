@@ -244,3 +244,138 @@ async fn sync_validation_is_limited_to_60_requests_a_minute_per_inlet_unless_len
         assert_eq!(response.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn a_connection_in_a_transitional_state_refuses_patch_and_delete_with_1416() {
+    let harness = Harness::start().await;
+    let (id, etag) = harness.create("web events").await;
+    let patch = json!([{"op": "replace", "path": "/name", "value": "renamed"}]);
+    for state in [
+        "updating",
+        "disabling",
+        "enabled-finalizing",
+        "delete-finalizing",
+    ] {
+        harness.admin.set_connection_state(&id, state).await;
+        assert_eq!(harness.connection(&id).await["state"], state);
+        let response = harness
+            .flow(Method::PATCH, &format!("{CONNECTIONS}/{id}"))
+            .header("If-Match", &etag)
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        let body = assert_flow_error(response, 400, "1416-400").await;
+        assert_eq!(
+            body["errorMessage"],
+            "Delete or Update can only be applied on connection with enabled, disabled or initializing state."
+        );
+        let response = harness
+            .flow(Method::DELETE, &format!("{CONNECTIONS}/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_flow_error(response, 400, "1416-400").await;
+    }
+    // A stale etag does not matter before the state does; an unknown id is still 404 first.
+    let response = harness
+        .flow(Method::PATCH, &format!("{CONNECTIONS}/{id}"))
+        .header("If-Match", "\"stale\"")
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_flow_error(response, 400, "1416-400").await;
+    // enabled, disabled and initializing allow both.
+    for state in ["disabled", "initializing", "enabled"] {
+        harness.admin.set_connection_state(&id, state).await;
+        let response = harness
+            .flow(Method::PATCH, &format!("{CONNECTIONS}/{id}"))
+            .header("If-Match", "*")
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{state}");
+    }
+    harness
+        .admin
+        .set_connection_state(&id, "initializing")
+        .await;
+    let response = harness
+        .flow(Method::DELETE, &format!("{CONNECTIONS}/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_admin_state_route_refuses_unknown_states_and_connections() {
+    let harness = Harness::start().await;
+    let (id, _) = harness.create("web events").await;
+    for (path, body, status) in [
+        (
+            format!("/_emulator/connections/{id}/state"),
+            json!({"state": "draft"}),
+            400,
+        ),
+        (format!("/_emulator/connections/{id}/state"), json!({}), 400),
+        (
+            "/_emulator/connections/nope/state".to_owned(),
+            json!({"state": "updating"}),
+            404,
+        ),
+    ] {
+        let response = harness
+            .http
+            .put(harness.url(&path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path} {body}");
+    }
+    assert_eq!(harness.connection(&id).await["state"], "enabled");
+}
+
+#[tokio::test]
+async fn mapping_set_reads_refuse_undeclared_query_parameters_with_1451_unless_lenient() {
+    const MAPPING_SETS: &str = "/data/foundation/conversion/mappingSets";
+    let body = json!({
+        "outputSchema": {"schemaRef": {"id": aep_emulator::DEMO_SCHEMA_ID,
+                                       "contentType": aep_emulator::XDM_CONTENT_TYPE}},
+        "mappings": [{"sourceType": "ATTRIBUTE", "source": "a", "destination": "b"}]
+    });
+    for (config, strict) in [(EmulatorConfig::default(), true), (lenient(), false)] {
+        let harness = Harness::with(config).await;
+        let created: Value = harness
+            .flow(Method::POST, MAPPING_SETS)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap();
+        for path in [
+            format!("{MAPPING_SETS}?start=0&limit=10&property=name==x"),
+            format!("{MAPPING_SETS}/{id}?continuationToken=abc"),
+        ] {
+            let response = harness.flow(Method::GET, &path).send().await.unwrap();
+            if strict {
+                assert_flow_error(response, 400, "1451-400").await;
+            } else {
+                assert_eq!(response.status(), StatusCode::OK, "{path}");
+            }
+        }
+        for path in [
+            format!("{MAPPING_SETS}?start=0&limit=10&name=x&orderBy=name&expandSchema=false"),
+            format!("{MAPPING_SETS}/{id}?version=0&expandSchema=true"),
+        ] {
+            let response = harness.flow(Method::GET, &path).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+    }
+}

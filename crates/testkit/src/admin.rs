@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use aep_emulator::FaultRule;
-use aep_emulator::{FAULTS_ROUTE, INLET_ROUTE, REQUESTS_ROUTE, RESET_ROUTE, STATE_ROUTE};
+use aep_emulator::{
+    CONNECTION_STATE_ROUTE, FAULTS_ROUTE, INLET_ROUTE, REQUESTS_ROUTE, RESET_ROUTE, STATE_ROUTE,
+};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -98,6 +100,18 @@ impl EmulatorAdmin {
     pub async fn reset(&self) {
         self.expect(Method::POST, RESET_ROUTE, None, StatusCode::NO_CONTENT)
             .await;
+    }
+
+    /// Puts a connection (of any org or sandbox) in `state`, one of [`aep_emulator::CONNECTION_STATES`]; outside
+    /// `enabled`, `disabled` and `initializing` its PATCH and DELETE answer `FLOW-1416-400`.
+    pub async fn set_connection_state(&self, id: &str, state: &str) {
+        self.expect(
+            Method::PUT,
+            &CONNECTION_STATE_ROUTE.replace("{id}", id),
+            Some(json!({ "state": state })),
+            StatusCode::NO_CONTENT,
+        )
+        .await;
     }
 
     /// What one inlet received: counts and the most recent accepted messages.

@@ -256,6 +256,17 @@ fn documented_defs(mut defs: Value) -> Value {
         });
         instruction["properties"]["value"] = json!({});
     }
+    // dataprep.SimpleRepresentation and dataprep.MappingSet: the spec declares `createdDate`/`modifiedDate` as
+    // date-time strings, but the Data Prep tutorial's create and read examples (data-prep/api/mapping-set.md,
+    // flow-service-dataflow.md §7 [V spec + doc]) show epoch milliseconds (`"createdDate": 1614901254724`).
+    // Follow the examples: an integer, or the spec's string.
+    for name in ["dataprep.SimpleRepresentation", "dataprep.MappingSet"] {
+        if let Some(representation) = defs.get_mut(name) {
+            for field in ["createdDate", "modifiedDate"] {
+                representation["properties"][field] = json!({"type": ["integer", "string"]});
+            }
+        }
+    }
     defs
 }
 
