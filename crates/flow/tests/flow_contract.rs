@@ -8,7 +8,7 @@
 //! its checks (lower-case `op` and a string `value` in PatchInstruction, `op=enable` without `subOp` on flow
 //! actions, `x-sandbox-name` on every Flow Service call). Two more places where the client follows the
 //! documented request examples against the spec's request schema are listed below, in
-//! [`DOCUMENTED_EXAMPLE_DEVIATIONS`], each with its document; nothing else is let through.
+//! [`aep_testkit::contract::DOCUMENTED_EXAMPLE_DEVIATIONS`], each with its document; nothing else is let through.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use aep_flow::{
     Mapping, NewConnection, NewFlow, NewMappingSet, NewSourceConnection, NewTargetConnection,
     SchemaRef, Scope, SourceType,
 };
-use aep_testkit::contract::{RecordingProxy, validate_request};
+use aep_testkit::contract::{RecordingProxy, is_documented_example_deviation, validate_request};
 
 fn credentials() -> Credentials {
     let data = [
@@ -52,41 +52,6 @@ fn mapping_set(destination: &str) -> NewMappingSet {
             destination: destination.into(),
         }],
     }
-}
-
-/// Where the published request schema and Adobe's documented request examples disagree, the client sends
-/// what the examples send (issue 14: "follow the documented examples and say so next to the test"). Each
-/// entry: the operation, two fragments that together name the one schema violation it excuses, and the
-/// document. Matched narrowly, so any other violation of the same operation still fails.
-const DOCUMENTED_EXAMPLE_DEVIATIONS: &[(&str, &str, &str, &str)] = &[
-    (
-        "POST /data/foundation/flowservice/sourceConnections",
-        "at \"\"",
-        "\"data\" is a required property",
-        // flow-service-dataflow.md §5 `data.format` [C]: the spec marks `data` required, but the HTTP API
-        // tutorial (help/sources/tutorials/api/create/streaming/http.md, [S1]) creates the streaming source
-        // connection without `data` and documents 201; no document gives its `format` for an HTTP API source.
-        "flow-service-dataflow.md §5 [C]; http.md [S1]",
-    ),
-    (
-        "POST /data/foundation/flowservice/flows",
-        "/transformations/0/params/mappingVersion",
-        "is not of type \"string\"",
-        // flow-service-dataflow.md §8 `mappingVersion` [C]: every documented request (the HTTP API tutorial
-        // [S1], update-dataflows.md) sends the version as the number `0`; the spec types it a string, and
-        // only GET examples show `"0"`.
-        "flow-service-dataflow.md §8 and §12.1 [C]; http.md [S1]; update-dataflows.md",
-    ),
-];
-
-fn is_documented_example_deviation(violation: &aep_testkit::contract::Violation) -> bool {
-    DOCUMENTED_EXAMPLE_DEVIATIONS
-        .iter()
-        .any(|(operation, at, what, _document)| {
-            violation.operation == *operation
-                && violation.message.contains(at)
-                && violation.message.contains(what)
-        })
 }
 
 /// Every operation of the contract the client calls (`METHOD /template`, as the facts file keys them).
