@@ -531,6 +531,39 @@ async fn delete_removes_the_flow_then_its_connections_and_orphan_keeps_them() {
 }
 
 #[tokio::test]
+async fn deleting_the_crd_orphans_the_flow_and_its_connections_with_a_warning() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    let before = h.counts().await;
+    h.kube.insert(&json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "streamingdataflows.streaming.aep-operator.dev",
+            "deletionTimestamp": "2026-12-01T00:00:00Z",
+        },
+    }));
+    h.clear_calls().await;
+    h.mark_deleting("streamingdataflows/lake");
+    h.reconcile("lake").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        Vec::<String>::new(),
+        "nothing is deleted in Adobe"
+    );
+    assert_eq!(h.counts().await, before);
+    assert!(
+        h.kube
+            .events()
+            .contains(&("Warning".into(), "Orphaned".into())),
+        "{:?}",
+        h.kube.events()
+    );
+}
+
+#[tokio::test]
 async fn a_connection_being_deleted_waits_for_its_dataflows_and_names_them() {
     let mut h = Harness::new().await;
     h.ready_connection(DataType::Xdm).await;

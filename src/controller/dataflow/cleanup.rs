@@ -7,7 +7,7 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::Reconciliation;
-use crate::api::{DataflowPart, DeletionPolicy};
+use crate::api::{DataflowPart, DeletionPolicy, ServedKind};
 use crate::controller::credentials;
 use crate::controller::error::{Error, Result};
 use crate::controller::reason::Reason;
@@ -58,6 +58,30 @@ impl Reconciliation<'_> {
         .into_iter()
         .flatten()
         .collect();
+        // Deleting the CRD deletes every object of the kind: an uninstall, not a decision about the
+        // data, so nothing is deleted in Adobe.
+        if self
+            .ctx
+            .definition_is_being_deleted(ServedKind::StreamingDataflow)
+            .await?
+        {
+            if recorded.is_empty() && status.pending_create.is_none() {
+                return Ok(Action::await_change());
+            }
+            let note = format!(
+                "Left {} in Adobe Experience Platform: the StreamingDataflow CustomResourceDefinition is \
+                 being deleted, and deleting it never deletes data in Adobe",
+                if recorded.is_empty() {
+                    "the dataflow being created".to_string()
+                } else {
+                    recorded.join(", ")
+                }
+            );
+            warn!(note = %note, "left a dataflow in Adobe Experience Platform");
+            self.publish(EventType::Warning, Reason::Orphaned, note)
+                .await;
+            return Ok(Action::await_change());
+        }
         if self.object.spec.deletion_policy == DeletionPolicy::Orphan {
             if !recorded.is_empty() {
                 self.publish(
