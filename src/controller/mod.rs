@@ -118,6 +118,12 @@ pub(crate) async fn reconcile_object<K: Managed>(
             .namespace()
             .ok_or_else(|| Error::InvalidObject(format!("a {} must be namespaced", K::KIND)))?;
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        if object.meta().deletion_timestamp.is_some()
+            && !still_finalized_by_us(&api, &object).await?
+        {
+            debug!("the object was already let go; the cache has not seen it yet");
+            return Ok(Action::await_change());
+        }
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
                 Finalizer::Apply(object) => object.apply(&ctx).await,
@@ -164,6 +170,26 @@ pub(crate) async fn reconcile_object<K: Managed>(
     };
     ctx.metrics.reconciled(outcome, started.elapsed());
     result
+}
+
+/// Whether the stored object (not the cached one) still carries the operator's finalizer. A deleting
+/// object can be reconciled again from a cache that has not yet seen its finalizer go (a change of a
+/// related object maps to it): its cleanup must not run twice, nor say twice what it did.
+async fn still_finalized_by_us<K: Managed>(api: &Api<K>, object: &K) -> Result<bool> {
+    let stored = api
+        .get_metadata_opt(&object.name_any())
+        .await
+        .map_err(|source| Error::Kubernetes {
+            context: "reading the object being deleted",
+            source,
+        })?;
+    Ok(stored.is_some_and(|stored| {
+        stored.metadata.uid == object.meta().uid
+            && stored
+                .metadata
+                .finalizers
+                .is_some_and(|finalizers| finalizers.iter().any(|f| f == FINALIZER))
+    }))
 }
 
 /// After a failed reconcile: permanent errors wait for a change of the object or its Secret;
