@@ -189,6 +189,8 @@ expect_refusal "the operator watches one namespace or all of them" --set 'watchN
 expect_refusal "needs leaderElection.enabled" --set leaderElection.enabled=false
 expect_refusal "networkPolicy.apiServer.cidrs is required" --set networkPolicy.enabled=true
 expect_refusal "image.digest must look like sha256" --set image.digest=latest
+# values.schema.json: a misspelt value is an error, not silently ignored.
+expect_refusal "additional properties 'watchNamespace' not allowed" --set watchNamespace=marketing
 
 say "namespaces for the dry runs and the install (restricted Pod Security enforced)"
 for namespace in "$release_ns" "$tenant_ns"; do
