@@ -44,43 +44,32 @@ prometheus_operator_version=v0.85.0
 say() { printf '\n== test-install: %s\n' "$*"; }
 fail() { printf 'test-install: FAILED: %s\n' "$*" >&2; exit 1; }
 
+for binary in aep-streaming-operator aep-emulator aep-testkit; do
+  [[ -x $debug/$binary ]] || fail "$debug/$binary is missing: run cargo build --locked --workspace --bins"
+done
+# kubectl of the pinned version, from the control-plane cache (0.2 s when built), and helm (built once).
+control_plane_bin=$(tools/build-control-plane.sh | tail -n 1)
+export PATH=$control_plane_bin:$PATH
+helm=$(tools/helm.sh | tail -n 1)
+
 rm -rf "$logs"
 mkdir -p "$logs"
 work=$(mktemp -d)
 chmod 700 "$work"
-
-# ---------------------------------------------------------------------------------------------- the cluster
-cluster_dir=
-if [[ -n ${AEP_E2E_KUBECONFIG:-} ]]; then
-  export KUBECONFIG=$AEP_E2E_KUBECONFIG
-else
-  cluster_dir=$repo/target/cluster-install
-  tools/cluster.sh up "$cluster_dir" >"$logs/cluster-up.log" 2>&1 || { cat "$logs/cluster-up.log" >&2; exit 1; }
-  export KUBECONFIG=$cluster_dir/kubeconfig
-fi
-# kubectl of the pinned version, from the control-plane cache (0.2 s when built).
-control_plane_bin=$(tools/build-control-plane.sh | tail -n 1)
-export PATH=$control_plane_bin:$PATH
-helm=$(tools/helm.sh | tail -n 1)
 # Helm keeps its cache and config out of $HOME, so the test leaves nothing behind.
 export HELM_CACHE_HOME=$work/helm/cache HELM_CONFIG_HOME=$work/helm/config HELM_DATA_HOME=$work/helm/data
 
-for binary in aep-streaming-operator aep-emulator aep-testkit; do
-  [[ -x $debug/$binary ]] || fail "$debug/$binary is missing: run cargo build --locked --workspace --bins"
-done
+# What the cleanup must undo or put back; "unknown" until the cluster has been looked at.
+cluster_dir=
+crds_existed=unknown
+deploy_ns_existed=unknown
+monitoring_added=()
+kustomize_applied=false
+operator_pid=
+emulator_pid=
 
 exists() { kubectl get "$@" >/dev/null 2>&1; }
 
-# What was there before, so that the end puts it back.
-crds_existed=false
-if exists crd "${crd_names[0]}" && exists crd "${crd_names[1]}"; then crds_existed=true; fi
-deploy_ns_existed=false
-if exists namespace aep-streaming-operator; then deploy_ns_existed=true; fi
-monitoring_added=()
-kustomize_applied=false
-
-operator_pid=
-emulator_pid=
 stop_process() { # pid
   [[ -n $1 ]] || return 0
   kill -TERM "$1" 2>/dev/null || return 0
@@ -92,37 +81,57 @@ cleanup() {
   local status=$?
   set +e
   stop_process "$operator_pid"
-  # Objects of this test whose operator is gone keep their finalizer: removed by hand, as docs/install.md
-  # describes for an operator that is no longer running.
-  for kind in streamingconnections streamingdataflows; do
-    for object in $(kubectl get "$kind" -n "$tenant_ns" -o name 2>/dev/null); do
-      kubectl patch "$object" -n "$tenant_ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
-    done
-  done
-  "$helm" uninstall "$release" -n "$release_ns" --wait=false >/dev/null 2>&1
-  if [[ $kustomize_applied == true ]]; then kubectl delete -k deploy/ --ignore-not-found >/dev/null 2>&1; fi
-  kubectl delete namespace "$tenant_ns" "$release_ns" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1
-  kubectl delete priorityclass "$priority_class" --ignore-not-found >/dev/null 2>&1
-  kubectl delete clusterrolebinding "$release-editor" "$release-viewer" --ignore-not-found >/dev/null 2>&1
-  for crd in "${monitoring_added[@]}"; do kubectl delete crd "$crd" --ignore-not-found >/dev/null 2>&1; done
-  if [[ $crds_existed == false ]]; then
-    kubectl delete crd "${crd_names[@]}" --ignore-not-found >/dev/null 2>&1
-  else
-    # Back as the end-to-end tests installed them (the test deleted and reinstalled them through helm).
-    kubectl apply --server-side --force-conflicts -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml >/dev/null
-  fi
-  if [[ $deploy_ns_existed == true ]]; then
-    # kubectl delete -k deploy/ removed the end-to-end tests' namespace, service account and RBAC: put them back.
-    kubectl apply --server-side --force-conflicts -f deploy/namespace.yaml -f deploy/serviceaccount.yaml \
-      -f deploy/rbac.yaml >/dev/null
-  fi
   stop_process "$emulator_pid"
+  if [[ $crds_existed != unknown ]]; then
+    # Objects of this test whose operator is gone keep their finalizer: removed by hand, as docs/install.md
+    # describes for an operator that is no longer running.
+    for kind in streamingconnections streamingdataflows; do
+      for object in $(kubectl get "$kind" -n "$tenant_ns" -o name 2>/dev/null); do
+        kubectl patch "$object" -n "$tenant_ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+      done
+    done
+    "$helm" uninstall "$release" -n "$release_ns" >/dev/null 2>&1
+    if [[ $kustomize_applied == true ]]; then kubectl delete -k deploy/ --ignore-not-found >/dev/null 2>&1; fi
+    kubectl delete namespace "$tenant_ns" "$release_ns" --ignore-not-found --timeout=120s >/dev/null 2>&1
+    kubectl delete priorityclass "$priority_class" --ignore-not-found >/dev/null 2>&1
+    kubectl delete clusterrolebinding "$release-editor" "$release-viewer" "$fullname" --ignore-not-found >/dev/null 2>&1
+    # In case helm uninstall could not run (a failed install): the release's cluster-scoped objects.
+    kubectl delete clusterrole "$fullname" "$fullname-view" "$fullname-edit" --ignore-not-found >/dev/null 2>&1
+    for crd in "${monitoring_added[@]}"; do kubectl delete crd "$crd" --ignore-not-found >/dev/null 2>&1; done
+    # The operator's CRDs as they were: absent, or installed from crds/ as the end-to-end tests do (without the
+    # annotations of deploy/crds). Never while objects of another test still exist.
+    if [[ -z $(kubectl get streamingconnections,streamingdataflows -A -o name 2>/dev/null) ]]; then
+      kubectl delete crd "${crd_names[@]}" --ignore-not-found >/dev/null 2>&1
+      if [[ $crds_existed == true ]]; then
+        kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml >/dev/null
+      fi
+    fi
+    if [[ $deploy_ns_existed == true ]]; then
+      # kubectl delete -k deploy/ removed the end-to-end tests' namespace, service account and RBAC: back they go.
+      kubectl apply --server-side --force-conflicts -f deploy/namespace.yaml -f deploy/serviceaccount.yaml \
+        -f deploy/rbac.yaml >/dev/null
+    fi
+  fi
   rm -rf "$work"
   if [[ -n $cluster_dir ]]; then tools/cluster.sh down "$cluster_dir" >/dev/null 2>&1; fi
   if ((status != 0)); then echo "test-install: logs in $logs" >&2; fi
   exit "$status"
 }
 trap cleanup EXIT
+
+# ---------------------------------------------------------------------------------------------- the cluster
+if [[ -n ${AEP_E2E_KUBECONFIG:-} ]]; then
+  export KUBECONFIG=$AEP_E2E_KUBECONFIG
+else
+  cluster_dir=$repo/target/cluster-install
+  tools/cluster.sh up "$cluster_dir" >"$logs/cluster-up.log" 2>&1 || { cat "$logs/cluster-up.log" >&2; exit 1; }
+  export KUBECONFIG=$cluster_dir/kubeconfig
+fi
+kubectl get namespace default >/dev/null || fail "the cluster of $KUBECONFIG does not answer"
+crds_existed=false
+if exists crd "${crd_names[0]}" && exists crd "${crd_names[1]}"; then crds_existed=true; fi
+deploy_ns_existed=false
+if exists namespace aep-streaming-operator; then deploy_ns_existed=true; fi
 
 # Prints a JSON document with the objects of a YAML stream (kubectl parses; python reads JSON only, so no PyYAML).
 to_json() { kubectl create --dry-run=client -o json -f -; }
@@ -197,6 +206,8 @@ for namespace in "$release_ns" "$tenant_ns"; do
   kubectl create namespace "$namespace"
   kubectl label namespace "$namespace" pod-security.kubernetes.io/enforce=restricted \
     pod-security.kubernetes.io/warn=restricted
+  # The Pod dry runs use the namespace's `default` service account, which the controller manager adds.
+  for _ in $(seq 1 100); do exists serviceaccount default -n "$namespace" && break; sleep 0.2; done
 done
 # The all-options values name a PriorityClass; the Pod dry run needs it to exist.
 kubectl create priorityclass "$priority_class" --value=1000 --description="tools/test-install.sh"
@@ -256,7 +267,7 @@ grep -q 'servicemonitor.monitoring.coreos.com' "$logs/dry-run-all-options.out" |
 grep -q 'podmonitor.monitoring.coreos.com' "$logs/dry-run-all-options.out" || fail "no PodMonitor rendered"
 grep -q 'networkpolicy' "$logs/dry-run-all-options.out" || fail "no NetworkPolicy rendered"
 grep -q 'poddisruptionbudget' "$logs/dry-run-all-options.out" || fail "no PodDisruptionBudget rendered"
-grep -q "role.rbac.authorization.k8s.io/$fullname " "$logs/dry-run-all-options.out" || fail "no namespaced Role rendered"
+grep -q "^role.rbac.authorization.k8s.io/$fullname " "$logs/dry-run-all-options.out" || fail "no namespaced Role rendered"
 if [[ -f $chart/files/prometheus-rules.yaml ]]; then
   grep -q 'prometheusrule.monitoring.coreos.com' "$logs/dry-run-all-options.out" || fail "no PrometheusRule rendered"
 else
