@@ -133,8 +133,19 @@ if exists crd "${crd_names[0]}" && exists crd "${crd_names[1]}"; then crds_exist
 deploy_ns_existed=false
 if exists namespace aep-streaming-operator; then deploy_ns_existed=true; fi
 
-# Prints a JSON document with the objects of a YAML stream (kubectl parses; python reads JSON only, so no PyYAML).
-to_json() { kubectl create --dry-run=client -o json -f -; }
+# A YAML stream as one JSON List (kubectl parses the YAML, so no PyYAML is needed; it prints one JSON document
+# per object, which python gathers).
+to_json() {
+  kubectl create --dry-run=client -o json -f - | python3 -c '
+import json, sys
+text, decoder, items, position = sys.stdin.read(), json.JSONDecoder(), [], 0
+while text[position:].strip():
+    position += len(text[position:]) - len(text[position:].lstrip())
+    item, position = decoder.raw_decode(text, position)
+    items.extend(item["items"] if item.get("kind") == "List" else [item])
+print(json.dumps({"kind": "List", "items": items}))
+'
+}
 
 # ------------------------------------------------------------------------------ 1. files that must not drift
 say "the chart's crds/ are byte-identical to crds/ (make crd copies them)"
@@ -290,7 +301,7 @@ kubectl wait --for=condition=Established crd "${crd_names[@]}" --timeout=60s
 kubectl get deployment "$fullname" -n "$release_ns"
 
 say "the operator as the chart's service account (a local process: no kubelet runs pods here)"
-read -r emulator_port metrics_port < <("$debug/aep-testkit" free-ports 2 | tr '\n' ' ')
+read -r emulator_port metrics_port < <("$debug/aep-testkit" free-ports 2)
 emulator=http://127.0.0.1:$emulator_port
 setsid "$debug/aep-emulator" --listen "127.0.0.1:$emulator_port" >"$logs/emulator.log" 2>&1 &
 emulator_pid=$!
@@ -456,14 +467,15 @@ kubectl kustomize deploy/ >"$work/deploy.yaml"
 grep -q 'kind: CustomResourceDefinition' "$work/deploy.yaml" && fail "deploy/ still renders a CRD"
 kustomize_applied=true
 kubectl apply -k deploy/
-kubectl delete -k deploy/ --wait=true --timeout=120s
-check_kept "after kubectl delete -k deploy/"
-
+# While its namespace exists (a server dry run does not create one).
 say "deploy/overlays/release pins the image by digest"
 kubectl kustomize deploy/overlays/release >"$work/release.yaml"
 image=$(sed -n 's/^[[:space:]]*image: //p' "$work/release.yaml")
 [[ $image =~ ^[^@:]+(:[^@]+)?@sha256:[0-9a-f]{64}$ ]] || fail "the release overlay's image is not by digest: $image"
 kubectl apply --dry-run=server -f "$work/release.yaml" >/dev/null
 echo "   image: $image (accepted by a server dry run)"
+
+kubectl delete -k deploy/ --wait=true --timeout=120s
+check_kept "after kubectl delete -k deploy/"
 
 say "passed"
