@@ -30,3 +30,4 @@ fi
 # The end-to-end and reliability tests share one cluster and some watch all namespaces, so they
 # run one at a time.
 cargo test --locked --test e2e --test e2e_dataflow --test reliability -- --ignored --test-threads=1
+tools/test-install.sh
