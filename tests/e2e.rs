@@ -764,38 +764,57 @@ async fn kubectl_shows_the_columns_explains_the_fields_and_lists_the_events() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
-async fn the_deploy_kustomization_is_accepted_by_the_api_server_and_meets_the_restricted_pod_security_level()
+async fn the_deploy_kustomizations_are_accepted_by_the_api_server_and_meet_the_restricted_pod_security_level()
  {
     install(&admin_client().await).await;
     let kubectl = std::env::var("AEP_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
     let kubeconfig = std::env::var("AEP_E2E_KUBECONFIG").unwrap();
-    let output = std::process::Command::new(&kubectl)
-        .args([
-            "--kubeconfig",
-            &kubeconfig,
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "-k",
-        ])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy"))
-        .output()
-        .expect("kubectl runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(
-        !stderr.contains("PodSecurity"),
-        "the Deployment would violate the namespace's Pod Security level: {stderr}"
+    // What `kubectl apply --server-side -k <dir>` would create, checked by the API server (dry run).
+    let dry_run = |directory: &str| {
+        let output = std::process::Command::new(&kubectl)
+            .args([
+                "--kubeconfig",
+                &kubeconfig,
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "-k",
+            ])
+            .arg(format!("{}/{directory}", env!("CARGO_MANIFEST_DIR")))
+            .output()
+            .expect("kubectl runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{directory}: {stderr}");
+        assert!(
+            !stderr.contains("PodSecurity"),
+            "{directory}: the Deployment would violate the namespace's Pod Security level: {stderr}"
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let crds = dry_run("deploy/crds");
+    assert_eq!(
+        crds.matches("customresourcedefinition").count(),
+        2,
+        "both CRDs, nothing else: {crds}"
     );
-    let applied = String::from_utf8_lossy(&output.stdout);
-    for kind in [
-        "customresourcedefinition",
-        "namespace",
-        "serviceaccount",
-        "clusterrole",
-        "clusterrolebinding",
-        "deployment",
-    ] {
-        assert!(applied.contains(kind), "{kind} missing from: {applied}");
+    // The operator's part holds no CRD, so that deleting or pruning it never deletes one.
+    for directory in ["deploy", "deploy/overlays/release"] {
+        let applied = dry_run(directory);
+        assert!(
+            !applied.contains("customresourcedefinition"),
+            "{directory} must not hold a CRD: {applied}"
+        );
+        for kind in [
+            "namespace",
+            "serviceaccount",
+            "clusterrole",
+            "clusterrolebinding",
+            "deployment",
+        ] {
+            assert!(
+                applied.contains(kind),
+                "{directory}: {kind} missing from: {applied}"
+            );
+        }
     }
 }

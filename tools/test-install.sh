@@ -2,7 +2,7 @@
 # The install paths, tested with real helm and kubectl against a real control plane (tools/run-tests.sh runs it
 # in tier 4, after the end-to-end tests, on the same cluster):
 #
-#   1. the chart's crds/ are byte-identical to crds/, and the chart's RBAC rules equal deploy/rbac.yaml's;
+#   1. the chart's crds/ are byte-identical to crds/, and the chart's RBAC rules equal deploy/operator/rbac.yaml's;
 #   2. helm lint, and helm template | kubectl apply --dry-run=server (default values, and ci/all-options-values.yaml
 #      exercising every option) in a namespace that enforces the restricted Pod Security level, plus a Pod made
 #      from each Deployment's template (enforcement applies to Pods only);
@@ -108,8 +108,8 @@ cleanup() {
     fi
     if [[ $deploy_ns_existed == true ]]; then
       # kubectl delete -k deploy/ removed the end-to-end tests' namespace, service account and RBAC: back they go.
-      kubectl apply --server-side --force-conflicts -f deploy/namespace.yaml -f deploy/serviceaccount.yaml \
-        -f deploy/rbac.yaml >/dev/null
+      kubectl apply --server-side --force-conflicts -f deploy/operator/namespace.yaml -f deploy/operator/serviceaccount.yaml \
+        -f deploy/operator/rbac.yaml >/dev/null
     fi
   fi
   rm -rf "$work"
@@ -161,8 +161,8 @@ for file in "${generated[@]}"; do
 done
 echo "   ${#generated[@]} CRDs identical"
 
-say "the chart's RBAC rules equal deploy/rbac.yaml's ClusterRole (cluster-wide and namespaced mode)"
-to_json <deploy/rbac.yaml >"$work/deploy-rbac.json"
+say "the chart's RBAC rules equal deploy/operator/rbac.yaml's ClusterRole (cluster-wide and namespaced mode)"
+to_json <deploy/operator/rbac.yaml >"$work/deploy-rbac.json"
 "$helm" template "$release" "$chart" -n "$release_ns" --show-only templates/rbac.yaml | to_json >"$work/chart-rbac.json"
 "$helm" template "$release" "$chart" -n "$release_ns" --show-only templates/rbac.yaml \
   --set "watchNamespaces={$tenant_ns}" | to_json >"$work/chart-rbac-namespaced.json"
@@ -179,7 +179,7 @@ def rules(objects, kind, name=None, namespace=None):
     return found[0]["rules"]
 truth = rules(items("deploy-rbac"), "ClusterRole")
 chart = rules(items("chart-rbac"), "ClusterRole", fullname)
-assert chart == truth, f"cluster-wide mode differs from deploy/rbac.yaml:\n{json.dumps(chart)}\n{json.dumps(truth)}"
+assert chart == truth, f"cluster-wide mode differs from deploy/operator/rbac.yaml:\n{json.dumps(chart)}\n{json.dumps(truth)}"
 namespaced = items("chart-rbac-namespaced")
 role = rules(namespaced, "Role", fullname, tenant)
 cluster_role = rules(namespaced, "ClusterRole", fullname)

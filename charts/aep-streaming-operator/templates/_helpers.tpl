@@ -81,7 +81,7 @@ than one is refused here rather than half-honoured.
 
 {{/*
 THE OPERATOR'S RBAC RULES, written once. In cluster-wide mode one ClusterRole holds all of them, in this order,
-and tools/test-install.sh checks that they equal the ClusterRole rules of deploy/rbac.yaml (the source of truth:
+and tools/test-install.sh checks that they equal the ClusterRole rules of deploy/operator/rbac.yaml (the source of truth:
 change both together). In namespaced mode "namespacedRules" go into a Role in the watched namespace and
 "definitionRule" alone into a ClusterRole (CRDs are cluster-scoped).
 */}}
@@ -142,7 +142,7 @@ change both together). In namespaced mode "namespacedRules" go into a Role in th
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* Every rule of deploy/rbac.yaml's ClusterRole, in its order. */}}
+{{/* Every rule of deploy/operator/rbac.yaml's ClusterRole, in its order. */}}
 {{- define "aep-streaming-operator.rules.clusterWide" -}}
 {{ include "aep-streaming-operator.rules.objects" . }}
 {{ include "aep-streaming-operator.rules.definitions" . }}

@@ -27,7 +27,7 @@ use crate::contract::{self, RecordingProxy};
 
 /// The namespace `deploy/` installs the operator's service account in.
 const OPERATOR_NAMESPACE: &str = "aep-streaming-operator";
-/// The operator's service account, whose RBAC is that of `deploy/rbac.yaml`.
+/// The operator's service account, whose RBAC is that of `deploy/operator/rbac.yaml`.
 const OPERATOR_SERVICE_ACCOUNT: &str = "aep-streaming-operator";
 const E2E_MANAGER: &str = "e2e-tests";
 /// How the operator's requests begin their User-Agent (`aep-streaming-operator/<version>`).
@@ -114,7 +114,7 @@ pub async fn install(admin: &Client) {
         .unwrap();
     }
     for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
-        apply_file(admin, &repo().join("deploy").join(file)).await;
+        apply_file(admin, &repo().join("deploy/operator").join(file)).await;
     }
     // Discovery of the new group can lag behind Established.
     for kind in ServedKind::ALL {
@@ -133,16 +133,16 @@ pub async fn install(admin: &Client) {
 const NAMESPACED_SERVICE_ACCOUNT: &str = "aep-streaming-operator-namespaced";
 
 /// Installs the operator for one namespace, as a namespaced install does: a service account whose rights
-/// are those of `deploy/rbac.yaml`'s ClusterRole, granted by a Role in `namespace` only, except the one
+/// are those of `deploy/operator/rbac.yaml`'s ClusterRole, granted by a Role in `namespace` only, except the one
 /// cluster-scoped rule (reading the operator's own CRDs), which stays in a ClusterRole of its own. No
 /// cluster-wide Secret read.
 async fn install_namespaced(admin: &Client, namespace: &str) {
-    let text = std::fs::read_to_string(repo().join("deploy/rbac.yaml")).unwrap();
+    let text = std::fs::read_to_string(repo().join("deploy/operator/rbac.yaml")).unwrap();
     let cluster_role = serde_saphyr::from_multiple::<Value>(&text)
         .unwrap()
         .into_iter()
         .find(|document| document["kind"] == "ClusterRole")
-        .expect("deploy/rbac.yaml has the operator's ClusterRole");
+        .expect("deploy/operator/rbac.yaml has the operator's ClusterRole");
     let (cluster_rules, namespaced_rules): (Vec<Value>, Vec<Value>) = cluster_role["rules"]
         .as_array()
         .unwrap()
@@ -414,7 +414,7 @@ impl Scenario {
     }
 
     /// A scenario installed for `namespaces[0]` only, as a namespaced install does (`--namespace`, a
-    /// Role there instead of the cluster-wide rights of `deploy/rbac.yaml`'s ClusterRole); the other
+    /// Role there instead of the cluster-wide rights of `deploy/operator/rbac.yaml`'s ClusterRole); the other
     /// namespaces are outside its reach. The operator's requests are recorded as by [`Scenario::start_with`].
     pub async fn start_namespaced(namespaces: &[&str]) -> Self {
         Self::start_as(namespaces, &[], true, Some(NAMESPACED_SERVICE_ACCOUNT)).await
