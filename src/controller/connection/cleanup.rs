@@ -77,18 +77,11 @@ impl Reconciliation<'_> {
             if known_id.is_none() && status.pending_create.is_none() {
                 return Ok(Action::await_change());
             }
-            let what = known_id
-                .as_deref()
-                .map_or("the connection being created".to_string(), |id| {
-                    format!("connection {id}")
-                });
             return Ok(self
-                .orphaned(
+                .left_in_adobe(
                     known_id.as_deref(),
-                    format!(
-                        "Left {what} in Adobe Experience Platform: the StreamingConnection \
-                         CustomResourceDefinition is being deleted, and deleting it never deletes data in Adobe"
-                    ),
+                    "the StreamingConnection CustomResourceDefinition is being deleted, and deleting it \
+                     never deletes data in Adobe",
                 )
                 .await);
         }
@@ -133,17 +126,7 @@ impl Reconciliation<'_> {
             ) => {
                 // Without credentials nothing can be deleted; hanging forever would block the
                 // namespace, so the connection is orphaned and the user told so.
-                let what = known_id
-                    .as_deref()
-                    .map_or("the connection being created".to_string(), |id| {
-                        format!("connection {id}")
-                    });
-                return Ok(self
-                    .orphaned(
-                        known_id.as_deref(),
-                        format!("Left {what} in Adobe Experience Platform: {error}"),
-                    )
-                    .await);
+                return Ok(self.left_in_adobe(known_id.as_deref(), error).await);
             }
             Err(error) => return Err(error),
         };
@@ -204,6 +187,19 @@ impl Reconciliation<'_> {
         )
         .await;
         Ok(Action::await_change())
+    }
+
+    /// [`Self::orphaned`], with the note "Left connection <id> (or the connection being created) in
+    /// Adobe Experience Platform: <why>".
+    async fn left_in_adobe(&self, id: Option<&str>, why: impl std::fmt::Display) -> Action {
+        let what = id.map_or("the connection being created".to_string(), |id| {
+            format!("connection {id}")
+        });
+        self.orphaned(
+            id,
+            format!("Left {what} in Adobe Experience Platform: {why}"),
+        )
+        .await
     }
 
     /// Lets the object go without deleting its connection, saying why in a Warning event and in
