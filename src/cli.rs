@@ -77,7 +77,7 @@ pub struct RunArgs {
     #[arg(long, env = "AEP_NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// How often every connection is checked against Flow Service for drift (with jitter), e.g. `10m`, `90s`.
+    /// How often every object is checked against Flow Service for drift (each at its own phase of the interval), e.g. `10m`, `90s`.
     #[arg(long, env = "AEP_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 

@@ -13,7 +13,6 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use rand::Rng;
 use tracing::warn;
 
 use super::desired::namespaced_name;
@@ -51,11 +50,38 @@ pub struct Settings {
 pub const CREATE_SETTLE_DELAY: Duration = Duration::from_secs(30);
 
 impl Settings {
-    /// The resync interval with ±10% jitter, so that objects created together do not resync together.
-    pub fn jittered_resync(&self) -> Duration {
-        self.resync_interval
-            .mul_f64(rand::rng().random_range(0.9..1.1))
+    /// How long until the object with `uid` is next checked against Flow Service. Every object has its
+    /// own phase in the resync interval (from its uid), and is checked when the wall clock reaches it,
+    /// at least 0.6 of an interval after now: objects created together, or found together when the
+    /// operator starts, are spread evenly over the interval within one round, instead of resyncing
+    /// together for ever (a jitter around the interval would only widen the crowd a little each time).
+    /// The phase is the same in every process, so a restart keeps the spread.
+    pub fn resync_delay(&self, uid: &str) -> Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        resync_delay_at(self.resync_interval, uid, now)
     }
+}
+
+/// [`Settings::resync_delay`] at wall-clock time `now` (since the epoch).
+fn resync_delay_at(interval: Duration, uid: &str, now: Duration) -> Duration {
+    let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    if interval_ms == 0 {
+        return Duration::ZERO;
+    }
+    let phase = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        uid.hash(&mut hasher);
+        hasher.finish() % interval_ms
+    };
+    let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+    let earliest = now_ms.saturating_add(interval_ms * 6 / 10);
+    // The first instant at or after `earliest` whose offset in the interval is the phase.
+    let offset = earliest % interval_ms;
+    let wait = (phase + interval_ms - offset) % interval_ms;
+    Duration::from_millis(earliest - now_ms + wait)
 }
 
 /// What every reconcile shares.
@@ -470,4 +496,43 @@ pub(super) fn reconcile_requested_at(object: &StreamingConnection) -> Option<&st
         .annotations()
         .get(RECONCILE_REQUESTED_AT_ANNOTATION)
         .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resyncs_are_spread_evenly_over_the_interval_at_a_phase_that_survives_a_restart() {
+        let interval = Duration::from_secs(600);
+        let now = Duration::from_secs(1_800_000_000);
+        let uids: Vec<String> = (0..3000).map(|i| format!("uid-{i:04}")).collect();
+        let mut per_minute = [0usize; 10];
+        for uid in &uids {
+            let delay = resync_delay_at(interval, uid, now);
+            assert!(
+                delay >= interval.mul_f64(0.6) && delay < interval.mul_f64(1.6),
+                "{delay:?}"
+            );
+            let due = now + delay;
+            per_minute[usize::try_from((due.as_secs() % 600) / 60).unwrap()] += 1;
+            // The same phase from another moment (a restart, a later round): due at the same offset.
+            let later = now + Duration::from_secs(7777);
+            let again = later + resync_delay_at(interval, uid, later);
+            assert_eq!(again.as_millis() % 600_000, due.as_millis() % 600_000);
+        }
+        // 3,000 objects due at the same moment would all land in one minute; spread, each minute of
+        // the interval gets about a tenth.
+        for count in per_minute {
+            assert!((240..=360).contains(&count), "{per_minute:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_resync_interval_there_is_no_delay() {
+        assert_eq!(
+            resync_delay_at(Duration::ZERO, "uid", Duration::from_secs(5)),
+            Duration::ZERO
+        );
+    }
 }

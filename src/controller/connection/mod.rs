@@ -194,7 +194,7 @@ impl<'a> Reconciliation<'a> {
         .await?;
         self.ctx
             .remember_verified(self.object, connection, &credentials);
-        Ok(Action::requeue(self.ctx.settings.jittered_resync()))
+        Ok(Action::requeue(self.ctx.settings.resync_delay(&self.uid())))
     }
 
     /// Fencing: no Flow Service write unless this replica may write.

@@ -256,7 +256,11 @@ impl<'a> Reconciliation<'a> {
         self.status.state = Some(flow.state.clone());
         self.status.pending_create = None;
         self.write(&Progress::Ready).await?;
-        Ok(Action::requeue(self.ctx.settings.jittered_resync()))
+        Ok(Action::requeue(
+            self.ctx
+                .settings
+                .resync_delay(&self.object.uid().unwrap_or_default()),
+        ))
     }
 
     /// The StreamingConnection the dataflow is built on, once it can be: it exists, and it is Ready
