@@ -22,6 +22,7 @@ log() { printf '[test-image] %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 ok() { log "ok: $*"; }
 
+echo "== the container image: built twice without a container engine, inspected, unpacked and run"
 crane=$(tools/crane.sh | tail -n1)
 work=$(mktemp -d)
 pids=()
@@ -123,6 +124,48 @@ grep -Eq '^drwxrwxrwt 0/0 .* tmp/?$' <<<"$tar_listing" || fail "/tmp is not 1777
 others=$(grep -Ev ' 0/0 | home/nonroot/?$' <<<"$tar_listing" || true)
 [[ -z $others ]] || fail "entries not owned by root: $others"
 ok "root file system: static binary ($(du -h "$binary" | cut -f1)), passwd/group with 65532, $certificates CA certificates, owners and modes"
+
+# The Dockerfile builds the same image for those with a container engine (it cannot be built here): its files,
+# user, entrypoint, command, port and label names must be the ones just checked.
+python3 - Dockerfile "$rootfs" "$work/config.json" <<'PY'
+import json, re, sys
+
+dockerfile, rootfs, config_path = sys.argv[1], sys.argv[2], sys.argv[3]
+text = open(dockerfile).read()
+config = json.load(open(config_path))["config"]
+problems = []
+heredocs = re.findall(r"^COPY [^<\n]*<<EOF (/rootfs/\S+)\n(.*?)^EOF$", text, re.M | re.S)
+for path, content in heredocs:
+    inside = path[len("/rootfs"):]
+    if open(rootfs + inside).read() != content:
+        problems.append(f"{inside} differs between the Dockerfile and tools/build-image.sh")
+if {path for path, _ in heredocs} != {"/rootfs/etc/passwd", "/rootfs/etc/group", "/rootfs/etc/nsswitch.conf"}:
+    problems.append(f"the Dockerfile writes {sorted(p for p, _ in heredocs)}, not passwd, group and nsswitch.conf")
+final = text[text.rindex("\nFROM "):]
+expected = {
+    "USER": config["User"],
+    "ENTRYPOINT": json.dumps(config["Entrypoint"]),
+    "CMD": json.dumps(config["Cmd"]),
+    "EXPOSE": " ".join(port.split("/")[0] for port in config["ExposedPorts"]),
+    "WORKDIR": config["WorkingDir"],
+}
+for instruction, value in expected.items():
+    if not re.search(rf"^{instruction} {re.escape(value)}$", final, re.M):
+        problems.append(f"the Dockerfile's final stage has no `{instruction} {value}`")
+if "FROM scratch" not in final or "COPY --from=builder /rootfs/ /" not in final:
+    problems.append("the Dockerfile's final stage is not FROM scratch with the builder's /rootfs")
+for needed in ["install -d -m 0700 -o 65532 -g 65532 /rootfs/home/nonroot", "install -d -m 1777 /rootfs/tmp",
+               "/etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt",
+               'RUSTFLAGS="-C target-feature=+crt-static"']:
+    if needed not in text:
+        problems.append(f"the Dockerfile lacks `{needed}`")
+labels = set(re.findall(r"(org\.opencontainers\.image\.[a-z]+)=", final))
+if labels != set(config["Labels"]):
+    problems.append(f"labels: the Dockerfile sets {sorted(labels)}, the image has {sorted(config['Labels'])}")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+ok "the Dockerfile builds the same files, user, entrypoint, command, port and labels"
 
 # ---------------------------------------------------------------- 4. run it from the root file system
 [[ $("$binary" --version) == "$version_line" ]] || fail "--version from the root file system: $("$binary" --version)"

@@ -23,6 +23,7 @@ log() { printf '[test-monitoring] %s\n' "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 ok() { log "ok: $*"; }
 
+echo "== monitoring: alert rules (promtool), a live /metrics, the dashboard's and alerts' metrics, the example apps"
 files=charts/aep-streaming-operator/files
 promtool=$(tools/promtool.sh | tail -n1)
 debug=${CARGO_TARGET_DIR:-target}/debug
@@ -34,7 +35,13 @@ debug=${CARGO_TARGET_DIR:-target}/debug
 ok "promtool check rules and test rules"
 
 # ---------------------------------------------------------------- a cluster, the emulator, the operator
-[[ -n ${KUBECONFIG:-} ]] || fail "KUBECONFIG is not set: run this from tools/run-tests.sh, or after tools/cluster.sh up"
+# tools/run-tests.sh sets KUBECONFIG and PATH when it starts the cluster itself; with a cluster of the caller's
+# (AEP_E2E_KUBECONFIG, AEP_E2E_KUBECTL) those are what the end-to-end tests used.
+export KUBECONFIG=${KUBECONFIG:-${AEP_E2E_KUBECONFIG:-}}
+[[ -n $KUBECONFIG ]] || fail "neither KUBECONFIG nor AEP_E2E_KUBECONFIG is set: run this from tools/run-tests.sh, or after tools/cluster.sh up"
+if ! command -v kubectl >/dev/null && [[ -n ${AEP_E2E_KUBECTL:-} ]]; then
+  PATH=$(dirname "$AEP_E2E_KUBECTL"):$PATH
+fi
 command -v kubectl >/dev/null || fail "kubectl is not on PATH"
 for binary in aep-streaming-operator aep-emulator aep-testkit; do
   [[ -x $debug/$binary ]] || fail "$debug/$binary is missing: cargo build --locked --workspace --bins"
