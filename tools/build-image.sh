@@ -222,8 +222,10 @@ mkdir -p "$out_dir"
 rm -rf "$out_dir/oci.partial" "$out_dir/image.tar.partial"
 "$crane" pull --format=oci "$ref" "$out_dir/oci.partial" 2>"$work/crane.log" \
   || die "crane pull (OCI layout) failed: $(cat "$work/crane.log")"
-"$crane" pull --format=tarball "$ref" "$out_dir/image.tar.partial" 2>"$work/crane.log" \
-  || die "crane pull (tarball) failed: $(cat "$work/crane.log")"
+# The tarball is tagged with the plain name (what `docker load` then lists), not with the build registry's
+# address, whose port changes with every build. Re-saving changes nothing in the image (same digests).
+"$crane" mutate "$ref" -t "$IMAGE_NAME:$version" -o "$out_dir/image.tar.partial" 2>"$work/crane.log" \
+  || die "crane mutate -o (tarball) failed: $(cat "$work/crane.log")"
 digest=$("$crane" digest "$ref")
 rm -rf "$out_dir/oci" "$out_dir/image.tar"
 mv "$out_dir/oci.partial" "$out_dir/oci"

@@ -49,6 +49,17 @@ layout=$target_dir/image/oci
 [[ $digest == "$again" ]] || fail "two builds of the same sources differ: $digest vs $again"
 diff -r "$layout" "$work/again/oci" >/dev/null || fail "the two OCI layouts differ"
 cmp -s "$target_dir/image/image.tar" "$work/again/image.tar" || fail "the two image tarballs differ"
+# The tarball holds the same image as the layout: the same config blob, and the plain tag.
+python3 - "$target_dir/image/image.tar" "$layout" <<'PY' || fail "the tarball and the OCI layout hold different images"
+import json, sys, tarfile
+tarball, layout = sys.argv[1], sys.argv[2]
+[entry] = json.load(tarfile.open(tarball).extractfile("manifest.json"))
+index = json.load(open(f"{layout}/index.json"))
+manifest_digest = index["manifests"][0]["digest"].split(":")[1]
+manifest = json.load(open(f"{layout}/blobs/sha256/{manifest_digest}"))
+assert entry["Config"] == manifest["config"]["digest"], (entry["Config"], manifest["config"]["digest"])
+assert [tag.split(":")[0] for tag in entry["RepoTags"]] == ["aep-streaming-operator"], entry["RepoTags"]
+PY
 ok "reproducible: two builds give the same OCI layout and tarball ($digest)"
 
 # ---------------------------------------------------------------- 2. crane's view
@@ -239,7 +250,7 @@ EOF
 }
 operator_in_image() { # host -> what `run` prints before it gives up (it must give up: the server refuses)
   kubeconfig_for "$1"
-  env -i KUBECONFIG=/tmp/kubeconfig RUST_LOG=error timeout 60 \
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin KUBECONFIG=/tmp/kubeconfig RUST_LOG=error timeout 60 \
     chroot --userspec=65532:65532 "$rootfs" /aep-streaming-operator run --log-format text 2>&1 || true
 }
 answer=$(operator_in_image apiserver.aep-image-test)
