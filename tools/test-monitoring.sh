@@ -57,8 +57,20 @@ namespace=aep-monitoring-test
 restricted=aep-restricted-test
 pids=()
 created_operator_namespace=
+# Objects in the test namespaces lose their finalizers (the operator that would remove them is stopped or
+# gone), then the namespaces go, and this waits until they are gone: a namespace still terminating would make
+# the next run (or the next test) fail to create or use it.
+remove_test_namespaces() {
+  local kind object
+  for kind in streamingdataflows streamingconnections; do
+    for object in $(kubectl get "$kind" -n "$namespace" -o name 2>/dev/null); do
+      kubectl patch -n "$namespace" "$object" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+    done
+  done
+  kubectl delete namespace "$namespace" "$restricted" --ignore-not-found --timeout=120s >/dev/null 2>&1 || true
+}
 cleanup() {
-  local status=$? pid kind object
+  local status=$? pid
   if ((status != 0)); then
     log "operator log (last 40 lines):"; tail -n 40 "$work/operator.log" >&2 2>/dev/null || true
   fi
@@ -68,20 +80,20 @@ cleanup() {
   kubectl delete streamingdataflows,streamingconnections --all -n "$namespace" --timeout=60s >/dev/null 2>&1 || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  for kind in streamingdataflows streamingconnections; do
-    for object in $(kubectl get "$kind" -n "$namespace" -o name 2>/dev/null); do
-      kubectl patch -n "$namespace" "$object" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-    done
-  done
-  kubectl delete namespace "$namespace" "$restricted" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  remove_test_namespaces
   if [[ -n $created_operator_namespace ]]; then
     kubectl delete -f deploy/rbac.yaml -f deploy/serviceaccount.yaml -f deploy/namespace.yaml --ignore-not-found \
-      --wait=false >/dev/null 2>&1 || true
+      --timeout=120s >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
+# What an interrupted earlier run may have left.
+remove_test_namespaces
+if [[ $(kubectl get -f deploy/namespace.yaml -o jsonpath='{.status.phase}' 2>/dev/null) == Terminating ]]; then
+  kubectl wait --for=delete -f deploy/namespace.yaml --timeout=120s >/dev/null
+fi
 kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml >/dev/null
 kubectl wait --for=condition=Established -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml --timeout=60s >/dev/null
 # The operator's own namespace, account and RBAC, as deploy/ has them: another test may have removed them.
@@ -107,11 +119,21 @@ wait_http() { # url what
 wait_http "$emulator/_emulator/health" "the emulator"
 wait_http "$metrics/readyz" "the operator"
 
-# One object of each kind, so that every gauge and histogram family has series.
-kubectl apply -n "$namespace" -f examples/credentials-secret.yaml -f examples/streamingconnection.yaml \
-  -f examples/streamingdataflow.yaml >/dev/null
-kubectl wait -n "$namespace" --for=condition=Ready streamingconnection/web-events streamingdataflow/web-to-lake \
-  --timeout=120s >/dev/null || fail "the example objects did not become Ready"
+# One object of each kind, so that every gauge and histogram family has series. The connection first, then the
+# dataflow once the connection is Ready, as tools/demo.sh does: applied together, the dataflow can miss the
+# connection's change to Ready and wait a whole resync interval (the dataflow records the inputs it waited on
+# after its status write, when the connection may already be Ready).
+wait_ready() { # object
+  if ! kubectl wait -n "$namespace" --for=condition=Ready "$1" --timeout=120s >/dev/null; then
+    kubectl get streamingconnections,streamingdataflows -n "$namespace" \
+      -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}: {range .status.conditions[*]}{.type}={.status} {.reason} {.message}; {end}{"\n"}{end}' >&2 || true
+    fail "$1 did not become Ready"
+  fi
+}
+kubectl apply -n "$namespace" -f examples/credentials-secret.yaml -f examples/streamingconnection.yaml >/dev/null
+wait_ready streamingconnection/web-events
+kubectl apply -n "$namespace" -f examples/streamingdataflow.yaml >/dev/null
+wait_ready streamingdataflow/web-to-lake
 ok "operator running against the emulator; a StreamingConnection and a StreamingDataflow are Ready"
 
 # ---------------------------------------------------------------- 2. the live /metrics, both formats
