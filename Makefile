@@ -20,12 +20,15 @@ lint:
 fmt:
 	cargo fmt --all
 
-## crd: regenerate the committed CRDs (one file per kind) from the Rust types
-# The names `aep-streaming-operator crd` takes; tests/crd.rs fails on a kind whose file is missing or stale.
+## crd: regenerate the committed CRDs (one file per kind) from the Rust types, and the Helm chart's copies
+# The names `aep-streaming-operator crd` takes; tests/crd.rs fails on a kind whose file is missing or stale, and
+# tools/test-install.sh on a chart copy that is not byte-identical (Helm reads CRDs only from the chart's crds/).
 CRD_KINDS := streamingconnection streamingdataflow
+CHART_CRDS := charts/aep-streaming-operator/crds
 crd:
 	for kind in $(CRD_KINDS); do \
 	  cargo run --quiet --locked -p aep-streaming-operator -- crd $$kind > crds/$$kind.yaml || exit 1; \
+	  cp crds/$$kind.yaml $(CHART_CRDS)/$$kind.yaml || exit 1; \
 	done
 
 ## demo: control plane + emulator + operator + examples, left running (stop with `make demo-down`)

@@ -67,6 +67,28 @@ impl Harness {
         }
     }
 
+    /// A new operator process on the same cluster and platform: nothing remembered, the caches
+    /// filled from what is stored.
+    fn restart(&mut self) {
+        let (connection_reader, connections) = reflector::store();
+        let (dataflow_reader, dataflows) = reflector::store();
+        self.ctx = Arc::new(
+            Context::new(
+                self.kube.client(),
+                self.platform.flow_client(),
+                connection_reader,
+                settings(Duration::ZERO),
+                Arc::new(Metrics::default()),
+            )
+            .with_dataflows(dataflow_reader),
+        );
+        self.connections = connections;
+        self.dataflows = dataflows;
+        let connection = self.connection("web");
+        self.connections
+            .apply_watcher_event(&watcher::Event::Apply(connection));
+    }
+
     /// A Ready StreamingConnection `web` (xdm unless `raw`), reconciled by the real reconciler.
     async fn ready_connection(&mut self, data_type: DataType) {
         let mut object = streaming_connection("web");
@@ -231,7 +253,7 @@ fn mapping(source: &str, destination: &str) -> FieldMapping {
 }
 
 #[tokio::test]
-async fn an_xdm_dataflow_is_built_in_adobes_order_with_one_write_per_part_and_published() {
+async fn an_xdm_dataflow_is_built_in_adobes_order_under_one_marker_in_four_writes_and_published() {
     let mut h = Harness::new().await;
     h.ready_connection(DataType::Xdm).await;
     h.apply(streaming_dataflow("lake", "web"));
@@ -259,12 +281,13 @@ async fn an_xdm_dataflow_is_built_in_adobes_order_with_one_write_per_part_and_pu
     assert_eq!(
         h.kube.writes(),
         vec![
-            format!("PATCH {SDF_PATH}/lake/status"), // marker: source connection
-            format!("PATCH {SDF_PATH}/lake/status"), // source id + marker: target connection
-            format!("PATCH {SDF_PATH}/lake/status"), // target id + marker: flow
+            // The first conditions and one marker covering the three parts, before the first POST.
+            format!("PATCH {SDF_PATH}/lake/status"),
             "PATCH /api/v1/namespaces/marketing/configmaps/lake-dataflow".to_string(),
-            format!("PATCH {SDF_PATH}/lake/status"), // flow id, Ready
-        ]
+            // The three ids and Ready; the marker goes.
+            format!("PATCH {SDF_PATH}/lake/status"),
+        ],
+        "with the finalizer above: 4 writes per created dataflow"
     );
     assert!(h.ready("lake"));
     let status = h.object("lake").status.unwrap();
@@ -496,6 +519,74 @@ async fn a_create_interrupted_after_any_post_resumes_without_a_duplicate() {
     }
 }
 
+/// What a crash right after the flow's POST leaves (the process gone before any status write): the
+/// one marker, naming the source connection, and no id. It covers the three parts.
+fn crashed_after_the_last_post(h: &mut Harness) {
+    let mut object = h.object("lake");
+    let status = object.status.as_mut().unwrap();
+    let marker = status.pending_create.as_mut().expect("a marker");
+    marker.kind = DataflowPart::SourceConnection;
+    marker.name = "marketing/lake (source)".to_string();
+    status.source_connection_id = None;
+    status.target_connection_id = None;
+    status.flow_id = None;
+    h.apply(object);
+    h.restart();
+}
+
+/// The three POSTs of a create go out under one marker: when the process dies after the last one,
+/// the next process looks up every part the marker covers and creates nothing twice; a delete from
+/// the same state finds and deletes all three.
+#[tokio::test]
+async fn a_crash_after_the_last_post_resumes_every_part_the_one_marker_covers() {
+    for deleting in [false, true] {
+        let mut h = Harness::new().await;
+        h.ready_connection(DataType::Xdm).await;
+        h.apply(streaming_dataflow("lake", "web"));
+        h.reconcile("lake").await.unwrap();
+        // The flow commits and its answer is lost; the state is then set back to what a crash
+        // before the failure's write leaves.
+        h.platform
+            .admin
+            .add_fault(rule(json!({
+                "method": "POST", "route": FLOWS, "action": "commitThenFail", "status": 502, "times": 1
+            })))
+            .await;
+        assert!(h.reconcile("lake").await.is_err());
+        assert_eq!(h.counts().await, (1, 1, 0, 1));
+        crashed_after_the_last_post(&mut h);
+        h.clear_calls().await;
+
+        if deleting {
+            h.mark_deleting("streamingdataflows/lake");
+            h.reconcile("lake").await.unwrap();
+            assert_eq!(
+                h.counts().await,
+                (0, 0, 0, 0),
+                "all three found and deleted"
+            );
+            continue;
+        }
+        h.converge("lake").await;
+        assert!(h.ready("lake"));
+        assert_eq!(h.counts().await, (1, 1, 0, 1), "nothing twice");
+        let calls = h.flow_calls().await;
+        assert!(
+            !calls.iter().any(|call| call.starts_with("POST")),
+            "every part was looked up, none created again: {calls:?}"
+        );
+        let resumed = h
+            .events()
+            .iter()
+            .filter(|event| *event == "Normal CreateResumed")
+            .count();
+        assert_eq!(resumed, 3, "{:?}", h.events());
+        let status = h.object("lake").status.unwrap();
+        assert!(status.pending_create.is_none());
+        assert!(status.source_connection_id.is_some() && status.target_connection_id.is_some());
+    }
+}
+
 #[tokio::test]
 async fn delete_removes_the_flow_then_its_connections_and_orphan_keeps_them() {
     let mut h = Harness::new().await;
@@ -528,6 +619,39 @@ async fn delete_removes_the_flow_then_its_connections_and_orphan_keeps_them() {
     h.mark_deleting("streamingdataflows/kept");
     h.reconcile("kept").await.unwrap();
     assert_eq!(h.counts().await, (1, 1, 0, 1));
+}
+
+#[tokio::test]
+async fn deleting_the_crd_orphans_the_flow_and_its_connections_with_a_warning() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    let before = h.counts().await;
+    h.kube.insert(&json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "streamingdataflows.streaming.aep-operator.dev",
+            "deletionTimestamp": "2026-12-01T00:00:00Z",
+        },
+    }));
+    h.clear_calls().await;
+    h.mark_deleting("streamingdataflows/lake");
+    h.reconcile("lake").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        Vec::<String>::new(),
+        "nothing is deleted in Adobe"
+    );
+    assert_eq!(h.counts().await, before);
+    assert!(
+        h.kube
+            .events()
+            .contains(&("Warning".into(), "Orphaned".into())),
+        "{:?}",
+        h.kube.events()
+    );
 }
 
 #[tokio::test]

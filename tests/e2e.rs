@@ -11,11 +11,11 @@ use std::time::Duration;
 use aep_streaming_operator::api::StreamingConnection;
 use aep_testkit::admin::EmulatorConnection;
 use aep_testkit::cluster::{
-    LEADER_ELECTION, Scenario, admin_client, install, put_secret, tail, wait_for,
+    LEADER_ELECTION, Scenario, admin_client, client_for, install, put_secret, tail, wait_for,
 };
 use aep_testkit::emulator::xdm_message;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -197,6 +197,52 @@ async fn lifecycle_create_publish_ingest_delete() {
     )
     .await;
     assert!(collected, "the ConfigMap outlived its StreamingConnection");
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn a_namespaced_install_reconciles_its_namespace_under_a_role_and_cannot_read_a_secret_elsewhere()
+ {
+    let scenario = Scenario::start_namespaced(&["tenant", "elsewhere"]).await;
+    let (tenant, elsewhere) = (
+        scenario.namespaces[0].clone(),
+        scenario.namespaces[1].clone(),
+    );
+    scenario.create(&tenant, "web", spec(json!({}))).await;
+    scenario.create(&elsewhere, "web", spec(json!({}))).await;
+    scenario.wait_ready(&tenant, "web").await;
+
+    // The operator's own identity: the Secret of its namespace, nothing else.
+    let operator = client_for(&scenario.operator_kubeconfig()).await;
+    let own: Api<Secret> = Api::namespaced(operator.clone(), &tenant);
+    own.get_metadata("aep-credentials").await.unwrap();
+    let forbidden = |result: Result<_, kube::Error>| matches!(result, Err(kube::Error::Api(status)) if status.code == 403);
+    let other: Api<Secret> = Api::namespaced(operator.clone(), &elsewhere);
+    assert!(forbidden(other.get("aep-credentials").await.map(|_| ())));
+    assert!(forbidden(other.list(&Default::default()).await.map(|_| ())));
+    let everywhere: Api<Secret> = Api::all(operator.clone());
+    assert!(forbidden(
+        everywhere.list(&Default::default()).await.map(|_| ())
+    ));
+    let other_objects: Api<StreamingConnection> = Api::namespaced(operator, &elsewhere);
+    assert!(forbidden(
+        other_objects.list(&Default::default()).await.map(|_| ())
+    ));
+
+    // The object outside its namespace is not touched: no finalizer, no status, no connection.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let untouched = scenario.connections(&elsewhere).get("web").await.unwrap();
+    assert_eq!(untouched.metadata.finalizers, None);
+    assert!(untouched.status.is_none());
+    assert_eq!(scenario.emulator.connections().await.len(), 1);
+    let log = scenario.operator.log_text();
+    assert!(
+        !log.contains("forbidden"),
+        "the operator needed a right it lacks:\n{}",
+        tail(&log, 40)
+    );
+
     scenario.finish().await;
 }
 
@@ -718,38 +764,57 @@ async fn kubectl_shows_the_columns_explains_the_fields_and_lists_the_events() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
-async fn the_deploy_kustomization_is_accepted_by_the_api_server_and_meets_the_restricted_pod_security_level()
+async fn the_deploy_kustomizations_are_accepted_by_the_api_server_and_meet_the_restricted_pod_security_level()
  {
     install(&admin_client().await).await;
     let kubectl = std::env::var("AEP_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
     let kubeconfig = std::env::var("AEP_E2E_KUBECONFIG").unwrap();
-    let output = std::process::Command::new(&kubectl)
-        .args([
-            "--kubeconfig",
-            &kubeconfig,
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "-k",
-        ])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy"))
-        .output()
-        .expect("kubectl runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(
-        !stderr.contains("PodSecurity"),
-        "the Deployment would violate the namespace's Pod Security level: {stderr}"
+    // What `kubectl apply --server-side -k <dir>` would create, checked by the API server (dry run).
+    let dry_run = |directory: &str| {
+        let output = std::process::Command::new(&kubectl)
+            .args([
+                "--kubeconfig",
+                &kubeconfig,
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "-k",
+            ])
+            .arg(format!("{}/{directory}", env!("CARGO_MANIFEST_DIR")))
+            .output()
+            .expect("kubectl runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{directory}: {stderr}");
+        assert!(
+            !stderr.contains("PodSecurity"),
+            "{directory}: the Deployment would violate the namespace's Pod Security level: {stderr}"
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let crds = dry_run("deploy/crds");
+    assert_eq!(
+        crds.matches("customresourcedefinition").count(),
+        2,
+        "both CRDs, nothing else: {crds}"
     );
-    let applied = String::from_utf8_lossy(&output.stdout);
-    for kind in [
-        "customresourcedefinition",
-        "namespace",
-        "serviceaccount",
-        "clusterrole",
-        "clusterrolebinding",
-        "deployment",
-    ] {
-        assert!(applied.contains(kind), "{kind} missing from: {applied}");
+    // The operator's part holds no CRD, so that deleting or pruning it never deletes one.
+    for directory in ["deploy", "deploy/overlays/release"] {
+        let applied = dry_run(directory);
+        assert!(
+            !applied.contains("customresourcedefinition"),
+            "{directory} must not hold a CRD: {applied}"
+        );
+        for kind in [
+            "namespace",
+            "serviceaccount",
+            "clusterrole",
+            "clusterrolebinding",
+            "deployment",
+        ] {
+            assert!(
+                applied.contains(kind),
+                "{directory}: {kind} missing from: {applied}"
+            );
+        }
     }
 }

@@ -2,14 +2,17 @@
 //! with the operator as a separate process under the RBAC of `deploy/` and the emulator as Adobe
 //! Experience Platform: the event an application builds from the dataflow's ConfigMap lands in the
 //! dataset; state, mapping and drift follow the spec; deletes go in Adobe's order; a connection waits
-//! for its dataflows; a flow made outside Kubernetes blocks a delete with a reason that says so.
+//! for its dataflows; a flow made outside Kubernetes blocks a delete with a reason that says so; deleting
+//! the CRDs (an uninstall) orphans every object and deletes nothing in Adobe.
 
 use std::time::Duration;
 
-use aep_testkit::cluster::{Scenario, tail, wait_for};
+use aep_streaming_operator::api::ServedKind;
+use aep_testkit::cluster::{Scenario, install, tail, wait_for};
 use aep_testkit::fixtures::DEMO_DATASET_ID;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 const FLOWS: &str = "/data/foundation/flowservice/flows";
@@ -559,5 +562,91 @@ async fn a_connection_waits_for_its_dataflows_and_an_outside_flow_is_a_clear_rea
     .await;
     assert!(gone, "{}", tail(&scenario.operator.log_text(), 40));
     assert_eq!(count(&scenario, "connections").await, 0);
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
+async fn deleting_the_crds_orphans_every_object_with_an_event_and_keeps_everything_in_adobe() {
+    let scenario = Scenario::start(&["uninstall"]).await;
+    let ns = scenario.namespace().to_string();
+    for name in ["web", "app", "shop"] {
+        scenario.create(&ns, name, connection_spec(json!({}))).await;
+    }
+    scenario
+        .create_dataflow(&ns, "lake", dataflow_spec("web", json!({})))
+        .await;
+    for name in ["web", "app", "shop"] {
+        scenario.wait_ready(&ns, name).await;
+    }
+    scenario.wait_dataflow_ready(&ns, "lake").await;
+    let before = state(&scenario).await;
+    let in_adobe = |state: &Value| {
+        [
+            "connections",
+            "sourceConnections",
+            "targetConnections",
+            "flows",
+        ]
+        .map(|collection| state[collection].as_array().map_or(0, Vec::len))
+    };
+    assert_eq!(in_adobe(&before), [3, 1, 1, 1]);
+
+    // As `kubectl delete -f crds/` (or a prune of the CRD base) would: the API server then deletes every
+    // object of both kinds, and the CRDs go once the operator has let every object go.
+    let definitions: Api<CustomResourceDefinition> = Api::all(scenario.admin.clone());
+    for kind in ServedKind::ALL {
+        definitions
+            .delete(kind.crd_name(), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let gone = wait_for(
+        "both CRDs to be deleted",
+        Duration::from_secs(90),
+        || async {
+            let mut remaining = 0;
+            for kind in ServedKind::ALL {
+                remaining += usize::from(
+                    definitions
+                        .get_opt(kind.crd_name())
+                        .await
+                        .unwrap()
+                        .is_some(),
+                );
+            }
+            remaining == 0
+        },
+    )
+    .await;
+    assert!(
+        gone,
+        "the CRDs are still there: a finalizer hangs\n{}",
+        tail(&scenario.operator.log_text(), 40)
+    );
+
+    let after = state(&scenario).await;
+    assert_eq!(
+        in_adobe(&after),
+        [3, 1, 1, 1],
+        "nothing was deleted in Adobe"
+    );
+    assert_eq!(after["connections"], before["connections"]);
+    for name in ["web", "app", "shop", "lake"] {
+        let orphaned = events(&scenario, &ns, name, "Orphaned").await;
+        assert_eq!(
+            orphaned.len(),
+            1,
+            "one Orphaned event about {name}: {orphaned:?}"
+        );
+        assert!(
+            orphaned[0].contains("CustomResourceDefinition is being deleted"),
+            "{}",
+            orphaned[0]
+        );
+    }
+
+    // The next tests need the API back.
+    install(&scenario.admin).await;
     scenario.finish().await;
 }

@@ -749,6 +749,54 @@ async fn deleting_with_the_orphan_policy_leaves_the_connection() {
     assert_eq!(h.kube.events(), vec![("Normal".into(), "Orphaned".into())]);
 }
 
+/// The StreamingConnection CRD as the API server shows it while `kubectl delete crd` runs.
+fn definition_being_deleted() -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "streamingconnections.streaming.aep-operator.dev",
+            "deletionTimestamp": "2026-12-01T00:00:00Z",
+            "finalizers": ["customresourcecleanup.apiextensions.k8s.io"],
+        },
+    })
+}
+
+#[tokio::test]
+async fn deleting_the_crd_orphans_the_connection_with_a_warning_whatever_the_policy() {
+    let mut h = Harness::new().await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let id = h.object("web").status.unwrap().connection_id.unwrap();
+    h.kube.insert(&definition_being_deleted());
+    let mut object = h.object("web");
+    object.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    h.apply(object);
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        Vec::<String>::new(),
+        "nothing is deleted in Adobe"
+    );
+    assert_eq!(h.emulator_connections().await.len(), 1);
+    assert_eq!(
+        h.kube.writes(),
+        vec![k8s("PATCH", &format!("{SC_PATH}/web"))],
+        "only the finalizer removal"
+    );
+    assert!(
+        h.object("web")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(h.kube.events(), vec![("Warning".into(), "Orphaned".into())]);
+    assert_eq!(h.emulator_connections().await[0].id, id);
+}
+
 #[tokio::test]
 async fn deleting_when_the_secret_is_gone_orphans_with_a_warning_instead_of_hanging() {
     let mut h = Harness::new().await;

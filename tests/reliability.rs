@@ -58,7 +58,7 @@ async fn assert_exactly_one_connection_each(scenario: &Scenario, count: usize) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn killing_the_operator_in_the_middle_of_creates_leaves_no_duplicate() {
-    let mut scenario = Scenario::start(&["crash"]).await;
+    let mut scenario = Scenario::start_direct(&["crash"], &[]).await;
     // Creates are slow, so the kill lands while several POSTs are in flight.
     scenario.emulator.add_faults(rules(json!({"method": "POST", "route": "/data/foundation/flowservice/connections", "latencyMs": 1500})))
     .await;
@@ -79,7 +79,7 @@ async fn killing_the_operator_in_the_middle_of_creates_leaves_no_duplicate() {
 async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() {
     // A create whose answer never came (commitThenDrop) is looked up by name once the request
     // timeout and the settle delay have passed: a short timeout keeps the test short.
-    let scenario = Scenario::start_with(&["storm"], &["--flow-request-timeout", "5s"]).await;
+    let scenario = Scenario::start_direct(&["storm"], &["--flow-request-timeout", "5s"]).await;
     scenario.emulator.add_faults(rules(// The first requests of each kind surely fail (rules with `times` fire first), then a
         // random share of the rest, so the storm is both guaranteed and unpredictable.
         json!([
@@ -117,7 +117,7 @@ async fn a_storm_of_429_5xx_and_commit_then_fail_converges_without_duplicates() 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn a_platform_restart_is_ridden_out() {
-    let mut scenario = Scenario::start(&["restart"]).await;
+    let mut scenario = Scenario::start_direct(&["restart"], &[]).await;
     create_many(&scenario, 5).await;
     assert_exactly_one_connection_each(&scenario, 5).await;
 
@@ -143,7 +143,7 @@ async fn an_api_server_restart_is_ridden_out() {
         );
         return;
     };
-    let mut scenario = Scenario::start(&["apiserver"]).await;
+    let mut scenario = Scenario::start_direct(&["apiserver"], &[]).await;
     create_many(&scenario, 4).await;
     assert_exactly_one_connection_each(&scenario, 4).await;
 
@@ -260,7 +260,7 @@ async fn broken_objects_cost_a_handful_of_calls_and_writes_over_a_window() {
     let window = soak_window();
     let (wrong_secret, unknown_sandbox, throttled) = tokio::join!(
         async {
-            let scenario = Scenario::start(&["cost-secret"]).await;
+            let scenario = Scenario::start_direct(&["cost-secret"], &[]).await;
             aep_testkit::cluster::put_secret(
                 &scenario.admin,
                 scenario.namespace(),
@@ -279,7 +279,7 @@ async fn broken_objects_cost_a_handful_of_calls_and_writes_over_a_window() {
             cost
         },
         async {
-            let scenario = Scenario::start(&["cost-sandbox"]).await;
+            let scenario = Scenario::start_direct(&["cost-sandbox"], &[]).await;
             let cost = cost_of(
                 &scenario,
                 json!({"sandbox": "no-such-sandbox", "credentialsRef": {"name": "aep-credentials"}}),
@@ -291,7 +291,7 @@ async fn broken_objects_cost_a_handful_of_calls_and_writes_over_a_window() {
             cost
         },
         async {
-            let scenario = Scenario::start(&["cost-429"]).await;
+            let scenario = Scenario::start_direct(&["cost-429"], &[]).await;
             scenario.emulator.add_faults(rules(json!({"path": "/data/foundation/flowservice/*", "status": 429, "retryAfter": 7})))
             .await;
             let cost = cost_of(&scenario, spec(), "RateLimited", false).await;
@@ -342,7 +342,7 @@ async fn ready_ids(scenario: &Scenario, count: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn a_404_right_after_a_201_or_an_id_that_is_no_uuid_creates_no_second_connection() {
-    let scenario = Scenario::start(&["consistency"]).await;
+    let scenario = Scenario::start_direct(&["consistency"], &[]).await;
     // Eventual consistency: the first reads of a new connection answer 404.
     scenario
         .emulator
@@ -364,7 +364,8 @@ async fn a_404_right_after_a_201_or_an_id_that_is_no_uuid_creates_no_second_conn
 async fn a_create_committed_after_the_client_gave_up_is_adopted_not_repeated() {
     // The client gives up after 3 s; a proxy forwards the POST after 5 s: the connection appears
     // two seconds after the operator stopped waiting for it.
-    let scenario = Scenario::start_with(&["late-commit"], &["--flow-request-timeout", "3s"]).await;
+    let scenario =
+        Scenario::start_direct(&["late-commit"], &["--flow-request-timeout", "3s"]).await;
     scenario.emulator.add_faults(rules(json!({"method": "POST", "route": CONNECTIONS, "action": "commitAfterDelay", "latencyMs": 5000, "times": 1})))
     .await;
     create_many(&scenario, 1).await;
@@ -384,7 +385,7 @@ async fn a_create_committed_after_the_client_gave_up_is_adopted_not_repeated() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn deleting_the_namespace_deletes_every_connection_with_the_delete_policy() {
-    let scenario = Scenario::start(&["teardown"]).await;
+    let scenario = Scenario::start_direct(&["teardown"], &[]).await;
     create_many(&scenario, 3).await;
     let ids = ready_ids(&scenario, 3).await;
     assert_eq!(scenario.emulator.connections().await.len(), 3);
@@ -424,7 +425,7 @@ async fn deleting_the_namespace_deletes_every_connection_with_the_delete_policy(
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn another_namespace_cannot_hijack_a_connection_and_one_of_two_adopters_wins() {
-    let scenario = Scenario::start(&["victim", "intruder"]).await;
+    let scenario = Scenario::start_direct(&["victim", "intruder"], &[]).await;
     let (victim, intruder) = (
         scenario.namespaces[0].clone(),
         scenario.namespaces[1].clone(),
@@ -529,7 +530,7 @@ async fn another_namespace_cannot_hijack_a_connection_and_one_of_two_adopters_wi
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn two_operators_without_leader_election_create_no_duplicate() {
-    let mut scenario = Scenario::start(&["twins"]).await;
+    let mut scenario = Scenario::start_direct(&["twins"], &[]).await;
     let kubeconfig = scenario.operator_kubeconfig();
     let twin = scenario.start_operator(&kubeconfig, &[], "operator-b");
     // Creates are slow, so both operators are in the middle of them at once.
@@ -552,7 +553,7 @@ async fn two_operators_without_leader_election_create_no_duplicate() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn twenty_objects_with_one_connection_name_under_commit_then_fail_each_get_one() {
-    let scenario = Scenario::start(&["same-name"]).await;
+    let scenario = Scenario::start_direct(&["same-name"], &[]).await;
     scenario.emulator.add_faults(rules(json!({"method": "POST", "route": CONNECTIONS, "action": "commitThenFail", "status": 502, "probability": 0.5})))
     .await;
     let ns = scenario.namespace().to_string();
@@ -582,7 +583,7 @@ async fn twenty_objects_with_one_connection_name_under_commit_then_fail_each_get
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn control_characters_are_refused_at_admission_so_nothing_retries_forever() {
-    let scenario = Scenario::start(&["control"]).await;
+    let scenario = Scenario::start_direct(&["control"], &[]).await;
     let ns = scenario.namespace().to_string();
     let api = scenario.connections(&ns);
     for (field, value) in [
@@ -625,7 +626,7 @@ async fn control_characters_are_refused_at_admission_so_nothing_retries_forever(
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn a_name_with_a_trailing_space_never_adopts_the_name_without_it() {
-    let mut scenario = Scenario::start(&["spaces"]).await;
+    let mut scenario = Scenario::start_direct(&["spaces"], &[]).await;
     let ns = scenario.namespace().to_string();
     // Another tool made "Web events"; this object wants "Web events " and was interrupted.
     let foreign: Value = scenario
@@ -673,7 +674,7 @@ async fn a_name_with_a_trailing_space_never_adopts_the_name_without_it() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn events_name_each_new_fact_and_deleted_objects_are_no_warning() {
-    let scenario = Scenario::start(&["events"]).await;
+    let scenario = Scenario::start_direct(&["events"], &[]).await;
     create_many(&scenario, 3).await;
     let ids = ready_ids(&scenario, 3).await;
     let ns = scenario.namespace().to_string();
@@ -719,7 +720,7 @@ async fn events_name_each_new_fact_and_deleted_objects_are_no_warning() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn an_operator_without_leader_election_refuses_to_run_beside_a_leader() {
-    let scenario = Scenario::start_with(&["refusal"], &LEADER_ELECTION).await;
+    let scenario = Scenario::start_direct(&["refusal"], &LEADER_ELECTION).await;
     let ns = scenario.namespace().to_string();
     scenario.create(&ns, "web", spec()).await;
     scenario.wait_ready(&ns, "web").await;
@@ -831,7 +832,7 @@ async fn assert_exactly_one_dataflow_each(scenario: &Scenario, count: usize) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn killing_the_operator_while_dataflows_are_built_leaves_no_duplicate() {
-    let mut scenario = Scenario::start(&["crash-dataflow"]).await;
+    let mut scenario = Scenario::start_direct(&["crash-dataflow"], &[]).await;
     create_dataflows(&scenario, 8).await;
     // Every create is slow, so the kills land while POSTs of each part are in flight.
     scenario
@@ -859,7 +860,7 @@ async fn commit_then_fail_on_every_part_of_a_dataflow_creates_nothing_twice() {
     // A create whose answer never came (commitThenDrop) is looked up once the request timeout and
     // the settle delay have passed: a short timeout keeps the test short.
     let scenario =
-        Scenario::start_with(&["storm-dataflow"], &["--flow-request-timeout", "3s"]).await;
+        Scenario::start_direct(&["storm-dataflow"], &["--flow-request-timeout", "3s"]).await;
     scenario
         .emulator
         .add_faults(rules(json!([
@@ -887,7 +888,7 @@ async fn commit_then_fail_on_every_part_of_a_dataflow_creates_nothing_twice() {
 #[ignore = "needs a control plane: run `make test` (or `make cluster` and set AEP_E2E_KUBECONFIG)"]
 async fn ready_dataflows_resync_with_reads_only() {
     const COUNT: usize = 10;
-    let scenario = Scenario::start(&["steady-dataflow"]).await;
+    let scenario = Scenario::start_direct(&["steady-dataflow"], &[]).await;
     let ns = scenario.namespace().to_string();
     create_dataflows(&scenario, COUNT).await;
     for index in 0..COUNT {

@@ -151,7 +151,7 @@ say "installing the CRDs and the operator's RBAC"
 # Every kind's CRD, even one the run does not use: the operator refuses to start without all of them.
 kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml >&2
 kubectl wait --for=condition=Established -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml --timeout=60s >&2
-kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml >&2
+kubectl apply --server-side -f deploy/operator/namespace.yaml -f deploy/operator/serviceaccount.yaml -f deploy/operator/rbac.yaml >&2
 
 say "starting the operator (release) as service account aep-streaming-operator"
 "$TESTKIT" operator-kubeconfig --out "$BENCH/operator-kubeconfig" --lifetime 24h

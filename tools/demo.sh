@@ -79,7 +79,7 @@ up() {
   # Every kind's CRD: the operator refuses to start without all of them.
   kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml
   kubectl wait --for=condition=Established -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml --timeout=60s
-  kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml
+  kubectl apply --server-side -f deploy/operator/namespace.yaml -f deploy/operator/serviceaccount.yaml -f deploy/operator/rbac.yaml
 
   say "starting the operator as service account aep-streaming-operator (not admin)"
   "$DEBUG/aep-testkit" operator-kubeconfig --out "$DEMO/operator-kubeconfig" --lifetime 24h

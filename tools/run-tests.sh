@@ -32,3 +32,4 @@ fi
 # run one at a time.
 cargo test --locked --test e2e --test e2e_dataflow --test reliability -- --ignored --test-threads=1
 tools/test-monitoring.sh
+tools/test-install.sh

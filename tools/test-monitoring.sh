@@ -82,7 +82,7 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   remove_test_namespaces
   if [[ -n $created_operator_namespace ]]; then
-    kubectl delete -f deploy/rbac.yaml -f deploy/serviceaccount.yaml -f deploy/namespace.yaml --ignore-not-found \
+    kubectl delete -f deploy/operator/rbac.yaml -f deploy/operator/serviceaccount.yaml -f deploy/operator/namespace.yaml --ignore-not-found \
       --timeout=120s >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
@@ -91,14 +91,14 @@ trap cleanup EXIT
 
 # What an interrupted earlier run may have left.
 remove_test_namespaces
-if [[ $(kubectl get -f deploy/namespace.yaml -o jsonpath='{.status.phase}' 2>/dev/null) == Terminating ]]; then
-  kubectl wait --for=delete -f deploy/namespace.yaml --timeout=120s >/dev/null
+if [[ $(kubectl get -f deploy/operator/namespace.yaml -o jsonpath='{.status.phase}' 2>/dev/null) == Terminating ]]; then
+  kubectl wait --for=delete -f deploy/operator/namespace.yaml --timeout=120s >/dev/null
 fi
 kubectl apply --server-side -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml >/dev/null
 kubectl wait --for=condition=Established -f crds/streamingconnection.yaml -f crds/streamingdataflow.yaml --timeout=60s >/dev/null
 # The operator's own namespace, account and RBAC, as deploy/ has them: another test may have removed them.
-if ! kubectl get -f deploy/namespace.yaml >/dev/null 2>&1; then created_operator_namespace=yes; fi
-kubectl apply --server-side -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml >/dev/null
+if ! kubectl get -f deploy/operator/namespace.yaml >/dev/null 2>&1; then created_operator_namespace=yes; fi
+kubectl apply --server-side -f deploy/operator/namespace.yaml -f deploy/operator/serviceaccount.yaml -f deploy/operator/rbac.yaml >/dev/null
 kubectl create namespace "$namespace" >/dev/null
 
 read -r emulator_port metrics_port < <("$debug/aep-testkit" free-ports 2)

@@ -133,6 +133,14 @@ impl ServedKind {
             .expect("a CRD always serializes")
     }
 
+    /// The CustomResourceDefinition's name, `<plural>.<group>`.
+    pub fn crd_name(self) -> &'static str {
+        match self {
+            ServedKind::StreamingConnection => "streamingconnections.streaming.aep-operator.dev",
+            ServedKind::StreamingDataflow => "streamingdataflows.streaming.aep-operator.dev",
+        }
+    }
+
     /// Group, version and plural of the kind, for an untyped client that must reach every kind alike.
     pub fn api_resource(self) -> ApiResource {
         match self {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::PartialObjectMeta;
@@ -21,7 +22,7 @@ use super::events::EventPublisher;
 use super::memory::{Inputs, Memory, Verified};
 use super::reason::Reason;
 use crate::api::{
-    RECONCILE_REQUESTED_AT_ANNOTATION, StreamingConnection, StreamingConnectionStatus,
+    RECONCILE_REQUESTED_AT_ANNOTATION, ServedKind, StreamingConnection, StreamingConnectionStatus,
     StreamingDataflow,
 };
 use crate::leader::Fence;
@@ -104,6 +105,26 @@ impl Context {
             credentials_by_secret: Mutex::default(),
             secret_versions: Mutex::default(),
         }
+    }
+
+    /// True when the kind's own CustomResourceDefinition is being deleted. The API server then deletes
+    /// every object of the kind: the user removed the operator's API (an uninstall, a GitOps prune), not
+    /// the objects, so nothing may be deleted in Adobe. An unreadable answer is an error (retried), never
+    /// taken for "no": a wrong "no" would delete data. A definition that is not there at all cannot have
+    /// objects being deleted by it (the API server removes the objects before the definition).
+    pub(crate) async fn definition_is_being_deleted(
+        &self,
+        kind: ServedKind,
+    ) -> Result<bool, Error> {
+        let definitions: kube::Api<CustomResourceDefinition> = kube::Api::all(self.client.clone());
+        let definition = definitions
+            .get_metadata_opt(kind.crd_name())
+            .await
+            .map_err(|source| Error::Kubernetes {
+                context: "reading whether the CustomResourceDefinition is being deleted",
+                source,
+            })?;
+        Ok(definition.is_some_and(|definition| definition.metadata.deletion_timestamp.is_some()))
     }
 
     /// Moves the controller's clock forward, as if `by` had passed: retries and waits come due

@@ -25,9 +25,9 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -118,6 +118,12 @@ pub(crate) async fn reconcile_object<K: Managed>(
             .namespace()
             .ok_or_else(|| Error::InvalidObject(format!("a {} must be namespaced", K::KIND)))?;
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        if object.meta().deletion_timestamp.is_some()
+            && !still_finalized_by_us(&api, &object).await?
+        {
+            debug!("the object was already let go; the cache has not seen it yet");
+            return Ok(Action::await_change());
+        }
         let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
             match event {
                 Finalizer::Apply(object) => object.apply(&ctx).await,
@@ -164,6 +170,26 @@ pub(crate) async fn reconcile_object<K: Managed>(
     };
     ctx.metrics.reconciled(outcome, started.elapsed());
     result
+}
+
+/// Whether the stored object (not the cached one) still carries the operator's finalizer. A deleting
+/// object can be reconciled again from a cache that has not yet seen its finalizer go (a change of a
+/// related object maps to it): its cleanup must not run twice, nor say twice what it did.
+async fn still_finalized_by_us<K: Managed>(api: &Api<K>, object: &K) -> Result<bool> {
+    let stored = api
+        .get_metadata_opt(&object.name_any())
+        .await
+        .map_err(|source| Error::Kubernetes {
+            context: "reading the object being deleted",
+            source,
+        })?;
+    Ok(stored.is_some_and(|stored| {
+        stored.metadata.uid == object.meta().uid
+            && stored
+                .metadata
+                .finalizers
+                .is_some_and(|finalizers| finalizers.iter().any(|f| f == FINALIZER))
+    }))
 }
 
 /// After a failed reconcile: permanent errors wait for a change of the object or its Secret;
@@ -221,18 +247,35 @@ pub async fn run(
 ) {
     let namespace = settings.namespace.as_deref();
     let connections: Api<StreamingConnection> = scoped(&client, namespace);
+    // An API of `PartialObjectMeta` lists and watches metadata only: the data never reaches the operator.
     let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, namespace);
-    let config_maps: Api<ConfigMap> = scoped(&client, namespace);
+    let config_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, namespace);
     let dataflows: Api<StreamingDataflow> = scoped(&client, namespace);
     let dataflow_connections: Api<StreamingConnection> = scoped(&client, namespace);
-    let dataflow_config_maps: Api<ConfigMap> = scoped(&client, namespace);
+    let dataflow_config_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, namespace);
     // Lists are consistent reads (not `any_semantic`): right after an API server restart, a list
     // served from the fresh watch cache can be older than the cache's start, and every watch from
     // it fails with 410 Gone while the backoff grows; the cache stays stale for a minute or more.
-    let controller = Controller::new(connections, watcher::Config::default());
-    let store = controller.store();
-    let dataflow_controller = Controller::new(dataflows.clone(), watcher::Config::default());
-    let dataflow_store = dataflow_controller.store();
+    // Each kind's cache keeps the objects slimmed ([`slim`]); the watches are those `Controller::new`
+    // would make, and `trigger_backoff` below still applies to all of them.
+    let (store, connection_writer) = reflector::store();
+    let controller = Controller::for_stream(
+        reflector::reflector(
+            connection_writer,
+            watcher::watcher(connections, watcher::Config::default()).modify(slim),
+        )
+        .applied_objects(),
+        store.clone(),
+    );
+    let (dataflow_store, dataflow_writer) = reflector::store();
+    let dataflow_controller = Controller::for_stream(
+        reflector::reflector(
+            dataflow_writer,
+            watcher::watcher(dataflows.clone(), watcher::Config::default()).modify(slim),
+        )
+        .applied_objects(),
+        dataflow_store.clone(),
+    );
     // `aep_operator_objects`: each scrape counts the objects in these caches by their Ready condition.
     let (connection_cache, dataflow_cache) = (store.clone(), dataflow_store.clone());
     metrics.count_objects(StreamingConnection::KIND, move || {
@@ -332,25 +375,21 @@ pub async fn run(
                 .collect::<Vec<_>>()
         }
     };
-    let owned_config_maps = |api: Api<ConfigMap>| {
-        (
-            api,
-            watcher::Config::default().labels(&format!(
-                "{}={}",
-                desired::MANAGED_BY_LABEL,
-                FIELD_MANAGER
-            )),
-        )
-    };
+    // The operator's own ConfigMaps, as metadata: a change or a deletion is all that triggers a
+    // reconcile, and publishing reads the ConfigMap itself, so their data is never transferred here.
+    let owned_config_maps = watcher::Config::default().labels(&format!(
+        "{}={}",
+        desired::MANAGED_BY_LABEL,
+        FIELD_MANAGER
+    ));
 
-    let (dataflow_config_maps, dataflow_config_map_watch) = owned_config_maps(dataflow_config_maps);
     let dataflow_loop = dataflow_controller
         .watches(
             dataflow_connections,
             watcher::Config::default(),
             dataflows_of_connection,
         )
-        .owns(dataflow_config_maps, dataflow_config_map_watch)
+        .owns(dataflow_config_maps, owned_config_maps.clone())
         .trigger_backoff(watch_backoff())
         .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
         .graceful_shutdown_on(shutdown.clone())
@@ -360,7 +399,6 @@ pub async fn run(
             async move { log_result("StreamingDataflow", result, &last_watch_error) }
         });
 
-    let (config_maps, config_map_watch) = owned_config_maps(config_maps);
     let connection_loop = controller
         .watches(secrets, watcher::Config::default(), users_of_secret)
         .watches(
@@ -369,7 +407,7 @@ pub async fn run(
             deleting_connection_of,
         )
         // A published ConfigMap that is edited or deleted is put back.
-        .owns(config_maps, config_map_watch)
+        .owns(config_maps, owned_config_maps)
         .trigger_backoff(watch_backoff())
         .with_config(controller::Config::default().concurrency(settings.max_concurrent_reconciles))
         .graceful_shutdown_on(shutdown)
@@ -381,6 +419,20 @@ pub async fn run(
     futures::join!(connection_loop, dataflow_loop);
     watch_health.abort();
 }
+
+/// Drops from a cached object what the reconciler never reads: the managed fields (often larger than
+/// the rest of the object) and kubectl's copy of the last applied manifest. Everything else stays, so
+/// the finalizer's JSON patch and the status comparison see the object as stored.
+fn slim<K: Resource>(object: &mut K) {
+    let metadata = object.meta_mut();
+    metadata.managed_fields = None;
+    if let Some(annotations) = metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
+/// Where `kubectl apply` (client-side) keeps a copy of the whole manifest.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// An API for `K` in the watched namespace, or in all of them.
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -431,3 +483,64 @@ fn log_result<K: kube::Resource, R>(
 
 /// How long without a watch error before the watches count as healthy again.
 const WATCH_RECOVERY: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use kube::api::ObjectMeta;
+
+    #[test]
+    fn a_slimmed_object_keeps_everything_the_reconciler_reads_and_drops_the_managed_fields() {
+        let mut object = StreamingConnection::new(
+            "web",
+            serde_json::from_value(serde_json::json!({
+                "sandbox": "prod", "credentialsRef": {"name": "aep-credentials"}
+            }))
+            .unwrap(),
+        );
+        object.metadata = ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("marketing".into()),
+            finalizers: Some(vec![FINALIZER.into()]),
+            annotations: Some(
+                [
+                    (
+                        LAST_APPLIED_ANNOTATION.to_string(),
+                        "{\"spec\":{}}".to_string(),
+                    ),
+                    (
+                        crate::api::RECONCILE_REQUESTED_AT_ANNOTATION.to_string(),
+                        "now".to_string(),
+                    ),
+                ]
+                .into(),
+            ),
+            managed_fields: Some(vec![ManagedFieldsEntry {
+                manager: Some("kubectl".into()),
+                ..ManagedFieldsEntry::default()
+            }]),
+            resource_version: Some("7".into()),
+            ..ObjectMeta::default()
+        };
+        let before = object.clone();
+        slim(&mut object);
+        assert_eq!(object.metadata.managed_fields, None);
+        assert_eq!(
+            object
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            vec![crate::api::RECONCILE_REQUESTED_AT_ANNOTATION]
+        );
+        assert_eq!(object.metadata.finalizers, before.metadata.finalizers);
+        assert_eq!(
+            object.metadata.resource_version,
+            before.metadata.resource_version
+        );
+        assert_eq!(object.spec, before.spec);
+    }
+}

@@ -23,12 +23,15 @@ use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::admin::EmulatorAdmin;
+use crate::contract::{self, RecordingProxy};
 
 /// The namespace `deploy/` installs the operator's service account in.
 const OPERATOR_NAMESPACE: &str = "aep-streaming-operator";
-/// The operator's service account, whose RBAC is that of `deploy/rbac.yaml`.
+/// The operator's service account, whose RBAC is that of `deploy/operator/rbac.yaml`.
 const OPERATOR_SERVICE_ACCOUNT: &str = "aep-streaming-operator";
 const E2E_MANAGER: &str = "e2e-tests";
+/// How the operator's requests begin their User-Agent (`aep-streaming-operator/<version>`).
+const OPERATOR_USER_AGENT: &str = "aep-streaming-operator/";
 
 /// The repository root (the workspace root, two levels above this crate).
 fn repo() -> PathBuf {
@@ -111,7 +114,7 @@ pub async fn install(admin: &Client) {
         .unwrap();
     }
     for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
-        apply_file(admin, &repo().join("deploy").join(file)).await;
+        apply_file(admin, &repo().join("deploy/operator").join(file)).await;
     }
     // Discovery of the new group can lag behind Established.
     for kind in ServedKind::ALL {
@@ -126,12 +129,64 @@ pub async fn install(admin: &Client) {
     }
 }
 
+/// The service account of the namespaced installs ([`Scenario::start_namespaced`]).
+const NAMESPACED_SERVICE_ACCOUNT: &str = "aep-streaming-operator-namespaced";
+
+/// Installs the operator for one namespace, as a namespaced install does: a service account whose rights
+/// are those of `deploy/operator/rbac.yaml`'s ClusterRole, granted by a Role in `namespace` only, except the one
+/// cluster-scoped rule (reading the operator's own CRDs), which stays in a ClusterRole of its own. No
+/// cluster-wide Secret read.
+async fn install_namespaced(admin: &Client, namespace: &str) {
+    let text = std::fs::read_to_string(repo().join("deploy/operator/rbac.yaml")).unwrap();
+    let cluster_role = serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .into_iter()
+        .find(|document| document["kind"] == "ClusterRole")
+        .expect("deploy/operator/rbac.yaml has the operator's ClusterRole");
+    let (cluster_rules, namespaced_rules): (Vec<Value>, Vec<Value>) = cluster_role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .cloned()
+        .partition(|rule| rule["apiGroups"] == json!(["apiextensions.k8s.io"]));
+    let account = json!({"kind": "ServiceAccount", "name": NAMESPACED_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE});
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": NAMESPACED_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": NAMESPACED_SERVICE_ACCOUNT, "namespace": namespace},
+               "rules": namespaced_rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": NAMESPACED_SERVICE_ACCOUNT, "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAMESPACED_SERVICE_ACCOUNT},
+               "subjects": [account]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": NAMESPACED_SERVICE_ACCOUNT},
+               "rules": cluster_rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": NAMESPACED_SERVICE_ACCOUNT},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAMESPACED_SERVICE_ACCOUNT},
+               "subjects": [account]}),
+    ];
+    let text = objects
+        .iter()
+        .map(|object| serde_saphyr::to_string(object).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    apply_text(admin, &text, "the namespaced install").await;
+}
+
 /// Server-side applies every document of a YAML file.
 async fn apply_file(client: &Client, path: &Path) {
-    let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let text = std::fs::read_to_string(path).unwrap();
+    apply_text(client, &text, &path.display().to_string()).await;
+}
+
+/// Server-side applies every document of YAML `text` (from `origin`, for messages).
+async fn apply_text(client: &Client, text: &str, origin: &str) {
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
     // Empty documents (a leading `---`, say) are skipped by the parser.
-    for object in serde_saphyr::from_multiple::<DynamicObject>(&text).unwrap() {
+    for object in serde_saphyr::from_multiple::<DynamicObject>(text).unwrap() {
         let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
         let (resource, capabilities) = discovery.resolve_gvk(&gvk).expect("a known kind");
         let api: Api<DynamicObject> = match (capabilities.scope, object.namespace()) {
@@ -147,13 +202,7 @@ async fn apply_file(client: &Client, path: &Path) {
             &Patch::Apply(&object),
         )
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "applying {} from {}: {e}",
-                object.name_any(),
-                path.display()
-            )
-        });
+        .unwrap_or_else(|e| panic!("applying {} from {origin}: {e}", object.name_any()));
     }
 }
 
@@ -167,6 +216,24 @@ pub async fn write_operator_kubeconfig(
     path: &Path,
     lifetime: Duration,
 ) {
+    write_service_account_kubeconfig(
+        admin,
+        admin_kubeconfig,
+        path,
+        lifetime,
+        OPERATOR_SERVICE_ACCOUNT,
+    )
+    .await;
+}
+
+/// Like [`write_operator_kubeconfig`], for `account` in the operator's namespace.
+async fn write_service_account_kubeconfig(
+    admin: &Client,
+    admin_kubeconfig: &Path,
+    path: &Path,
+    lifetime: Duration,
+    account: &str,
+) {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
     let request = TokenRequest {
         spec: TokenRequestSpec {
@@ -176,7 +243,7 @@ pub async fn write_operator_kubeconfig(
         ..TokenRequest::default()
     };
     let token = accounts
-        .create_token_request(OPERATOR_SERVICE_ACCOUNT, &PostParams::default(), &request)
+        .create_token_request(account, &PostParams::default(), &request)
         .await
         .expect("a service account token")
         .status
@@ -194,8 +261,8 @@ pub async fn write_operator_kubeconfig(
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": OPERATOR_SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": OPERATOR_SERVICE_ACCOUNT}}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": account}}],
         "current-context": "operator",
     });
     // The file holds a token: readable by its owner only, from the moment it exists.
@@ -315,6 +382,11 @@ pub struct Scenario {
     pub namespaces: Vec<String>,
     /// A client for direct requests to the emulator.
     pub http: reqwest::Client,
+    /// Between the operators and the emulator, when the scenario records the operators' requests to hold
+    /// them to Adobe's published contract ([`Scenario::start_with`]); `None` for [`Scenario::start_direct`].
+    proxy: Option<RecordingProxy>,
+    /// The namespace the operators watch (`--namespace`), or `None` for every namespace.
+    watched_namespace: Option<String>,
     /// Logs, kubeconfig and emulator state of this scenario; kept after the run for a post-mortem.
     pub directory: PathBuf,
 }
@@ -327,7 +399,39 @@ impl Scenario {
     }
 
     /// Like [`Scenario::start`], with extra flags for the operator (named `operator-a`).
+    ///
+    /// The operators reach the emulator through a [`RecordingProxy`], and [`Scenario::finish`] checks every
+    /// request they sent against Adobe's published contract ([`crate::contract`]).
     pub async fn start_with(namespaces: &[&str], operator_args: &[&str]) -> Self {
+        Self::start_recorded(namespaces, operator_args, true).await
+    }
+
+    /// Like [`Scenario::start_with`], with the operators talking to the emulator directly. For the fault
+    /// tests: a connection the emulator drops (commit then drop) must reach the operator as a dropped
+    /// connection, which a proxy in between would turn into an answer of its own.
+    pub async fn start_direct(namespaces: &[&str], operator_args: &[&str]) -> Self {
+        Self::start_recorded(namespaces, operator_args, false).await
+    }
+
+    /// A scenario installed for `namespaces[0]` only, as a namespaced install does (`--namespace`, a
+    /// Role there instead of the cluster-wide rights of `deploy/operator/rbac.yaml`'s ClusterRole); the other
+    /// namespaces are outside its reach. The operator's requests are recorded as by [`Scenario::start_with`].
+    pub async fn start_namespaced(namespaces: &[&str]) -> Self {
+        Self::start_as(namespaces, &[], true, Some(NAMESPACED_SERVICE_ACCOUNT)).await
+    }
+
+    async fn start_recorded(namespaces: &[&str], operator_args: &[&str], recorded: bool) -> Self {
+        Self::start_as(namespaces, operator_args, recorded, None).await
+    }
+
+    /// `namespaced_account`: the service account of a namespaced install for `namespaces[0]`, or `None`
+    /// for the operator's own (`deploy/`), watching `namespaces[0]` alone when it is the only one.
+    async fn start_as(
+        namespaces: &[&str],
+        operator_args: &[&str],
+        recorded: bool,
+        namespaced_account: Option<&str>,
+    ) -> Self {
         let admin = admin_client().await;
         install(&admin).await;
         let suffix = format!("{:x}", rand::random::<u32>());
@@ -351,13 +455,24 @@ impl Scenario {
         .await
         .unwrap();
         let kubeconfig = directory.join("operator-kubeconfig");
-        write_operator_kubeconfig(
+        if namespaced_account.is_some() {
+            install_namespaced(&admin, &namespaces[0]).await;
+        }
+        write_service_account_kubeconfig(
             &admin,
             &kubeconfig_path(),
             &kubeconfig,
             Duration::from_secs(3600),
+            namespaced_account.unwrap_or(OPERATOR_SERVICE_ACCOUNT),
         )
         .await;
+        let watched_namespace =
+            (namespaced_account.is_some() || namespaces.len() == 1).then(|| namespaces[0].clone());
+        let proxy = if recorded {
+            Some(RecordingProxy::start(&emulator.url()).await)
+        } else {
+            None
+        };
         let mut scenario = Self {
             admin,
             emulator_url: emulator.url(),
@@ -369,6 +484,8 @@ impl Scenario {
             },
             namespaces,
             http: reqwest::Client::new(),
+            proxy,
+            watched_namespace,
             directory,
         };
         scenario.operator = scenario.start_operator(&kubeconfig, operator_args, "operator-a");
@@ -383,12 +500,57 @@ impl Scenario {
         identity: &str,
     ) -> Operator {
         let mut args = vec!["--resync-interval", "3s"];
-        if self.namespaces.len() == 1 {
-            args.extend(["--namespace", self.namespaces[0].as_str()]);
+        if let Some(namespace) = &self.watched_namespace {
+            args.extend(["--namespace", namespace.as_str()]);
         }
         args.extend(extra_args);
         let log = self.directory.join(format!("{identity}.log"));
-        Operator::start(kubeconfig, &self.emulator_url, log, &args, identity)
+        Operator::start(kubeconfig, &self.platform_url(), log, &args, identity)
+    }
+
+    /// The base URL the operators use for IMS and Flow Service: the recording proxy's, or the emulator's.
+    pub fn platform_url(&self) -> String {
+        self.proxy
+            .as_ref()
+            .map_or_else(|| self.emulator_url.clone(), RecordingProxy::url)
+    }
+
+    /// Panics unless every request the operators sent (recognised by their User-Agent) agrees with
+    /// Adobe's published contract, apart from the deviations that Adobe's own documented examples make
+    /// ([`contract::DOCUMENTED_EXAMPLE_DEVIATIONS`]). Requests of the tests themselves are not checked
+    /// here: some are deliberately outside the contract. Without a proxy there is nothing to check.
+    pub fn assert_operator_requests_in_contract(&self) {
+        let Some(proxy) = &self.proxy else {
+            return;
+        };
+        let exchanges: Vec<_> = proxy
+            .exchanges()
+            .into_iter()
+            .filter(|exchange| {
+                exchange
+                    .request_header("user-agent")
+                    .is_some_and(|agent| agent.starts_with(OPERATOR_USER_AGENT))
+            })
+            .collect();
+        assert!(
+            !exchanges.is_empty(),
+            "the recording proxy saw no request of the operator"
+        );
+        let violations: Vec<String> = exchanges
+            .iter()
+            .flat_map(|exchange| {
+                contract::validate_request(exchange)
+                    .into_iter()
+                    .filter(|violation| !contract::is_documented_example_deviation(violation))
+                    .map(move |violation| format!("  {}: {violation}", exchange.describe()))
+            })
+            .collect();
+        assert!(
+            violations.is_empty(),
+            "the operator sent {} request(s) outside Adobe's published contract:\n{}",
+            violations.len(),
+            violations.join("\n")
+        );
     }
 
     /// Stops the emulator and starts it again on the same address with the same state file, as a
@@ -683,6 +845,7 @@ impl Scenario {
                 .await;
         }
         self.operator.stop();
+        self.assert_operator_requests_in_contract();
         let log = self.operator.log_text();
         assert!(
             !log.contains(DEMO_CLIENT_SECRET),

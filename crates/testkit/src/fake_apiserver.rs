@@ -211,6 +211,10 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 fn object_path(value: &Value) -> String {
+    if value["kind"] == "CustomResourceDefinition" {
+        let name = value["metadata"]["name"].as_str().expect("named object");
+        return format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
+    }
     let namespace = value["metadata"]["namespace"]
         .as_str()
         .expect("namespaced object");

@@ -5,7 +5,7 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::Reconciliation;
-use crate::api::DeletionPolicy;
+use crate::api::{DeletionPolicy, ServedKind};
 use crate::controller::error::{Error, Result};
 use crate::controller::reason::Reason;
 use crate::controller::status::Progress;
@@ -62,6 +62,29 @@ impl Reconciliation<'_> {
     }
 
     pub(super) async fn delete_or_orphan(&self) -> Result<Action> {
+        let status = self.status();
+        // Only a connection this object recorded as its own is deleted: a spec.connectionId whose
+        // adoption never completed (say, a ConnectionConflict) belongs to someone else.
+        let known_id = status.connection_id.clone();
+        // Deleting the CRD deletes every object of the kind: an uninstall, not a decision about the
+        // data. Nothing is deleted in Adobe, and nothing waits for the dataflows (whose own objects
+        // may outlive this kind's definition), so that the CRD's deletion never hangs.
+        if self
+            .ctx
+            .definition_is_being_deleted(ServedKind::StreamingConnection)
+            .await?
+        {
+            if known_id.is_none() && status.pending_create.is_none() {
+                return Ok(Action::await_change());
+            }
+            return Ok(self
+                .left_in_adobe(
+                    known_id.as_deref(),
+                    "the StreamingConnection CustomResourceDefinition is being deleted, and deleting it \
+                     never deletes data in Adobe",
+                )
+                .await);
+        }
         // The StreamingDataflows on this connection go first, whatever the policy: each needs the
         // connection's credentials and sandbox to delete its flow.
         let dataflows = self.ctx.dataflows_of(self.object);
@@ -70,10 +93,6 @@ impl Reconciliation<'_> {
                 names: dataflows.join(", "),
             });
         }
-        let status = self.status();
-        // Only a connection this object recorded as its own is deleted: a spec.connectionId whose
-        // adoption never completed (say, a ConnectionConflict) belongs to someone else.
-        let known_id = status.connection_id.clone();
         if self.object.spec.deletion_policy == DeletionPolicy::Orphan {
             if let Some(id) = &known_id {
                 self.publish(
@@ -107,17 +126,7 @@ impl Reconciliation<'_> {
             ) => {
                 // Without credentials nothing can be deleted; hanging forever would block the
                 // namespace, so the connection is orphaned and the user told so.
-                let what = known_id
-                    .as_deref()
-                    .map_or("the connection being created".to_string(), |id| {
-                        format!("connection {id}")
-                    });
-                return Ok(self
-                    .orphaned(
-                        known_id.as_deref(),
-                        format!("Left {what} in Adobe Experience Platform: {error}"),
-                    )
-                    .await);
+                return Ok(self.left_in_adobe(known_id.as_deref(), error).await);
             }
             Err(error) => return Err(error),
         };
@@ -178,6 +187,19 @@ impl Reconciliation<'_> {
         )
         .await;
         Ok(Action::await_change())
+    }
+
+    /// [`Self::orphaned`], with the note "Left connection <id> (or the connection being created) in
+    /// Adobe Experience Platform: <why>".
+    async fn left_in_adobe(&self, id: Option<&str>, why: impl std::fmt::Display) -> Action {
+        let what = id.map_or("the connection being created".to_string(), |id| {
+            format!("connection {id}")
+        });
+        self.orphaned(
+            id,
+            format!("Left {what} in Adobe Experience Platform: {why}"),
+        )
+        .await
     }
 
     /// Lets the object go without deleting its connection, saying why in a Warning event and in

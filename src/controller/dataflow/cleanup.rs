@@ -6,8 +6,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
-use super::Reconciliation;
-use crate::api::{DataflowPart, DeletionPolicy};
+use super::{Reconciliation, desired};
+use crate::api::{DataflowPart, DeletionPolicy, ServedKind};
 use crate::controller::credentials;
 use crate::controller::error::{Error, Result};
 use crate::controller::reason::Reason;
@@ -58,6 +58,30 @@ impl Reconciliation<'_> {
         .into_iter()
         .flatten()
         .collect();
+        // Deleting the CRD deletes every object of the kind: an uninstall, not a decision about the
+        // data, so nothing is deleted in Adobe.
+        if self
+            .ctx
+            .definition_is_being_deleted(ServedKind::StreamingDataflow)
+            .await?
+        {
+            if recorded.is_empty() && status.pending_create.is_none() {
+                return Ok(Action::await_change());
+            }
+            let note = format!(
+                "Left {} in Adobe Experience Platform: the StreamingDataflow CustomResourceDefinition is \
+                 being deleted, and deleting it never deletes data in Adobe",
+                if recorded.is_empty() {
+                    "the dataflow being created".to_string()
+                } else {
+                    recorded.join(", ")
+                }
+            );
+            warn!(note = %note, "left a dataflow in Adobe Experience Platform");
+            self.publish(EventType::Warning, Reason::Orphaned, note)
+                .await;
+            return Ok(Action::await_change());
+        }
         if self.object.spec.deletion_policy == DeletionPolicy::Orphan {
             if !recorded.is_empty() {
                 self.publish(
@@ -100,43 +124,47 @@ impl Reconciliation<'_> {
         let mut source_ids: Vec<String> = status.source_connection_id.iter().cloned().collect();
         let mut target_ids: Vec<String> = status.target_connection_id.iter().cloned().collect();
         let mut flow_ids: Vec<String> = status.flow_id.iter().cloned().collect();
+        // The marker covers its part and every later one (see `parts`): each of those that the status
+        // does not record is looked up, the flow by every source connection it could read from.
         if let Some(marker) = &status.pending_create {
-            let named = |name: &str| name == marker.name;
-            match marker.kind {
-                DataflowPart::SourceConnection => source_ids.extend(
+            if marker.kind.covers(DataflowPart::SourceConnection) && source_ids.is_empty() {
+                let name = desired::source_connection_name(self.object);
+                source_ids.extend(
                     self.ctx
                         .flow
-                        .find_source_connections_by_name(&scope, &marker.name)
+                        .find_source_connections_by_name(&scope, &name)
                         .await
                         .map_err(Error::flow("looking up an interrupted create"))?
                         .into_iter()
-                        .filter(|c| named(&c.name))
+                        .filter(|c| c.name == name)
                         .map(|c| c.id),
-                ),
-                DataflowPart::TargetConnection => target_ids.extend(
+                );
+            }
+            if marker.kind.covers(DataflowPart::TargetConnection) && target_ids.is_empty() {
+                let name = desired::target_connection_name(self.object);
+                target_ids.extend(
                     self.ctx
                         .flow
-                        .find_target_connections_by_name(&scope, &marker.name)
+                        .find_target_connections_by_name(&scope, &name)
                         .await
                         .map_err(Error::flow("looking up an interrupted create"))?
                         .into_iter()
-                        .filter(|c| named(&c.name))
+                        .filter(|c| c.name == name)
                         .map(|c| c.id),
-                ),
-                DataflowPart::Flow => {
-                    for source in &source_ids {
-                        flow_ids.extend(
-                            self.ctx
-                                .flow
-                                .find_flows_by_source_connection(&scope, source)
-                                .await
-                                .map_err(Error::flow("looking up an interrupted create"))?
-                                .into_iter()
-                                .map(|f| f.id),
-                        );
-                    }
+                );
+            }
+            if marker.kind.covers(DataflowPart::Flow) && flow_ids.is_empty() {
+                for source in &source_ids {
+                    flow_ids.extend(
+                        self.ctx
+                            .flow
+                            .find_flows_by_source_connection(&scope, source)
+                            .await
+                            .map_err(Error::flow("looking up an interrupted create"))?
+                            .into_iter()
+                            .map(|f| f.id),
+                    );
                 }
-                DataflowPart::MappingSet => {}
             }
         }
         for ids in [&mut flow_ids, &mut source_ids, &mut target_ids] {

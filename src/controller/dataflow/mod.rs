@@ -5,7 +5,7 @@
 //! 1. here: wait for the StreamingConnection to be Ready, check the mapping against its data type,
 //!    read the credentials (the connection's Secret, in the same namespace) and the dataset;
 //! 2. `parts`: the crash-safe create of the source connection, the target connection, the mapping
-//!    set (raw data) and the flow, a pending marker stored before each POST;
+//!    set (raw data) and the flow, under one pending marker stored before the first POST;
 //! 3. `flow`: the flow confirmed (a 404 confirmed before it is recreated), brought in line with the
 //!    spec (name, description, mapping version with `If-Match`; enabled or disabled), its runs read;
 //! 4. `record`: the ConfigMap published and the status written, only when it changes;
@@ -110,8 +110,11 @@ pub(crate) struct Reconciliation<'a> {
     /// The resourceVersion that goes with `stored`: every write is conditional on it.
     resource_version: Option<String>,
     /// The status being built: ids learned since the last write are kept here and written with the
-    /// next write (the next part's marker, or the final status), never later than that.
+    /// next write (the final status, or the failure), never later than that.
     status: StreamingDataflowStatus,
+    /// When this reconcile stored the create-pending marker now in `status`: the parts after it were
+    /// never tried under it, so they need no lookup (see `parts`).
+    marker_stored_at: Option<std::time::Instant>,
 }
 
 /// What the dataflow is built on: its StreamingConnection, as the cache holds it.
@@ -152,6 +155,7 @@ impl<'a> Reconciliation<'a> {
             status: stored.clone(),
             stored,
             resource_version,
+            marker_stored_at: None,
         })
     }
 

@@ -1,13 +1,21 @@
 //! The crash-safe create of a dataflow's parts, in Adobe's order: source connection, target
 //! connection, mapping set (raw data), flow.
 //!
-//! Before each POST a pending marker naming the part is stored (with the resourceVersion that was
-//! read, so that of two writers only one goes on); the id the POST returns is stored with the next
-//! write (the next part's marker, or the final status). Whatever stops the operator in between, the
-//! next reconcile finds the marker and looks the part up (by name; the flow by its source
-//! connection) instead of creating a second one. A mapping set cannot be looked up (Data Prep has no
-//! name to filter on): an interrupted mapping-set create makes a new set and the first stays unused,
-//! which costs nothing and duplicates nothing that runs.
+//! Before the first POST a pending marker is stored (with the resourceVersion that was read, so that
+//! of two writers only one goes on). The marker names the first part it covers and covers every part
+//! after it in that order: the ids the POSTs return are stored together with the final status (or with
+//! the failure, when one fails), and the marker goes with them. Whatever stops the operator in between,
+//! the next reconcile finds the marker and looks up every part it covers that the status does not
+//! record (by name; the flow by its source connection) instead of creating a second one; it stores a
+//! marker again before each POST it then makes, as the lookup's window must start before that POST.
+//! A create that fails narrows the marker to the failing part, whose send time it records, in the same
+//! write that records the ids of the parts before it. A mapping set cannot be looked up (Data Prep
+//! has no name to filter on): an interrupted mapping-set create makes a new set and the first stays
+//! unused, which costs nothing and duplicates nothing that runs.
+//!
+//! One marker for the whole create costs one status write where a marker per part cost three; the
+//! lookup's window is as safe: every POST under the marker is sent within [`MARKER_REUSE`] of the time
+//! the marker records, well inside the settle delay the lookup waits beyond the request timeout.
 
 use std::future::Future;
 use std::time::Duration;
@@ -28,6 +36,11 @@ use aep_flow::{Dataset, Flow, FlowError, FlowErrorKind, MappingRef, Scope};
 /// pending create is resolved: the operator's and Adobe's clocks are not synchronised.
 const CLOCK_SKEW_ALLOWANCE_MS: i64 = 5 * 60 * 1000;
 
+/// How long after it was stored a marker still covers a POST of this reconcile without being stored
+/// again: far below the settle delay (`CREATE_SETTLE_DELAY`, 30 s) added to the request timeout before
+/// an unanswered create is looked up, so that a POST sent later than the marker says is still waited for.
+const MARKER_REUSE: Duration = Duration::from_secs(10);
+
 /// A part found by a lookup: its id and when Flow Service says it was created.
 pub(super) struct Candidate {
     id: String,
@@ -35,6 +48,21 @@ pub(super) struct Candidate {
 }
 
 impl DataflowPart {
+    /// The part's place in Adobe's order of creation.
+    fn position(self) -> u8 {
+        match self {
+            DataflowPart::SourceConnection => 0,
+            DataflowPart::TargetConnection => 1,
+            DataflowPart::MappingSet => 2,
+            DataflowPart::Flow => 3,
+        }
+    }
+
+    /// Whether a marker naming this part covers `later`: it does every part from itself on.
+    pub(super) fn covers(self, later: DataflowPart) -> bool {
+        self.position() <= later.position()
+    }
+
     /// How events and conditions name the part.
     fn label(self) -> &'static str {
         match self {
@@ -209,7 +237,7 @@ impl Reconciliation<'_> {
     }
 
     /// One part: resumed from an interrupted create (looked up with `lookup`), or created with
-    /// `create` after its marker is stored.
+    /// `create` under a marker that covers it.
     async fn ensure_part<L, LF, C, CF>(
         &mut self,
         part: DataflowPart,
@@ -227,8 +255,11 @@ impl Reconciliation<'_> {
             .status
             .pending_create
             .clone()
-            .filter(|marker| marker.kind == part);
+            .filter(|marker| marker.kind.covers(part));
+        // A marker this reconcile stored covers parts it has not tried yet: nothing to look up.
+        let stored_here = self.marker_stored_at.filter(|_| marker.is_some());
         if let Some(marker) = &marker
+            && stored_here.is_none()
             && part != DataflowPart::MappingSet
         {
             if let Some(wait) = self.settling(marker) {
@@ -247,7 +278,7 @@ impl Reconciliation<'_> {
             if let Some(first) = found.first() {
                 let id = first.id.clone();
                 info!(part = part.label(), id = %id, "resumed an interrupted create");
-                self.status.pending_create = None;
+                // The marker stays: it may cover later parts, and goes with the final status.
                 self.publish(
                     EventType::Normal,
                     Reason::CreateResumed,
@@ -276,24 +307,30 @@ impl Reconciliation<'_> {
             }
         }
 
-        let now = now();
-        self.status.pending_create = Some(PendingDataflowCreate {
-            kind: part,
-            name: name.to_string(),
-            // A marker left by an earlier attempt keeps its start: the lookup window only grows.
-            started_at: marker.map_or_else(|| now.clone(), |m| m.started_at),
-            attempted_at: Some(now),
-        });
+        let reusable = stored_here.is_some_and(|at| at.elapsed() < MARKER_REUSE);
+        // A marker left by an earlier attempt keeps its start: the lookup window only grows.
+        let started_at = marker.as_ref().map(|m| m.started_at.clone());
+        if !reusable {
+            let now = now();
+            self.status.pending_create = Some(PendingDataflowCreate {
+                kind: part,
+                name: name.to_string(),
+                started_at: started_at.clone().unwrap_or_else(|| now.clone()),
+                attempted_at: Some(now),
+            });
+            self.ensure_leading()?;
+            self.write_claim(
+                &Progress::Reconciling {
+                    reason: Reason::Creating,
+                    message: format!("Creating the {} `{name}`", part.label()),
+                },
+                "the create-pending marker",
+            )
+            .await?;
+            self.marker_stored_at = Some(std::time::Instant::now());
+        }
         self.ensure_leading()?;
-        self.write_claim(
-            &Progress::Reconciling {
-                reason: Reason::Creating,
-                message: format!("Creating the {} `{name}`", part.label()),
-            },
-            "the create-pending marker",
-        )
-        .await?;
-        self.ensure_leading()?;
+        let sent = now();
         let result = create().await;
         let answered = result
             .as_ref()
@@ -304,14 +341,26 @@ impl Reconciliation<'_> {
         match result {
             Ok(id) => {
                 info!(part = part.label(), id = %id, "created");
-                self.status.pending_create = None;
                 Ok(Step::Done(id))
             }
             Err(error) => {
-                if error.is_permanent() {
-                    // Refused for good: the marker claims nothing.
-                    self.status.pending_create = None;
-                }
+                self.status.pending_create = if error.is_permanent() {
+                    // Refused for good: the marker claims nothing (the ids of the parts before this
+                    // one are in the status written with the failure).
+                    None
+                } else {
+                    // Narrowed to this part, with its send time: the parts before it are recorded
+                    // by the same write that stores this marker (the failure's).
+                    self.status
+                        .pending_create
+                        .take()
+                        .map(|marker| PendingDataflowCreate {
+                            kind: part,
+                            name: name.to_string(),
+                            started_at: marker.started_at,
+                            attempted_at: Some(sent),
+                        })
+                };
                 Err(Error::flow(match part {
                     DataflowPart::SourceConnection => "creating the source connection",
                     DataflowPart::TargetConnection => "creating the target connection",
