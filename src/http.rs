@@ -1,5 +1,6 @@
-//! The operator's own HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive) and `/readyz` (this replica reconciles: it leads, and the controller's watches work).
+//! The operator's own HTTP endpoints: `/metrics` (the Prometheus text format, or OpenMetrics for a
+//! client that asks for it in `Accept`), `/healthz` (the process is alive) and `/readyz` (this
+//! replica reconciles: it leads, and the controller's watches work).
 //!
 //! A standby is alive but not ready, and so is a leader whose watches fail (for example because the
 //! CRD was deleted): `/readyz` answers what an alert or a Service should know, "is this replica doing
@@ -11,11 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 
 /// What the endpoints report on. Cheap to clone; every clone shares the same state.
 #[derive(Clone)]
@@ -76,13 +77,23 @@ pub async fn serve(
         .await
 }
 
-async fn metrics(State(health): State<Health>) -> impl IntoResponse {
+/// The metrics in the format the `Accept` header prefers (see [`Format::negotiate`]). `Vary: Accept`
+/// tells a cache between the scraper and the operator that the answer depends on that header.
+async fn metrics(State(health): State<Health>, headers: HeaderMap) -> impl IntoResponse {
+    // Several Accept headers mean their lists joined (RFC 9110); one that is not text counts as none.
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let format = Format::negotiate(Some(accept.as_str()).filter(|accept| !accept.is_empty()));
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        health.metrics.encode(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        health.metrics.encode_as(format),
     )
 }
 
@@ -112,6 +123,57 @@ mod tests {
             .await
             .unwrap()
             .status()
+    }
+
+    async fn scrape(health: &Health, accept: Option<&str>) -> (String, String) {
+        let mut request = Request::get("/metrics");
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        let response = router(health.clone())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::VARY], "Accept");
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (content_type, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn metrics_are_text_unless_openmetrics_is_asked_for() {
+        let health = Health::new(Arc::new(Metrics::default()));
+        health.metrics.leader.set(1);
+        for accept in [
+            None,
+            Some("text/plain"),
+            Some("*/*"),
+            Some("text/plain;version=0.0.4"),
+        ] {
+            let (content_type, body) = scrape(&health, accept).await;
+            assert_eq!(
+                content_type, "text/plain; version=0.0.4; charset=utf-8",
+                "Accept: {accept:?}"
+            );
+            assert!(body.contains("\naep_operator_leader 1\n"), "{body}");
+            assert!(!body.contains("# EOF"), "{body}");
+        }
+        let (content_type, body) = scrape(
+            &health,
+            Some("application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.3"),
+        )
+        .await;
+        assert_eq!(
+            content_type,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert!(body.ends_with("# EOF\n"), "{body}");
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ cargo test --locked --workspace --all-targets
 
 echo "== the Argo CD health check (Lua) against its test cases"
 deploy/gitops/test-health.sh
+tools/test-image.sh
 
 echo "== tier 4: end-to-end and reliability tests against a real control plane"
 # Each scenario keeps its operator logs, kubeconfig and emulator state here for a post-mortem.
@@ -30,4 +31,5 @@ fi
 # The end-to-end and reliability tests share one cluster and some watch all namespaces, so they
 # run one at a time.
 cargo test --locked --test e2e --test e2e_dataflow --test reliability -- --ignored --test-threads=1
+tools/test-monitoring.sh
 tools/test-install.sh

@@ -40,7 +40,7 @@ pub use self::reason::Reason;
 use crate::api::{FIELD_MANAGER, FINALIZER, StreamingConnection, StreamingDataflow};
 use crate::http::Health;
 use crate::leader::Fence;
-use crate::metrics::{Metrics, ReconcileResult};
+use crate::metrics::{Metrics, ObjectState, ReconcileResult};
 use aep_flow::FlowClient;
 
 /// What the shared reconcile skeleton ([`reconcile_object`]) needs of a kind the operator manages:
@@ -276,6 +276,30 @@ pub async fn run(
         .applied_objects(),
         dataflow_store.clone(),
     );
+    // `aep_operator_objects`: each scrape counts the objects in these caches by their Ready condition.
+    let (connection_cache, dataflow_cache) = (store.clone(), dataflow_store.clone());
+    metrics.count_objects(StreamingConnection::KIND, move || {
+        let states = connection_cache.state().into_iter();
+        states
+            .map(|o| {
+                ObjectState::of(
+                    o.status.as_ref().map_or(&[], |s| &s.conditions),
+                    o.metadata.generation,
+                )
+            })
+            .collect()
+    });
+    metrics.count_objects(StreamingDataflow::KIND, move || {
+        let states = dataflow_cache.state().into_iter();
+        states
+            .map(|o| {
+                ObjectState::of(
+                    o.status.as_ref().map_or(&[], |s| &s.conditions),
+                    o.metadata.generation,
+                )
+            })
+            .collect()
+    });
     let ctx = Arc::new(
         Context::new(client, flow, store.clone(), settings.clone(), metrics)
             .with_fence(fence)
