@@ -12,6 +12,8 @@ cargo test --locked --workspace --all-targets
 
 echo "== the Argo CD health check (Lua) against its test cases"
 deploy/gitops/test-health.sh
+
+echo "== the OCI image: built twice from the release binary, its layers, user, entrypoint and labels, run from its root file system"
 tools/test-image.sh
 
 echo "== tier 4: end-to-end and reliability tests against a real control plane"
@@ -31,5 +33,9 @@ fi
 # The end-to-end and reliability tests share one cluster and some watch all namespaces, so they
 # run one at a time.
 cargo test --locked --test e2e --test e2e_dataflow --test reliability -- --ignored --test-threads=1
+
+echo "== monitoring: promtool on the alert rules and the live /metrics, the dashboard's metrics, the example apps"
 tools/test-monitoring.sh
+
+echo "== install: the Helm chart (lint, dry run, install, upgrade, uninstall) and the kustomize bases"
 tools/test-install.sh

@@ -104,6 +104,11 @@ pub struct ObjectMemory {
     /// A successful reconcile that asked to look again later (an inlet being provisioned, a 404
     /// being confirmed, a create settling): until then, with the same inputs, nothing is done.
     pub waiting: Option<(Inputs, Instant)>,
+    /// The inputs as the running (or last) reconcile found them when it started. A wait or a failure
+    /// is recorded against these, not against the inputs when it ends: a change that arrives while
+    /// the reconcile runs (the StreamingConnection of a dataflow turning Ready, a Secret rotated)
+    /// must open the gate, not count as seen.
+    pub attempt_inputs: Option<Inputs>,
     /// The last create request got an answer (even an error): nothing can commit later, so an
     /// unresolved marker may be looked up by name at once instead of after the settle delay.
     pub create_answered: bool,
@@ -222,7 +227,10 @@ impl Memory {
     /// Nothing to do for `object` before `delay` has passed unless its inputs change.
     pub fn defer(&self, uid: &str, inputs: Inputs, delay: Duration) {
         let at = self.now() + delay;
-        self.with(uid, |m| m.waiting = Some((inputs, at)));
+        self.with(uid, |m| {
+            let inputs = m.attempt_inputs.clone().unwrap_or(inputs);
+            m.waiting = Some((inputs, at));
+        });
     }
 
     /// Counts a failure and returns the delay before the next attempt (`None`: permanent).
@@ -235,6 +243,7 @@ impl Memory {
     ) -> Option<Duration> {
         let now = self.now();
         self.with(uid, |memory| {
+            let inputs = memory.attempt_inputs.clone().unwrap_or(inputs);
             let count = memory
                 .failure
                 .as_ref()
@@ -261,11 +270,13 @@ impl Memory {
         }
     }
 
-    /// A reconcile runs: whatever it was waiting for is decided anew.
-    pub fn start_attempt(&self, uid: &str) {
-        if let Some(memory) = lock(&self.objects).get_mut(uid) {
+    /// A reconcile runs with `inputs`: whatever it was waiting for is decided anew, and what it ends
+    /// up waiting for is recorded against these inputs.
+    pub fn start_attempt(&self, uid: &str, inputs: Inputs) {
+        self.with(uid, |memory| {
             memory.waiting = None;
-        }
+            memory.attempt_inputs = Some(inputs);
+        });
     }
 
     /// Counts one more 404 for `id`, recorded by object `uid` (a new id starts over), and decides:
@@ -377,6 +388,35 @@ mod tests {
         assert!(
             !memory.update_refused("u", &inputs(2)),
             "and the refusal is forgotten"
+        );
+    }
+
+    #[test]
+    fn a_change_that_arrives_while_a_reconcile_runs_opens_the_gate() {
+        let memory = Memory::default();
+        // Started with the dependency not Ready; it turned Ready before the wait was recorded.
+        let started = Inputs {
+            dependency: Some("not ready".into()),
+            ..inputs(1)
+        };
+        let changed = Inputs {
+            dependency: Some("ready".into()),
+            ..inputs(1)
+        };
+        memory.start_attempt("u", started.clone());
+        memory.defer("u", changed.clone(), Duration::from_secs(600));
+        assert_eq!(memory.gate("u", &changed), None, "the change is news");
+        assert!(
+            memory.gate("u", &started).is_some(),
+            "no news holds the wait"
+        );
+
+        memory.start_attempt("u", started.clone());
+        memory.record_failure("u", changed.clone(), true, None);
+        assert_eq!(
+            memory.gate("u", &changed),
+            None,
+            "the change is news to a failure too"
         );
     }
 

@@ -106,13 +106,14 @@ pub(crate) async fn reconcile_object<K: Managed>(
     let uid = object.uid().unwrap_or_default();
     // After a failure nothing is tried again before its time, whatever triggered this reconcile
     // (the operator's own status write, an owned ConfigMap, a relist): a broken object stays quiet.
-    if let Some(wait) = ctx.memory.gate(&uid, &object.inputs(&ctx)) {
+    let inputs = object.inputs(&ctx);
+    if let Some(wait) = ctx.memory.gate(&uid, &inputs) {
         debug!(parent: &span, retry_in = ?wait, "the last failure still holds; nothing to do yet");
         ctx.metrics
             .reconciled(ReconcileResult::Deferred, started.elapsed());
         return Ok(wait.map_or_else(Action::await_change, Action::requeue));
     }
-    ctx.memory.start_attempt(&uid);
+    ctx.memory.start_attempt(&uid, inputs);
     let result = async {
         let namespace = object
             .namespace()
