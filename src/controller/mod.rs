@@ -252,7 +252,9 @@ pub async fn run(
     let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, namespace);
     let config_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, namespace);
     let dataflows: Api<StreamingDataflow> = scoped(&client, namespace);
-    let dataflow_connections: Api<StreamingConnection> = scoped(&client, namespace);
+    // Only which StreamingConnection changed matters to the dataflows (they read it from the cache).
+    let dataflow_connections: Api<PartialObjectMeta<StreamingConnection>> =
+        scoped(&client, namespace);
     let dataflow_config_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, namespace);
     // Lists are consistent reads (not `any_semantic`): right after an API server restart, a list
     // served from the fresh watch cache can be older than the cache's start, and every watch from
@@ -363,7 +365,7 @@ pub async fn run(
     // A StreamingDataflow waits for its StreamingConnection: each change of it wakes its dataflows.
     let dataflows_of_connection = {
         let dataflow_store = dataflow_store.clone();
-        move |connection: StreamingConnection| {
+        move |connection: PartialObjectMeta<StreamingConnection>| {
             let namespace = connection.namespace();
             let name = connection.name_any();
             dataflow_store
