@@ -81,11 +81,18 @@ impl Sampler {
         self.task.abort();
         let window = self.started.elapsed().as_secs_f64();
         let readings = self.readings.lock().unwrap().clone();
+        summarize(readings, window, self.from_zero)
+    }
+}
+
+/// See [`Sampler::finish`].
+fn summarize(readings: Vec<Reading>, window: f64, from_zero: bool) -> Value {
+    {
         let mut per_second = Vec::new();
         let mut cumulative = Vec::new();
         let (mut total, mut tokens) = (0.0, 0.0);
         let mut readings = readings.into_iter();
-        let mut previous = if self.from_zero {
+        let mut previous = if from_zero {
             Reading {
                 at_s: 0.0,
                 flow: 0.0,
@@ -136,5 +143,46 @@ impl Sampler {
             "ninety_percent_done_after_s": share_by(0.9),
             "per_second": per_second,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readings(calls: &[f64]) -> Vec<Reading> {
+        calls
+            .iter()
+            .enumerate()
+            .map(|(second, &flow)| Reading {
+                at_s: second as f64,
+                flow,
+                token: 0.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_spread_over_the_window_show_a_tenth_early_and_a_flat_rate() {
+        // 10 calls a second for 100 s, counted from a base of 500 (the process ran before the window).
+        let cumulative: Vec<f64> = (0..=100).map(|s| 500.0 + 10.0 * s as f64).collect();
+        let summary = summarize(readings(&cumulative), 100.0, false);
+        assert_eq!(summary["flow_calls"], 1000.0);
+        assert_eq!(summary["peak_per_s"], 10.0);
+        assert_eq!(summary["median_per_s"], 10.0);
+        assert!(summary["share_in_first_tenth"].as_f64().unwrap() <= 0.11);
+        assert_eq!(summary["ninety_percent_done_after_s"], 90.0);
+    }
+
+    #[test]
+    fn a_restart_burst_counts_from_zero_and_is_done_early() {
+        // A new process: 200 calls a second for 3 s, then nothing for the rest of a 60 s window.
+        let mut cumulative = vec![200.0, 400.0, 600.0];
+        cumulative.extend(std::iter::repeat_n(600.0, 57));
+        let summary = summarize(readings(&cumulative), 60.0, true);
+        assert_eq!(summary["flow_calls"], 600.0);
+        assert_eq!(summary["share_in_first_tenth"], 1.0);
+        assert_eq!(summary["ninety_percent_done_after_s"], 2.0);
+        assert!(summary["peak_per_s"].as_f64().unwrap() >= 200.0);
     }
 }

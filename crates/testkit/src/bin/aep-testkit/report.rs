@@ -447,8 +447,12 @@ pub fn table(results: &[Value]) -> String {
     };
     let num = |v: &Value| plain(v);
     row("objects (N)", &|r| num(&r["config"]["objects"]));
-    row("apply (bench client, 8 in flight)", &|r| {
-        format!("{} s", num(&r["create"]["apply_s"]))
+    row("apply of the N objects (the bench's client)", &|r| {
+        format!(
+            "{} s ({} in flight)",
+            num(&r["create"]["apply_s"]),
+            num(&r["config"]["client_concurrency"])
+        )
     });
     row("**apply start -> all Ready**", &|r| {
         format!("**{} s**", num(&r["create"]["all_ready_s"]))
