@@ -180,7 +180,7 @@ pub fn text(r: &Value) -> String {
         ),
     );
     row(
-        "Flow Service requests",
+        "Flow Service requests until all Ready",
         format!(
             "{} = {} per object",
             c["flow_requests_total"], c["flow_requests_per_object"]
@@ -242,8 +242,12 @@ pub fn text(r: &Value) -> String {
         format!("{} ms", c["operator_cpu_ms_per_object"]),
     );
     row(
-        "trailing requests settled after",
-        format!("{} s", c["settle_after_ready_s"]),
+        "after all Ready: Flow requests until quiet",
+        format!(
+            "{} (quiet after {} s)",
+            counts(&c["flow_requests_after_all_ready"]),
+            c["settle_after_ready_s"]
+        ),
     );
 
     row("", String::new());
