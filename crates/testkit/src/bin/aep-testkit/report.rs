@@ -499,14 +499,23 @@ pub fn table(results: &[Value]) -> String {
             .as_object()
             .map(|m| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect())
             .unwrap_or_default();
+        let events = c["operator_k8s_writes_per_object_by_kind"]["POST events"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let all = c["operator_k8s_writes_per_object"].as_f64().unwrap_or(0.0);
         format!(
-            "{} ({})",
-            num(&c["operator_k8s_writes_per_object"]),
+            "{} + {events} event ({})",
+            crate::metrics::round(all - events, 2),
             by_kind.join(", ")
         )
     });
-    row("steady: Flow reads per object per resync", &|r| {
-        num(&r["steady"]["flow_gets_per_object_per_resync"])
+    row("steady: Flow reads per object in the window", &|r| {
+        format!(
+            "{} in {} resync intervals ({} per interval)",
+            num(&r["steady"]["flow_gets_per_object"]),
+            num(&r["steady"]["resync_intervals_in_window"]),
+            num(&r["steady"]["flow_gets_per_object_per_resync"])
+        )
     });
     row(
         "steady: Flow writes; Kubernetes writes per object per resync",
