@@ -19,7 +19,7 @@
 #   BENCH_OPERATOR_FLAGS  the operator's Flow flags (default "--flow-service-qps 200 --max-concurrent-reconciles 8";
 #                         set it empty for the operator's own defaults)
 #   BENCH_NAMESPACES      spread over this many namespaces, one credentials Secret each (default 4)
-#   BENCH_RESYNC          the operator's --resync-interval (default per size: max(60 s, 4·N/qps), see resync_for)
+#   BENCH_RESYNC          the operator's --resync-interval (default per size: max(60 s, 4·N/qps, N/15 s), see resync_for)
 #   BENCH_STEADY_SECONDS  steady-state window in seconds (default: the resync interval + 20%)
 #   BENCH_RESTART_SECONDS window watched after the operator restarts (default: one resync interval)
 #   BENCH_CLIENT_CONCURRENCY  requests the benchmark's own client keeps in flight to apply/delete (default 8)
@@ -74,15 +74,22 @@ for ((i = 0; i < ${#operator_flags[@]}; i++)); do
   esac
 done
 [[ $qps =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--flow-service-qps must be a number (got '$qps')"
-# N -> the resync interval: BENCH_RESYNC, or max(60 s, 4N/qps) (qps 0 = unlimited: 60 s). With 2 Flow calls
-# per create, 4N/qps is twice the create's lower bound, so that no object's first resync read (after 90 % of
-# the interval at the earliest, the jitter) falls into the create phase, and one interval holds every object's
-# resync read at a quarter of the qps limit. 60 s: the create at N=3000 on 2 cores takes about a minute.
+# N -> the resync interval: BENCH_RESYNC, or max(60 s, 4N/qps, N/15 s) (qps 0 = unlimited). No object's first
+# resync read (after 90 % of the interval at the earliest, the jitter) may fall into the create phase, or it would
+# be counted as a create call: with 2 Flow calls per create, 4N/qps is twice the create's Flow lower bound, and
+# N/15 s covers a create that runs at 15 objects/s or faster (at --flow-service-qps 200 on 2 shared cores,
+# N=3000 took about 130 s, 23 objects/s). One interval then holds every object's resync read at a quarter of
+# the qps limit.
 resync_for() {
   if [[ -n ${BENCH_RESYNC:-} ]]; then
     echo "$BENCH_RESYNC"
   else
-    awk -v n="$1" -v q="$qps" 'BEGIN { s = (q > 0) ? 4 * n / q : 0; s = (s > 60) ? s : 60; printf "%ds\n", int(s + 0.999) }'
+    awk -v n="$1" -v q="$qps" 'BEGIN {
+      s = (q > 0) ? 4 * n / q : 0
+      if (n / 15 > s) s = n / 15
+      if (60 > s) s = 60
+      printf "%ds\n", int(s + 0.999)
+    }'
   fi
 }
 
