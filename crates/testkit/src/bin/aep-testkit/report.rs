@@ -542,14 +542,23 @@ pub fn table(results: &[Value]) -> String {
     row("restart: Flow GETs per object in the window", &|r| {
         num(&r["restart"]["flow_gets_per_object"])
     });
-    row("restart: Flow calls/s peak; 90 % done after", &|r| {
-        let s = &r["restart"]["flow_calls_per_second"];
-        format!(
-            "{} / s; {} s of {} s",
-            num(&s["peak_per_s"]),
-            num(&s["ninety_percent_done_after_s"]),
-            num(&s["window_s"])
-        )
+    row(
+        "restart: Flow calls/s peak; share of the window's calls in its first 10 %",
+        &|r| {
+            let s = &r["restart"]["flow_calls_per_second"];
+            format!(
+                "{} / s; {} (window {} s)",
+                num(&s["peak_per_s"]),
+                num(&s["share_in_first_tenth"]),
+                num(&s["window_s"])
+            )
+        },
+    );
+    row("restart: Flow calls per 10 s", &|r| {
+        rate_series(&r["restart"]["flow_calls_per_second"])
+    });
+    row("steady: Flow calls per 10 s", &|r| {
+        rate_series(&r["steady"]["flow_calls_per_second"])
     });
     row("restart: Kubernetes writes", &|r| {
         counts(&r["restart"]["apiserver_writes_to_operator_resources"])
