@@ -78,8 +78,8 @@ done
 # resync read (after 90 % of the interval at the earliest, the jitter) may fall into the create phase, or it would
 # be counted as a create call: with 2 Flow calls per create, 4N/qps is twice the create's Flow lower bound, and
 # N/15 s covers a create that runs at 15 objects/s or faster (at --flow-service-qps 200 on 2 shared cores,
-# N=3000 took about 130 s, 23 objects/s). One interval then holds every object's resync read at a quarter of
-# the qps limit.
+# N=3000 took 205 s, 14.6 objects/s: just over the edge; set BENCH_RESYNC on a slower machine). One interval then
+# holds every object's resync read at a quarter of the qps limit.
 resync_for() {
   if [[ -n ${BENCH_RESYNC:-} ]]; then
     echo "$BENCH_RESYNC"
