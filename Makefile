@@ -49,7 +49,9 @@ cluster-down:
 control-plane:
 	tools/build-control-plane.sh
 
-## bench: throughput, API calls per object, steady-state quietness and memory (prints figures)
+## bench: N = 200, 1000 and 3000 StreamingConnections (BENCH_SIZES), each on a fresh control plane; prints time
+## to all Ready with its ratios to the Flow lower bound and the API-server baseline, calls and writes per object,
+## steady state, a restart, CPU and peak RSS (JSON in target/bench/; docs/benchmark.md lists every BENCH_* knob)
 bench:
 	tools/bench.sh
 

@@ -5,10 +5,15 @@
 //! - `free-ports N`: N distinct free loopback ports on one line, for `tools/bench.sh`.
 //! - `dataset-records`: how many records reached a dataset of the emulator ([`EmulatorAdmin::dataset`]), for
 //!   `tools/demo.sh`.
-//! - `bench`: the benchmark's measuring half (docs/benchmark.md); `tools/bench.sh` starts what it measures.
+//! - `bench`: the benchmark's measuring half for one size (docs/benchmark.md); `tools/bench.sh` starts the
+//!   control plane and the emulator, this starts, restarts and stops the operator.
+//! - `bench-table`: the table over every size of a run, from the result files `bench` wrote.
 
+mod baseline;
 mod bench;
 mod metrics;
+mod operator;
+mod rate;
 mod report;
 
 use std::path::PathBuf;
@@ -58,6 +63,12 @@ enum Command {
     },
     /// Measure a running operator: create, steady state, delete (see docs/benchmark.md).
     Bench(Box<bench::Options>),
+    /// Print the table over several sizes (text and Markdown) from `bench`'s result files.
+    BenchTable {
+        /// The result files, smallest size first.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -96,5 +107,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(options) => bench::run(*options).await,
+        Command::BenchTable { results } => {
+            let results = results
+                .iter()
+                .map(|path| {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                    Ok(serde_json::from_str(&text)?)
+                })
+                .collect::<anyhow::Result<Vec<serde_json::Value>>>()?;
+            println!("{}", report::table(&results));
+            Ok(())
+        }
     }
 }

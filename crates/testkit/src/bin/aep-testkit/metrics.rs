@@ -75,11 +75,13 @@ fn label<'a>(labels: &'a [(String, String)], key: &str) -> &'a str {
 }
 
 /// The operator's metrics the benchmark reads.
-pub const OPERATOR_METRICS: [&str; 4] = [
+pub const OPERATOR_METRICS: [&str; 6] = [
     "aep_operator_reconciles_total",
     "aep_operator_flow_requests_total",
     "aep_operator_reconcile_duration_seconds_sum",
     "aep_operator_reconcile_duration_seconds_count",
+    "aep_operator_flow_request_duration_seconds_sum",
+    "aep_operator_flow_request_duration_seconds_count",
 ];
 
 /// kube-apiserver's request counter.
@@ -90,6 +92,9 @@ pub struct OperatorDelta {
     pub reconciles: BTreeMap<String, u64>,
     pub flow_requests: BTreeMap<String, u64>,
     pub reconcile_mean_s: Option<f64>,
+    /// The mean Flow Service (and IMS) request duration as the operator's client measured it, answer
+    /// included: the L of the Flow lower bound.
+    pub flow_request_mean_s: Option<f64>,
 }
 
 /// Reconciles by result, Flow requests by operation and outcome, and the mean reconcile duration.
@@ -98,8 +103,10 @@ pub fn summarize_operator(delta: &Sample) -> OperatorDelta {
         reconciles: BTreeMap::new(),
         flow_requests: BTreeMap::new(),
         reconcile_mean_s: None,
+        flow_request_mean_s: None,
     };
     let (mut sum, mut count) = (0.0, 0.0);
+    let (mut flow_sum, mut flow_count) = (0.0, 0.0);
     for ((name, labels), value) in delta {
         match name.as_str() {
             "aep_operator_reconciles_total" => {
@@ -118,11 +125,16 @@ pub fn summarize_operator(delta: &Sample) -> OperatorDelta {
             }
             "aep_operator_reconcile_duration_seconds_sum" => sum += value,
             "aep_operator_reconcile_duration_seconds_count" => count += value,
+            "aep_operator_flow_request_duration_seconds_sum" => flow_sum += value,
+            "aep_operator_flow_request_duration_seconds_count" => flow_count += value,
             _ => {}
         }
     }
     if count > 0.0 {
         summary.reconcile_mean_s = Some(round(sum / count, 4));
+    }
+    if flow_count > 0.0 {
+        summary.flow_request_mean_s = Some(round(flow_sum / flow_count, 5));
     }
     summary
 }
