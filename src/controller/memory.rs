@@ -244,9 +244,13 @@ impl Memory {
         let now = self.now();
         self.with(uid, |memory| {
             let inputs = memory.attempt_inputs.clone().unwrap_or(inputs);
+            // The backoff starts over when the inputs changed since the last failure (a new spec, a
+            // rotated Secret, a delete): that is a new attempt, not the next of the old series. Left
+            // growing, a delete after a long outage would wait minutes for its first retry.
             let count = memory
                 .failure
                 .as_ref()
+                .filter(|failure| failure.inputs == inputs)
                 .map_or(0, |failure| failure.count)
                 .saturating_add(1);
             let delay = (!permanent).then(|| {
@@ -418,6 +422,22 @@ mod tests {
             None,
             "the change is news to a failure too"
         );
+    }
+
+    #[test]
+    fn a_change_of_the_inputs_starts_the_backoff_over() {
+        let memory = Memory::default();
+        let mut last = Duration::ZERO;
+        for _ in 0..8 {
+            last = memory.record_failure("u", inputs(1), false, None).unwrap();
+        }
+        assert!(last >= Duration::from_secs(30), "{last:?}");
+        let deleting = Inputs {
+            deleting: true,
+            ..inputs(1)
+        };
+        let first = memory.record_failure("u", deleting, false, None).unwrap();
+        assert!(first <= Duration::from_secs(1), "{first:?}");
     }
 
     #[test]
