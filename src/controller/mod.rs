@@ -280,29 +280,18 @@ pub async fn run(
         dataflow_store.clone(),
     );
     // `aep_operator_objects`: each scrape counts the objects in these caches by their Ready condition.
-    let (connection_cache, dataflow_cache) = (store.clone(), dataflow_store.clone());
-    metrics.count_objects(StreamingConnection::KIND, move || {
-        let states = connection_cache.state().into_iter();
-        states
-            .map(|o| {
-                ObjectState::of(
-                    o.status.as_ref().map_or(&[], |s| &s.conditions),
-                    o.metadata.generation,
-                )
-            })
-            .collect()
-    });
-    metrics.count_objects(StreamingDataflow::KIND, move || {
-        let states = dataflow_cache.state().into_iter();
-        states
-            .map(|o| {
-                ObjectState::of(
-                    o.status.as_ref().map_or(&[], |s| &s.conditions),
-                    o.metadata.generation,
-                )
-            })
-            .collect()
-    });
+    metrics.count_objects(
+        StreamingConnection::KIND,
+        object_states(store.clone(), |o| {
+            o.status.as_ref().map(|s| &s.conditions[..])
+        }),
+    );
+    metrics.count_objects(
+        StreamingDataflow::KIND,
+        object_states(dataflow_store.clone(), |o| {
+            o.status.as_ref().map(|s| &s.conditions[..])
+        }),
+    );
     let ctx = Arc::new(
         Context::new(client, flow, store.clone(), settings.clone(), metrics)
             .with_fence(fence)
@@ -421,6 +410,24 @@ pub async fn run(
         });
     futures::join!(connection_loop, dataflow_loop);
     watch_health.abort();
+}
+
+/// The Ready state of every object in `cache`, for `aep_operator_objects`: one closure per kind, called
+/// at each scrape.
+fn object_states<K: Resource + Clone + Send + Sync + 'static>(
+    cache: kube::runtime::reflector::Store<K>,
+    conditions: fn(&K) -> Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>,
+) -> impl Fn() -> Vec<ObjectState> + Send + Sync + 'static
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    move || {
+        cache
+            .state()
+            .iter()
+            .map(|o| ObjectState::of(conditions(o).unwrap_or(&[]), o.meta().generation))
+            .collect()
+    }
 }
 
 /// Drops from a cached object what the reconciler never reads: the managed fields (often larger than
