@@ -67,6 +67,32 @@ impl Harness {
         }
     }
 
+    /// A new operator process (a restart, or another replica taking the lead): the same API server
+    /// and platform, a fresh controller memory and a cache filled from the API server.
+    fn restart(&mut self) {
+        let (reader, mut store) = reflector::store();
+        for name in self.object_names() {
+            store.apply_watcher_event(&watcher::Event::Apply(self.object(&name)));
+        }
+        self.ctx = Arc::new(Context::new(
+            self.kube.client(),
+            self.platform.flow_client(),
+            reader,
+            self.ctx.settings.clone(),
+            Arc::new(Metrics::default()),
+        ));
+        self.store = store;
+    }
+
+    fn object_names(&self) -> Vec<String> {
+        self.store
+            .as_reader()
+            .state()
+            .iter()
+            .filter_map(|object| object.metadata.name.clone())
+            .collect()
+    }
+
     /// Stores the object in the fake API server and in the controller's cache.
     fn apply(&mut self, object: StreamingConnection) {
         self.kube.insert(&object);
@@ -143,6 +169,26 @@ impl Harness {
 
 fn k8s(verb: &str, path: &str) -> String {
     format!("{verb} {path}")
+}
+
+/// When `action` asks to be run again (kube-runtime shows it only in its `Debug` form).
+fn requeue_after(action: &Action) -> Duration {
+    let debug = format!("{action:?}");
+    let value = debug
+        .split("Some(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no requeue in {debug}"));
+    let number = |suffix: &str| value.strip_suffix(suffix)?.parse::<f64>().ok();
+    if let Some(ms) = number("ms") {
+        Duration::from_secs_f64(ms / 1e3)
+    } else if let Some(us) = number("µs") {
+        Duration::from_secs_f64(us / 1e6)
+    } else if let Some(ns) = number("ns") {
+        Duration::from_secs_f64(ns / 1e9)
+    } else {
+        Duration::from_secs_f64(number("s").unwrap_or_else(|| panic!("{debug}")))
+    }
 }
 
 #[tokio::test]
@@ -1256,4 +1302,129 @@ async fn ten_minutes_of_5xx_back_off_to_a_handful_of_attempts() {
     // status changes once per attempt (the marker's time), the conditions once.
     assert!(flow <= 26, "{flow} Flow requests");
     assert!(writes <= 16, "{:?}", h.kube.writes());
+}
+
+#[tokio::test]
+async fn after_a_restart_a_ready_object_is_read_at_its_phase_not_all_at_once() {
+    let interval = Duration::from_secs(600);
+    let mut h = Harness::with_resync(interval).await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let before = h.object("web");
+    h.restart();
+    h.clear_calls().await;
+
+    // The first look of the new process trusts the Ready status: the Secret and the ConfigMap are
+    // read (Kubernetes), Flow Service is not, nothing is written.
+    let action = h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(h.kube.writes(), Vec::<String>::new());
+    assert_eq!(
+        h.kube.calls(),
+        vec![
+            k8s(
+                "GET",
+                "/api/v1/namespaces/marketing/secrets/aep-credentials"
+            ),
+            k8s("GET", "/api/v1/namespaces/marketing/configmaps/web-inlet"),
+        ]
+    );
+    assert_eq!(h.object("web").status, before.status);
+    // Its read is due at the object's phase of the interval: within one interval, at the same
+    // moment the process before would have read it.
+    let due = requeue_after(&action);
+    assert!(due < interval, "{due:?}");
+
+    // Other triggers before then (a ConfigMap event, the watch's initial list) read nothing.
+    h.ctx
+        .advance_clock(due.saturating_sub(Duration::from_secs(1)));
+    h.clear_calls().await;
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+
+    // At its phase it is read, and from then on once per interval, as before the restart.
+    h.ctx.advance_clock(Duration::from_secs(2));
+    let action = h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, vec![format!("GET {CONNECTION} 200")]);
+    assert_eq!(h.kube.writes(), Vec::<String>::new());
+    assert!(requeue_after(&action) >= interval.mul_f64(0.6));
+    h.clear_calls().await;
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn after_a_restart_a_config_map_changed_meanwhile_is_repaired_without_reading_flow_service() {
+    let mut h = Harness::with_resync(Duration::from_secs(600)).await;
+    h.apply(streaming_connection("web"));
+    h.converge("web").await.unwrap();
+    let published = h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap();
+    let mut edited = published.clone();
+    edited["data"]["INLET_URL"] = json!("https://example.invalid/edited-while-down");
+    h.kube.insert(&edited);
+    h.restart();
+    h.clear_calls().await;
+
+    h.reconcile("web").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(
+        h.kube.writes(),
+        vec![k8s(
+            "PATCH",
+            "/api/v1/namespaces/marketing/configmaps/web-inlet"
+        )]
+    );
+    let repaired = h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap();
+    assert_eq!(repaired["data"], published["data"]);
+}
+
+#[tokio::test]
+async fn after_a_restart_an_object_not_plainly_ready_or_asked_to_check_is_read_at_once() {
+    let ready_for_an_older_generation = |object: &mut StreamingConnection| {
+        object.metadata.generation = Some(2);
+    };
+    let check_requested = |object: &mut StreamingConnection| {
+        object.metadata.annotations = Some(
+            [(
+                "streaming.aep-operator.dev/reconcile-requested-at".to_string(),
+                "2026-12-01T08:00:00Z".to_string(),
+            )]
+            .into(),
+        );
+    };
+    let update_not_applied = |object: &mut StreamingConnection| {
+        let status = object.status.as_mut().unwrap();
+        let ready = status
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        ready.reason = "UpdateNotAllowed".into();
+    };
+    type Change<'a> = &'a dyn Fn(&mut StreamingConnection);
+    let cases: [(&str, Change); 3] = [
+        (
+            "Ready for an older generation",
+            &ready_for_an_older_generation,
+        ),
+        ("reconcile-requested-at set", &check_requested),
+        ("Ready except an update", &update_not_applied),
+    ];
+    for (case, change) in cases {
+        let mut h = Harness::with_resync(Duration::from_secs(600)).await;
+        h.apply(streaming_connection("web"));
+        h.converge("web").await.unwrap();
+        let mut object = h.object("web");
+        change(&mut object);
+        h.kube.insert(&object);
+        h.restart();
+        h.clear_calls().await;
+
+        h.reconcile("web").await.unwrap();
+        assert_eq!(
+            h.flow_calls().await,
+            vec![format!("GET {CONNECTION} 200")],
+            "{case}"
+        );
+    }
 }

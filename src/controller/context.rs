@@ -57,15 +57,32 @@ impl Settings {
     /// together for ever (a jitter around the interval would only widen the crowd a little each time).
     /// The phase is the same in every process, so a restart keeps the spread.
     pub fn resync_delay(&self, uid: &str) -> Duration {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        resync_delay_at(self.resync_interval, uid, now)
+        resync_delay_at(self.resync_interval, uid, wall_clock())
     }
+
+    /// How long until the object with `uid` reaches its phase of the resync interval next, from now
+    /// (less than one interval): when a new process (a restart, a new leader) takes over an object
+    /// the previous one checked at that phase, it checks it at the same moment the previous one would
+    /// have, so the reads stay spread over the interval instead of all coming at the start.
+    pub fn next_phase_delay(&self, uid: &str) -> Duration {
+        phase_delay_at(self.resync_interval, uid, wall_clock(), Duration::ZERO)
+    }
+}
+
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// [`Settings::resync_delay`] at wall-clock time `now` (since the epoch).
 fn resync_delay_at(interval: Duration, uid: &str, now: Duration) -> Duration {
+    phase_delay_at(interval, uid, now, interval.mul_f64(0.6))
+}
+
+/// The time from `now` (since the epoch) to the first instant at least `at_least` later at which
+/// the wall clock reaches the phase of `uid` in `interval`.
+fn phase_delay_at(interval: Duration, uid: &str, now: Duration, at_least: Duration) -> Duration {
     let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
     if interval_ms == 0 {
         return Duration::ZERO;
@@ -77,7 +94,7 @@ fn resync_delay_at(interval: Duration, uid: &str, now: Duration) -> Duration {
         hasher.finish() % interval_ms
     };
     let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-    let earliest = now_ms.saturating_add(interval_ms * 6 / 10);
+    let earliest = now_ms.saturating_add(u64::try_from(at_least.as_millis()).unwrap_or(u64::MAX));
     // The first instant at or after `earliest` whose offset in the interval is the phase.
     let offset = earliest % interval_ms;
     let wait = (phase + interval_ms - offset) % interval_ms;
@@ -277,25 +294,69 @@ impl Context {
     /// if neither the spec, the credentials nor the reconcile-requested-at annotation changed since.
     /// Periodic resyncs (at least 0.9 of the interval apart) and on-demand checks always read it
     /// again; so does the first reconcile after a Secret changed, to find out whether it works.
+    /// A connection taken from the status at start (see [`Self::trust_recorded_status`]) stands
+    /// for a read until its `read_due` instead.
     pub(super) fn recently_verified(
         &self,
         object: &StreamingConnection,
         id: &str,
         credentials: &Credentials,
-    ) -> Option<Connection> {
+    ) -> Option<Verified> {
         let uid = object.uid()?;
         let half_resync = self.settings.resync_interval / 2;
+        let now = self.memory.now();
         self.memory
             .read(&uid, |m| {
                 let entry = m.verified.as_ref()?;
+                let fresh_until = entry.read_due.unwrap_or(entry.at + half_resync);
                 let fresh = entry.connection.id == id
                     && entry.credentials == credentials.cache_key()
                     && entry.generation == object.metadata.generation
                     && entry.requested_at.as_deref() == reconcile_requested_at(object)
-                    && self.memory.now().saturating_duration_since(entry.at) < half_resync;
-                fresh.then(|| entry.connection.clone())
+                    && now < fresh_until;
+                fresh.then(|| entry.clone())
             })
             .flatten()
+    }
+
+    /// The first look at `object` in this process (after a start, or when this replica became the
+    /// leader): when its status says it was Ready for this generation, with nothing pending
+    /// ([`desired::recorded_connection`]), the connection it records is taken as read, and the read
+    /// itself is due at the object's phase of the resync interval ([`Settings::next_phase_delay`]),
+    /// when the previous process would have made it. So a restart does not read every connection at
+    /// once: the reads stay spread over the interval, one per object, and no object is left unread
+    /// longer than in steady state. Everything else of the reconcile still runs (the Secret is
+    /// read, the ConfigMap repaired). Not when the reconcile-requested-at annotation is set (the
+    /// status does not say whether it was handled: the object is read now), nor a second time.
+    pub(super) fn trust_recorded_status(
+        &self,
+        object: &StreamingConnection,
+        status: &StreamingConnectionStatus,
+        credentials: &Credentials,
+    ) -> Option<Verified> {
+        let uid = object.uid()?;
+        if self.settings.resync_interval.is_zero() || reconcile_requested_at(object).is_some() {
+            return None;
+        }
+        let connection = super::desired::recorded_connection(object, status)?;
+        let now = self.memory.now();
+        let read_due = now + self.settings.next_phase_delay(&uid);
+        self.memory.with(&uid, |m| {
+            if m.status_trusted || m.verified.is_some() {
+                return None;
+            }
+            m.status_trusted = true;
+            let entry = Verified {
+                connection,
+                credentials: credentials.cache_key().to_string(),
+                generation: object.metadata.generation,
+                requested_at: None,
+                at: now,
+                read_due: Some(read_due),
+            };
+            m.verified = Some(entry.clone());
+            Some(entry)
+        })
     }
 
     pub(super) fn remember_verified(
@@ -311,6 +372,7 @@ impl Context {
                 generation: object.metadata.generation,
                 requested_at: reconcile_requested_at(object).map(str::to_string),
                 at: self.memory.now(),
+                read_due: None,
             };
             self.memory.with(&uid, |m| m.verified = Some(entry));
         }
@@ -520,6 +582,14 @@ mod tests {
             let later = now + Duration::from_secs(7777);
             let again = later + resync_delay_at(interval, uid, later);
             assert_eq!(again.as_millis() % 600_000, due.as_millis() % 600_000);
+            // A new process's first read of an object it trusts the status of: the same phase,
+            // within one interval from now.
+            let first = phase_delay_at(interval, uid, now, Duration::ZERO);
+            assert!(first < interval, "{first:?}");
+            assert_eq!(
+                (now + first).as_millis() % 600_000,
+                due.as_millis() % 600_000
+            );
         }
         // 3,000 objects due at the same moment would all land in one minute; spread, each minute of
         // the interval gets about a tenth.

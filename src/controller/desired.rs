@@ -8,7 +8,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{ConfigMapTemplate, DataType, FIELD_MANAGER, StreamingConnection};
+use super::reason::Reason;
+use crate::api::{
+    ConfigMapTemplate, DataType, FIELD_MANAGER, StreamingConnection, StreamingConnectionStatus,
+};
 use aep_flow::{Connection, ConnectionUpdate, NewConnection, STREAMING_CONNECTION_SPEC_ID};
 
 /// Keys of the published ConfigMap. They work both as environment variable names (`envFrom`) and
@@ -93,6 +96,51 @@ pub fn connection_update(
     Some(ConnectionUpdate {
         name: name_change,
         description: description_change,
+    })
+}
+
+/// The connection as the object's status recorded it, when that status can stand in for a read: `Ready`
+/// (plainly, not `ReadyExcept`) for the current generation, with the id, etag, state and inlet, no
+/// create pending, and no adoption of another id asked for. Built so that nothing in it differs from
+/// the spec ([`connection_update`] finds nothing to do): whatever Flow Service holds is only known
+/// after the next read.
+pub fn recorded_connection(
+    object: &StreamingConnection,
+    status: &StreamingConnectionStatus,
+) -> Option<Connection> {
+    let ready = status.conditions.iter().any(|c| {
+        c.type_ == super::status::READY
+            && c.status == "True"
+            && c.reason == Reason::Ready.as_str()
+            && c.observed_generation == object.metadata.generation
+    });
+    let adopting_another = object
+        .spec
+        .connection_id
+        .as_ref()
+        .is_some_and(|id| status.connection_id.as_ref() != Some(id));
+    if !ready
+        || adopting_another
+        || status.pending_create.is_some()
+        || status.observed_generation != object.metadata.generation
+    {
+        return None;
+    }
+    Some(Connection {
+        id: status.connection_id.clone()?,
+        name: connection_name(object),
+        description: object.spec.description.clone(),
+        etag: status.etag.clone()?,
+        state: status.state.clone()?,
+        connection_spec_id: STREAMING_CONNECTION_SPEC_ID.to_string(),
+        sandbox_name: Some(object.spec.sandbox.clone()),
+        inlet_id: status.inlet_id.clone(),
+        inlet_url: Some(status.inlet_url.clone()?),
+        source_id: object.spec.source_id.clone(),
+        data_type: Some(object.spec.data_type.as_str().to_string()),
+        authentication_required: object.spec.authentication_required,
+        created_at: None,
+        updated_at: None,
     })
 }
 

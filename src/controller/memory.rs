@@ -76,6 +76,10 @@ pub struct Verified {
     pub generation: Option<i64>,
     pub requested_at: Option<String>,
     pub at: Instant,
+    /// Set when the connection was not read but taken from the status the object carried when this
+    /// process first saw it (see `Context::trust_recorded_status`): it stands for a read until this
+    /// instant, the object's next read at its phase of the resync interval.
+    pub read_due: Option<Instant>,
 }
 
 /// See [`ObjectMemory::late_commit_watch`].
@@ -99,6 +103,8 @@ pub struct ObjectMemory {
     /// used, so that its cleanup can still delete the flow when the StreamingConnection is gone.
     pub dataflow_scope: Option<(String, String)>,
     pub verified: Option<Verified>,
+    /// The status was once taken for a read (see [`Verified::read_due`]); never again in this process.
+    pub status_trusted: bool,
     pub failure: Option<Failure>,
     pub missing: Option<Missing>,
     /// A successful reconcile that asked to look again later (an inlet being provisioned, a 404

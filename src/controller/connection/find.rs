@@ -31,13 +31,19 @@ impl Reconciliation<'_> {
             }))
         };
         let status = self.status();
-        // The reconciles that our own writes trigger need not ask Flow Service again.
+        // The reconciles that our own writes trigger need not ask Flow Service again, nor does the
+        // first look after a start at an object that was Ready: its read comes at its phase.
         if let Some(id) = status.connection_id.as_deref()
-            && let Some(connection) = self
+            && let Some(verified) = self
                 .ctx
                 .recently_verified(self.object, id, scope.credentials)
+                .or_else(|| {
+                    self.ctx
+                        .trust_recorded_status(self.object, &status, scope.credentials)
+                })
         {
-            return existing(connection);
+            self.read_due = verified.read_due;
+            return existing(verified.connection);
         }
         if let Some(id) = &self.object.spec.connection_id {
             let adopting = status.connection_id.as_deref() != Some(id.as_str());

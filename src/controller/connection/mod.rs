@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -58,6 +60,9 @@ pub(crate) struct Reconciliation<'a> {
     /// marker; until one is written, the stored marker still leads a crashed operator to look the
     /// connection up by name. Saves the write of the id on its own.
     created: Option<(String, String)>,
+    /// When the connection in hand was taken from the status at start instead of read: the
+    /// instant its read is due (see `Context::trust_recorded_status`).
+    read_due: Option<Instant>,
 }
 
 /// What a lookup found for the object, before anything is published.
@@ -108,6 +113,7 @@ impl<'a> Reconciliation<'a> {
             stored,
             resource_version,
             created: None,
+            read_due: None,
         })
     }
 
@@ -192,6 +198,12 @@ impl<'a> Reconciliation<'a> {
             &progress,
         )
         .await?;
+        if let Some(due) = self.read_due {
+            // Not read yet: read at its phase, as the process before this one would have.
+            return Ok(Action::requeue(
+                due.saturating_duration_since(self.ctx.memory.now()),
+            ));
+        }
         self.ctx
             .remember_verified(self.object, connection, &credentials);
         Ok(Action::requeue(self.ctx.settings.resync_delay(&self.uid())))
