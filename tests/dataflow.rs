@@ -16,7 +16,7 @@ use aep_streaming_operator::metrics::Metrics;
 use aep_testkit::admin::{IMS_TOKEN_ROUTE, rule};
 use aep_testkit::fake_apiserver::FakeApiServer;
 use aep_testkit::fixtures::{
-    DEMO_DATASET_ID, NAMESPACE, credentials_secret, settings, streaming_connection,
+    DEMO_DATASET_ID, NAMESPACE, credentials_secret, requeue_after, settings, streaming_connection,
     streaming_dataflow,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -70,6 +70,11 @@ impl Harness {
     /// A new operator process on the same cluster and platform: nothing remembered, the caches
     /// filled from what is stored.
     fn restart(&mut self) {
+        self.restart_with(Duration::ZERO);
+    }
+
+    /// [`Self::restart`] with this resync interval.
+    fn restart_with(&mut self, resync_interval: Duration) {
         let (connection_reader, connections) = reflector::store();
         let (dataflow_reader, dataflows) = reflector::store();
         self.ctx = Arc::new(
@@ -77,7 +82,7 @@ impl Harness {
                 self.kube.client(),
                 self.platform.flow_client(),
                 connection_reader,
-                settings(Duration::ZERO),
+                settings(resync_interval),
                 Arc::new(Metrics::default()),
             )
             .with_dataflows(dataflow_reader),
@@ -771,5 +776,85 @@ async fn an_outside_flow_on_the_connection_is_a_clear_reason_on_delete() {
     assert!(
         message.contains(&flow_id),
         "the flow Adobe named: {message}"
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_a_ready_dataflow_is_read_at_its_phase_and_its_config_map_repaired_now() {
+    let interval = Duration::from_secs(600);
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    let published = h.kube.get(NAMESPACE, "configmaps/lake-dataflow").unwrap();
+    let mut edited = published.clone();
+    edited["data"]["FLOW_ID"] = json!("edited-while-the-operator-was-down");
+    h.kube.insert(&edited);
+    let before = h.object("lake").status;
+    h.restart_with(interval);
+    h.clear_calls().await;
+
+    // The first look of the new process: no read of the chain, the ConfigMap put back, no status write.
+    let action = h.reconcile("lake").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(
+        h.kube.writes(),
+        vec!["PATCH /api/v1/namespaces/marketing/configmaps/lake-dataflow".to_string()]
+    );
+    assert_eq!(
+        h.kube.get(NAMESPACE, "configmaps/lake-dataflow").unwrap()["data"],
+        published["data"]
+    );
+    assert_eq!(h.object("lake").status, before);
+    let due = requeue_after(&action);
+    assert!(due < interval, "{due:?}");
+
+    // Other triggers before then read nothing.
+    h.ctx
+        .advance_clock(due.saturating_sub(Duration::from_secs(1)));
+    h.clear_calls().await;
+    h.reconcile("lake").await.unwrap();
+    assert_eq!(h.flow_calls().await, Vec::<String>::new());
+    assert_eq!(h.kube.writes(), Vec::<String>::new());
+
+    // At its phase the chain is read, as in any resync; then once per interval.
+    h.ctx.advance_clock(Duration::from_secs(2));
+    let action = h.reconcile("lake").await.unwrap();
+    assert_eq!(
+        h.flow_calls().await,
+        vec![
+            format!("GET /data/foundation/catalog/dataSets/{{id}} 200"),
+            format!("GET {FLOWS}/{{id}} 200"),
+            format!("GET /data/foundation/flowservice/runs 200"),
+        ]
+    );
+    assert_eq!(h.kube.writes(), Vec::<String>::new());
+    assert!(requeue_after(&action) >= interval.mul_f64(0.6));
+}
+
+#[tokio::test]
+async fn after_a_restart_a_dataflow_whose_spec_changed_meanwhile_is_read_at_once() {
+    let mut h = Harness::new().await;
+    h.ready_connection(DataType::Xdm).await;
+    h.apply(streaming_dataflow("lake", "web"));
+    h.converge("lake").await;
+    h.edit("lake", |object| {
+        object.spec.description = Some("changed while the operator was down".into());
+    });
+    h.restart_with(Duration::from_secs(600));
+    h.clear_calls().await;
+
+    h.reconcile("lake").await.unwrap();
+    let calls = h.flow_calls().await;
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("GET /data/foundation/catalog/dataSets/{id} 200"),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|call| call.starts_with(&format!("PATCH {FLOWS}/"))),
+        "{calls:?}"
     );
 }

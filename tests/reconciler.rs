@@ -13,7 +13,8 @@ use aep_testkit::admin::{EmulatorConnection, IMS_TOKEN_ROUTE, rule};
 use aep_testkit::emulator::{CONNECTION_ROUTE as CONNECTION, CONNECTIONS};
 use aep_testkit::fake_apiserver::FakeApiServer;
 use aep_testkit::fixtures::{
-    NAMESPACE, StreamingConnectionExt, credentials_secret, settings, streaming_connection,
+    NAMESPACE, StreamingConnectionExt, credentials_secret, requeue_after, settings,
+    streaming_connection,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -169,26 +170,6 @@ impl Harness {
 
 fn k8s(verb: &str, path: &str) -> String {
     format!("{verb} {path}")
-}
-
-/// When `action` asks to be run again (kube-runtime shows it only in its `Debug` form).
-fn requeue_after(action: &Action) -> Duration {
-    let debug = format!("{action:?}");
-    let value = debug
-        .split("Some(")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap_or_else(|| panic!("no requeue in {debug}"));
-    let number = |suffix: &str| value.strip_suffix(suffix)?.parse::<f64>().ok();
-    if let Some(ms) = number("ms") {
-        Duration::from_secs_f64(ms / 1e3)
-    } else if let Some(us) = number("µs") {
-        Duration::from_secs_f64(us / 1e6)
-    } else if let Some(ns) = number("ns") {
-        Duration::from_secs_f64(ns / 1e9)
-    } else {
-        Duration::from_secs_f64(number("s").unwrap_or_else(|| panic!("{debug}")))
-    }
 }
 
 #[tokio::test]

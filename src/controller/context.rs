@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -22,7 +24,7 @@ use super::memory::{Inputs, Memory, Verified};
 use super::reason::Reason;
 use crate::api::{
     RECONCILE_REQUESTED_AT_ANNOTATION, ServedKind, StreamingConnection, StreamingConnectionStatus,
-    StreamingDataflow,
+    StreamingDataflow, StreamingDataflowStatus,
 };
 use crate::leader::Fence;
 use crate::metrics::Metrics;
@@ -357,6 +359,46 @@ impl Context {
             m.verified = Some(entry.clone());
             Some(entry)
         })
+    }
+
+    /// For StreamingDataflow `object`: as [`Self::trust_recorded_status`] for a StreamingConnection,
+    /// the first look after a start takes a status that says `Ready` for this generation, with the
+    /// flow and its schema recorded and nothing pending, for a read of the chain (dataset, flow,
+    /// runs), due at the object's phase of the resync interval. Until then, reconciles with the same
+    /// `basis` (credentials, connection, inlet) and generation read nothing from Flow Service.
+    pub(super) fn dataflow_read_due(
+        &self,
+        object: &StreamingDataflow,
+        status: &StreamingDataflowStatus,
+        basis: String,
+    ) -> Option<Instant> {
+        let uid = object.uid()?;
+        let generation = object.metadata.generation;
+        let trusted = !self.settings.resync_interval.is_zero()
+            && !object
+                .annotations()
+                .contains_key(RECONCILE_REQUESTED_AT_ANNOTATION)
+            && super::status::plainly_ready(&status.conditions, generation)
+            && status.observed_generation == generation
+            && status.flow_id.is_some()
+            && status.schema_ref.is_some()
+            && status.pending_create.is_none();
+        let basis = format!("{generation:?}/{basis}");
+        let now = self.memory.now();
+        let first_due = now + self.settings.next_phase_delay(&uid);
+        self.memory
+            .with(&uid, |m| match m.dataflow_read_due.take() {
+                Some((trusted_basis, due)) if trusted && trusted_basis == basis && now < due => {
+                    m.dataflow_read_due = Some((trusted_basis, due));
+                    Some(due)
+                }
+                None if trusted && !m.status_trusted => {
+                    m.status_trusted = true;
+                    m.dataflow_read_due = Some((basis, first_due));
+                    Some(first_due)
+                }
+                _ => None,
+            })
     }
 
     pub(super) fn remember_verified(

@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use super::reason::Reason;
 use crate::api::{
     ConfigMapTemplate, DataType, FIELD_MANAGER, StreamingConnection, StreamingConnectionStatus,
 };
@@ -108,12 +107,7 @@ pub fn recorded_connection(
     object: &StreamingConnection,
     status: &StreamingConnectionStatus,
 ) -> Option<Connection> {
-    let ready = status.conditions.iter().any(|c| {
-        c.type_ == super::status::READY
-            && c.status == "True"
-            && c.reason == Reason::Ready.as_str()
-            && c.observed_generation == object.metadata.generation
-    });
+    let ready = super::status::plainly_ready(&status.conditions, object.metadata.generation);
     let adopting_another = object
         .spec
         .connection_id

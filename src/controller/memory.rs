@@ -105,6 +105,9 @@ pub struct ObjectMemory {
     pub verified: Option<Verified>,
     /// The status was once taken for a read (see [`Verified::read_due`]); never again in this process.
     pub status_trusted: bool,
+    /// For a StreamingDataflow whose status is taken for a read after a start: what that holds for
+    /// (its credentials, connection and inlet) and when its chain is due to be read.
+    pub dataflow_read_due: Option<(String, Instant)>,
     pub failure: Option<Failure>,
     pub missing: Option<Missing>,
     /// A successful reconcile that asked to look again later (an inlet being provisioned, a 404

@@ -139,6 +139,17 @@ pub fn needs_write(
     &comparable != current
 }
 
+/// True when `conditions` say `Ready=True` with the plain `Ready` reason (nothing of the spec left
+/// unapplied) for the object's current `generation`.
+pub fn plainly_ready(conditions: &[Condition], generation: Option<i64>) -> bool {
+    conditions.iter().any(|c| {
+        c.type_ == READY
+            && c.status == "True"
+            && c.reason == Reason::Ready.as_str()
+            && c.observed_generation == generation
+    })
+}
+
 /// True when the object's `Ready` condition is `True` for its current generation.
 pub fn is_ready(status: Option<&StreamingConnectionStatus>, generation: Option<i64>) -> bool {
     status.is_some_and(|s| {

@@ -173,3 +173,23 @@ pub fn settings(
         missing_confirm_window: std::time::Duration::ZERO,
     }
 }
+
+/// When `action` asks to be run again (kube-runtime shows it only in its `Debug` form).
+pub fn requeue_after(action: &kube::runtime::controller::Action) -> std::time::Duration {
+    let debug = format!("{action:?}");
+    let value = debug
+        .split("Some(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no requeue in {debug}"));
+    let number = |suffix: &str| value.strip_suffix(suffix)?.parse::<f64>().ok();
+    if let Some(ms) = number("ms") {
+        std::time::Duration::from_secs_f64(ms / 1e3)
+    } else if let Some(us) = number("µs") {
+        std::time::Duration::from_secs_f64(us / 1e6)
+    } else if let Some(ns) = number("ns") {
+        std::time::Duration::from_secs_f64(ns / 1e9)
+    } else {
+        std::time::Duration::from_secs_f64(number("s").unwrap_or_else(|| panic!("{debug}")))
+    }
+}

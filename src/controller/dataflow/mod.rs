@@ -189,6 +189,18 @@ impl<'a> Reconciliation<'a> {
             sandbox: &base.connection.spec.sandbox,
         };
 
+        if let Some(due) = self.read_due(&base, &credentials) {
+            // The first look after a start at a Ready dataflow: its chain is read at its phase of
+            // the resync interval; the ConfigMap is repaired now if it needs to be.
+            let flow_id = self.status.flow_id.clone().unwrap_or_default();
+            self.publish_config_map(&base, &flow_id, &credentials)
+                .await?;
+            self.write(&Progress::Ready).await?;
+            return Ok(Action::requeue(
+                due.saturating_duration_since(self.ctx.memory.now()),
+            ));
+        }
+
         let dataset = match self
             .ctx
             .flow
@@ -227,14 +239,48 @@ impl<'a> Reconciliation<'a> {
         };
         self.observe_runs(&scope, &flow).await;
 
+        self.publish_config_map(&base, &flow.id, &credentials)
+            .await?;
+        self.status.flow_id = Some(flow.id.clone());
+        self.status.etag = Some(flow.etag.clone());
+        self.status.state = Some(flow.state.clone());
+        self.status.pending_create = None;
+        self.write(&Progress::Ready).await?;
+        Ok(Action::requeue(
+            self.ctx
+                .settings
+                .resync_delay(&self.object.uid().unwrap_or_default()),
+        ))
+    }
+
+    /// When the dataflow's chain is next due to be read, while the status the object carried when
+    /// this process first saw it stands for a read (see `Context::dataflow_read_due`).
+    fn read_due(&self, base: &Base, credentials: &Credentials) -> Option<tokio::time::Instant> {
+        let basis = format!(
+            "{}/{}/{}",
+            credentials.cache_key(),
+            base.connection_id,
+            base.inlet_url
+        );
+        self.ctx.dataflow_read_due(self.object, &self.stored, basis)
+    }
+
+    /// Publishes the ConfigMap with what applications need to send to the dataflow.
+    async fn publish_config_map(
+        &mut self,
+        base: &Base,
+        flow_id: &str,
+        credentials: &Credentials,
+    ) -> Result<()> {
+        let Some(schema) = self.status.schema_ref.as_ref() else {
+            return Err(Error::InvalidObject(
+                "the dataset's schema is not known yet".into(),
+            ));
+        };
         let published = desired::Published {
             inlet_url: &base.inlet_url,
-            flow_id: &flow.id,
-            schema: self
-                .status
-                .schema_ref
-                .as_ref()
-                .expect("read from the dataset above"),
+            flow_id,
+            schema,
             ims_org_id: credentials.org_id(),
             sandbox: &base.connection.spec.sandbox,
             data_type: base.connection.spec.data_type,
@@ -251,16 +297,7 @@ impl<'a> Reconciliation<'a> {
         )
         .await?;
         self.status.config_map_name = Some(name);
-        self.status.flow_id = Some(flow.id.clone());
-        self.status.etag = Some(flow.etag.clone());
-        self.status.state = Some(flow.state.clone());
-        self.status.pending_create = None;
-        self.write(&Progress::Ready).await?;
-        Ok(Action::requeue(
-            self.ctx
-                .settings
-                .resync_delay(&self.object.uid().unwrap_or_default()),
-        ))
+        Ok(())
     }
 
     /// The StreamingConnection the dataflow is built on, once it can be: it exists, and it is Ready
