@@ -2,7 +2,8 @@
 //! file per step:
 //!
 //! 1. `publish`: the credentials from the object's Secret (through the shared `credentials` step);
-//! 2. `find`: the connection verified moments ago, adopted, recorded (a 404 confirmed first), or else
+//! 2. `find`: the connection verified moments ago (or, at a process's first look, as its `Ready` status
+//!    recorded it, read later at its phase), adopted, recorded (a 404 confirmed first), or else
 //! 3. `create`: the crash-safe create (marker before the POST, id right after it, lookup by name after
 //!    a crash, never a second connection);
 //! 4. `update`: name/description brought in line with `If-Match`;
