@@ -67,6 +67,15 @@ impl Harness {
         }
     }
 
+    /// A Ready XDM StreamingDataflow `lake` on a Ready StreamingConnection `web`.
+    async fn with_ready_dataflow() -> Self {
+        let mut h = Self::new().await;
+        h.ready_connection(DataType::Xdm).await;
+        h.apply(streaming_dataflow("lake", "web"));
+        h.converge("lake").await;
+        h
+    }
+
     /// A new operator process on the same cluster and platform: nothing remembered, the caches
     /// filled from what is stored.
     fn restart(&mut self) {
@@ -425,10 +434,7 @@ async fn a_raw_dataflow_needs_a_mapping_and_a_mapping_change_makes_a_new_version
 
 #[tokio::test]
 async fn name_description_and_state_follow_the_spec_and_drift_is_undone() {
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
 
     h.edit("lake", |o| {
         o.spec.flow_name = Some("Web events to the lake".into());
@@ -463,10 +469,7 @@ async fn name_description_and_state_follow_the_spec_and_drift_is_undone() {
 
 #[tokio::test]
 async fn a_flow_deleted_outside_is_recreated_with_a_warning_after_confirmation() {
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
     let old = h.object("lake").status.unwrap().flow_id.unwrap();
     h.platform
         .flow(reqwest::Method::DELETE, &format!("{FLOWS}/{old}"))
@@ -594,10 +597,7 @@ async fn a_crash_after_the_last_post_resumes_every_part_the_one_marker_covers() 
 
 #[tokio::test]
 async fn delete_removes_the_flow_then_its_connections_and_orphan_keeps_them() {
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
     h.clear_calls().await;
     h.mark_deleting("streamingdataflows/lake");
     h.reconcile("lake").await.unwrap();
@@ -628,10 +628,7 @@ async fn delete_removes_the_flow_then_its_connections_and_orphan_keeps_them() {
 
 #[tokio::test]
 async fn deleting_the_crd_orphans_the_flow_and_its_connections_with_a_warning() {
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
     let before = h.counts().await;
     h.kube.insert(&json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -661,10 +658,7 @@ async fn deleting_the_crd_orphans_the_flow_and_its_connections_with_a_warning() 
 
 #[tokio::test]
 async fn a_connection_being_deleted_waits_for_its_dataflows_and_names_them() {
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
     h.mark_deleting("streamingconnections/web");
     let object = h.connection("web");
     h.connections
@@ -741,10 +735,7 @@ async fn a_lost_mapping_set_answer_costs_an_unused_set_never_a_second_flow() {
 /// (`FLOW-1418-400`): the connection says so, names them and says how to proceed.
 #[tokio::test]
 async fn an_outside_flow_on_the_connection_is_a_clear_reason_on_delete() {
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
     // The dataflow goes in Kubernetes (its finalizer removed by hand), its flow stays in Adobe.
     let flow_id = h.object("lake").status.unwrap().flow_id.unwrap();
     h.dataflows
@@ -782,14 +773,12 @@ async fn an_outside_flow_on_the_connection_is_a_clear_reason_on_delete() {
 #[tokio::test]
 async fn after_a_restart_a_ready_dataflow_is_read_at_its_phase_and_its_config_map_repaired_now() {
     let interval = Duration::from_secs(600);
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
     let published = h.kube.get(NAMESPACE, "configmaps/lake-dataflow").unwrap();
-    let mut edited = published.clone();
-    edited["data"]["FLOW_ID"] = json!("edited-while-the-operator-was-down");
-    h.kube.insert(&edited);
+    h.kube
+        .edit(NAMESPACE, "configmaps/lake-dataflow", |config_map| {
+            config_map["data"]["FLOW_ID"] = json!("edited-while-the-operator-was-down");
+        });
     let before = h.object("lake").status;
     h.restart_with(interval);
     h.clear_calls().await;
@@ -834,10 +823,7 @@ async fn after_a_restart_a_ready_dataflow_is_read_at_its_phase_and_its_config_ma
 
 #[tokio::test]
 async fn after_a_restart_a_dataflow_whose_spec_changed_meanwhile_is_read_at_once() {
-    let mut h = Harness::new().await;
-    h.ready_connection(DataType::Xdm).await;
-    h.apply(streaming_dataflow("lake", "web"));
-    h.converge("lake").await;
+    let mut h = Harness::with_ready_dataflow().await;
     h.edit("lake", |object| {
         object.spec.description = Some("changed while the operator was down".into());
     });

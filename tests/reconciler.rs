@@ -1340,9 +1340,10 @@ async fn after_a_restart_a_config_map_changed_meanwhile_is_repaired_without_read
     h.apply(streaming_connection("web"));
     h.converge("web").await.unwrap();
     let published = h.kube.get(NAMESPACE, "configmaps/web-inlet").unwrap();
-    let mut edited = published.clone();
-    edited["data"]["INLET_URL"] = json!("https://example.invalid/edited-while-down");
-    h.kube.insert(&edited);
+    h.kube
+        .edit(NAMESPACE, "configmaps/web-inlet", |config_map| {
+            config_map["data"]["INLET_URL"] = json!("https://example.invalid/edited-while-down");
+        });
     h.restart();
     h.clear_calls().await;
 

@@ -340,21 +340,19 @@ impl Context {
         if self.settings.resync_interval.is_zero() || reconcile_requested_at(object).is_some() {
             return None;
         }
-        let connection = super::desired::recorded_connection(object, status)?;
         let now = self.memory.now();
-        let read_due = now + self.settings.next_phase_delay(&uid);
         self.memory.with(&uid, |m| {
-            if m.status_trusted || m.verified.is_some() {
+            // Verified once, in this process: from then on every read is a real one.
+            if m.verified.is_some() {
                 return None;
             }
-            m.status_trusted = true;
             let entry = Verified {
-                connection,
+                connection: super::desired::recorded_connection(object, status)?,
                 credentials: credentials.cache_key().to_string(),
                 generation: object.metadata.generation,
                 requested_at: None,
                 at: now,
-                read_due: Some(read_due),
+                read_due: Some(now + self.settings.next_phase_delay(&uid)),
             };
             m.verified = Some(entry.clone());
             Some(entry)
@@ -385,20 +383,23 @@ impl Context {
             && status.pending_create.is_none();
         let basis = format!("{generation:?}/{basis}");
         let now = self.memory.now();
-        let first_due = now + self.settings.next_phase_delay(&uid);
-        self.memory
-            .with(&uid, |m| match m.dataflow_read_due.take() {
-                Some((trusted_basis, due)) if trusted && trusted_basis == basis && now < due => {
-                    m.dataflow_read_due = Some((trusted_basis, due));
-                    Some(due)
-                }
-                None if trusted && !m.status_trusted => {
-                    m.status_trusted = true;
-                    m.dataflow_read_due = Some((basis, first_due));
-                    Some(first_due)
-                }
-                _ => None,
-            })
+        self.memory.with(&uid, |m| match &mut m.dataflow_read_due {
+            Some((trusted_basis, due)) if trusted && *trusted_basis == basis && now < *due => {
+                Some(*due)
+            }
+            // Once taken, the entry stays (expired from the first mismatch on): the status stands
+            // for a read only once per process.
+            Some((_, due)) => {
+                *due = (*due).min(now);
+                None
+            }
+            None if trusted => {
+                let due = now + self.settings.next_phase_delay(&uid);
+                m.dataflow_read_due = Some((basis, due));
+                Some(due)
+            }
+            None => None,
+        })
     }
 
     pub(super) fn remember_verified(

@@ -103,10 +103,9 @@ pub struct ObjectMemory {
     /// used, so that its cleanup can still delete the flow when the StreamingConnection is gone.
     pub dataflow_scope: Option<(String, String)>,
     pub verified: Option<Verified>,
-    /// The status was once taken for a read (see [`Verified::read_due`]); never again in this process.
-    pub status_trusted: bool,
-    /// For a StreamingDataflow whose status is taken for a read after a start: what that holds for
-    /// (its credentials, connection and inlet) and when its chain is due to be read.
+    /// For a StreamingDataflow whose status was taken for a read after a start: what that holds for
+    /// (its credentials, connection and inlet) and when its chain is due to be read. It stays once
+    /// expired: the status stands for a read only once per process.
     pub dataflow_read_due: Option<(String, Instant)>,
     pub failure: Option<Failure>,
     pub missing: Option<Missing>,

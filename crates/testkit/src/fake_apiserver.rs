@@ -62,6 +62,16 @@ impl FakeApiServer {
             .cloned()
     }
 
+    /// Changes the stored object at `kind_path` (see [`Self::get`]) as a client outside the operator
+    /// would, with a new resourceVersion.
+    pub fn edit(&self, namespace: &str, kind_path: &str, change: impl FnOnce(&mut Value)) {
+        let mut object = self
+            .get(namespace, kind_path)
+            .unwrap_or_else(|| panic!("no {kind_path} in {namespace}"));
+        change(&mut object);
+        self.insert(&object);
+    }
+
     /// Every call so far, as `VERB path` (queries stripped), events included.
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()

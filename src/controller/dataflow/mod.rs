@@ -189,11 +189,14 @@ impl<'a> Reconciliation<'a> {
             sandbox: &base.connection.spec.sandbox,
         };
 
-        if let Some(due) = self.read_due(&base, &credentials) {
-            // The first look after a start at a Ready dataflow: its chain is read at its phase of
-            // the resync interval; the ConfigMap is repaired now if it needs to be.
-            let flow_id = self.status.flow_id.clone().unwrap_or_default();
-            self.publish_config_map(&base, &flow_id, &credentials)
+        // The first look after a start at a Ready dataflow (its status records the flow and the
+        // schema): its chain is read at its phase of the resync interval; the ConfigMap is repaired
+        // now if it needs to be.
+        if let Some(due) = self.read_due(&base, &credentials)
+            && let (Some(flow_id), Some(schema)) =
+                (self.status.flow_id.clone(), self.status.schema_ref.clone())
+        {
+            self.publish_config_map(&base, &flow_id, &schema, &credentials)
                 .await?;
             self.write(&Progress::Ready).await?;
             return Ok(Action::requeue(
@@ -216,10 +219,11 @@ impl<'a> Reconciliation<'a> {
             }
             Err(error) => return Err(Error::flow("reading the dataset")(error)),
         };
-        self.status.schema_ref = Some(crate::api::SchemaReference {
+        let schema = crate::api::SchemaReference {
             id: dataset.schema_ref.id.clone(),
             content_type: dataset.schema_ref.content_type.clone(),
-        });
+        };
+        self.status.schema_ref = Some(schema.clone());
 
         let flow = match self.build(&scope, &base, &dataset).await? {
             Step::Done(flow) => flow,
@@ -239,7 +243,7 @@ impl<'a> Reconciliation<'a> {
         };
         self.observe_runs(&scope, &flow).await;
 
-        self.publish_config_map(&base, &flow.id, &credentials)
+        self.publish_config_map(&base, &flow.id, &schema, &credentials)
             .await?;
         self.status.flow_id = Some(flow.id.clone());
         self.status.etag = Some(flow.etag.clone());
@@ -270,13 +274,9 @@ impl<'a> Reconciliation<'a> {
         &mut self,
         base: &Base,
         flow_id: &str,
+        schema: &crate::api::SchemaReference,
         credentials: &Credentials,
     ) -> Result<()> {
-        let Some(schema) = self.status.schema_ref.as_ref() else {
-            return Err(Error::InvalidObject(
-                "the dataset's schema is not known yet".into(),
-            ));
-        };
         let published = desired::Published {
             inlet_url: &base.inlet_url,
             flow_id,
